@@ -1,0 +1,355 @@
+//! Configuration: read once at start from the environment, an optional `.env` file and an optional
+//! TOML file, validated, and turned into typed settings.
+//!
+//! Precedence (highest first): process environment, `.env` in the working directory, the TOML file
+//! named by `QETTA_CONFIG` (or `./qetta.toml` when it exists). TOML keys are the same names as the
+//! environment variables (`PORT = 8080`, `DATABASE_URL = "postgres://…"`).
+//!
+//! A bad value stops the process with a [`ConfigError`] naming the variable and what is expected.
+//! Secrets are [`SecretString`]s and this module implements no `Debug` that prints them.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// A configuration problem, reported at start before anything listens.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var}: {problem}")]
+    Invalid { var: &'static str, problem: String },
+    #[error("cannot read the configuration file {path}: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("configuration file {path} is not valid TOML: {message}")]
+    Toml { path: String, message: String },
+}
+
+impl ConfigError {
+    pub fn invalid(var: &'static str, problem: impl Into<String>) -> Self {
+        Self::Invalid { var, problem: problem.into() }
+    }
+}
+
+/// The merged view of every configuration source: variable name → value.
+#[derive(Clone, Default)]
+pub struct Sources {
+    values: HashMap<String, String>,
+}
+
+impl Sources {
+    /// Process environment over `.env` over the TOML file.
+    pub fn load() -> Result<Self, ConfigError> {
+        let mut values = HashMap::new();
+        let toml_path = std::env::var("QETTA_CONFIG").ok().map(PathBuf::from).or_else(|| {
+            let default = PathBuf::from("qetta.toml");
+            default.exists().then_some(default)
+        });
+        if let Some(path) = toml_path {
+            values.extend(read_toml(&path)?);
+        }
+        if let Ok(iter) = dotenvy::from_path_iter(".env") {
+            for (k, v) in iter.flatten() {
+                values.insert(k, v);
+            }
+        }
+        values.extend(std::env::vars());
+        Ok(Self { values })
+    }
+
+    /// Only the given pairs (tests).
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Self { values: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+    }
+
+    pub fn set(&mut self, key: &str, value: impl Into<String>) {
+        self.values.insert(key.to_string(), value.into());
+    }
+
+    /// The value of `key`, with empty strings treated as unset.
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.values.get(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    }
+}
+
+fn read_toml(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::File { path: path.display().to_string(), source })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::Toml { path: path.display().to_string(), message: e.message().to_string() })?;
+    let mut out = HashMap::new();
+    for (k, v) in table {
+        let s = match v {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => items
+                .into_iter()
+                .map(|i| match i {
+                    toml::Value::String(s) => s,
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => {
+                return Err(ConfigError::Toml {
+                    path: path.display().to_string(),
+                    message: format!("key {k}: tables are not supported, use flat KEY = value lines"),
+                })
+            }
+        };
+        out.insert(k, s);
+    }
+    Ok(out)
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Which database the service stores its data in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+/// The validated configuration of `qetta serve` and `qetta migrate`.
+#[derive(Clone)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub database_url: SecretString,
+    pub database_kind: DatabaseKind,
+    /// `true` when `DATABASE_URL` was not set and the embedded SQLite default is used.
+    pub database_is_default: bool,
+    pub redis_url: Option<SecretString>,
+    /// `None`: generate one and keep it under `data_dir` (embedded mode).
+    pub jwt_secret: Option<SecretString>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub jwt_ttl: Duration,
+    pub cors_origins: Vec<String>,
+    /// The address browsers use to reach this service (default `http://HOST:PORT`).
+    pub public_url: String,
+    pub service_key: Option<SecretString>,
+    pub request_timeout: Duration,
+    pub body_limit_bytes: usize,
+    pub log_format: LogFormat,
+    pub login_max_failures: u32,
+    pub login_lockout: Duration,
+}
+
+impl Config {
+    pub fn from_sources(src: &Sources) -> Result<Self, ConfigError> {
+        let host: IpAddr = parse_or(src, "HOST", "127.0.0.1".parse().expect("literal address"), "an IP address such as 127.0.0.1 or 0.0.0.0")?;
+        let port = match src.get("PORT") {
+            None => 8080,
+            Some(v) => v
+                .parse::<u16>()
+                .map_err(|_| ConfigError::invalid("PORT", format!("expected a port number from 0 to 65535, got {v:?}")))?,
+        };
+        let data_dir = PathBuf::from(src.get("QETTA_DATA_DIR").unwrap_or_else(|| "./data".to_string()));
+
+        let (database_url, database_is_default) = match src.get("DATABASE_URL") {
+            Some(url) => (url, false),
+            None => (format!("sqlite://{}?mode=rwc", data_dir.join("qetta.db").display()), true),
+        };
+        let database_kind = if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+            DatabaseKind::Postgres
+        } else if database_url.starts_with("sqlite:") {
+            DatabaseKind::Sqlite
+        } else {
+            return Err(ConfigError::invalid(
+                "DATABASE_URL",
+                "expected postgres://USER@HOST:PORT/DB or sqlite://PATH (leave it unset for the embedded SQLite database)",
+            ));
+        };
+
+        let redis_url = match src.get("REDIS_URL") {
+            None => None,
+            Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => Some(SecretString::from(u)),
+            Some(_) => return Err(ConfigError::invalid("REDIS_URL", "expected redis://HOST:PORT[/DB] or rediss://…")),
+        };
+
+        let jwt_secret = match src.get("JWT_SECRET") {
+            None => None,
+            Some(s) if s.len() < 32 => {
+                return Err(ConfigError::invalid(
+                    "JWT_SECRET",
+                    format!("must be at least 32 characters (it has {}); generate one with `openssl rand -base64 48`", s.len()),
+                ))
+            }
+            Some(s) => Some(SecretString::from(s)),
+        };
+
+        let jwt_ttl = Duration::from_secs(parse_or(src, "QETTA_JWT_TTL_SECS", 12 * 3600u64, "a number of seconds")?);
+        if jwt_ttl.as_secs() < 60 || jwt_ttl.as_secs() > 30 * 86400 {
+            return Err(ConfigError::invalid("QETTA_JWT_TTL_SECS", "must be between 60 and 2592000 seconds"));
+        }
+
+        let cors_origins = match src.get("CORS_ORIGINS") {
+            None => Vec::new(),
+            Some(list) => {
+                let mut out = Vec::new();
+                for origin in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    if origin == "*" {
+                        return Err(ConfigError::invalid("CORS_ORIGINS", "\"*\" is not allowed for a service that handles credentials; list the origins, e.g. https://app.example.com"));
+                    }
+                    if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
+                        return Err(ConfigError::invalid("CORS_ORIGINS", format!("{origin:?} is not an origin; expected scheme://host[:port] without a path, comma-separated")));
+                    }
+                    out.push(origin.to_string());
+                }
+                out
+            }
+        };
+
+        let public_url = match src.get("QETTA_PUBLIC_URL") {
+            Some(u) => {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(ConfigError::invalid("QETTA_PUBLIC_URL", "expected http(s)://host[:port]"));
+                }
+                u.trim_end_matches('/').to_string()
+            }
+            None => {
+                let shown = if host.is_unspecified() { "127.0.0.1".to_string() } else if host.is_ipv6() { format!("[{host}]") } else { host.to_string() };
+                format!("http://{shown}:{port}")
+            }
+        };
+
+        let service_key = match src.get("QETTA_SERVICE_KEY") {
+            None => None,
+            Some(k) if k.len() < 32 => return Err(ConfigError::invalid("QETTA_SERVICE_KEY", "must be at least 32 characters")),
+            Some(k) => Some(SecretString::from(k)),
+        };
+
+        let log_format = match src.get("QETTA_LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(ConfigError::invalid("QETTA_LOG_FORMAT", format!("expected text or json, got {other:?}"))),
+        };
+
+        let request_timeout = Duration::from_secs(parse_or(src, "QETTA_REQUEST_TIMEOUT_SECS", 30u64, "a number of seconds")?);
+        if request_timeout.is_zero() {
+            return Err(ConfigError::invalid("QETTA_REQUEST_TIMEOUT_SECS", "must be at least 1"));
+        }
+        let body_limit_bytes = parse_or(src, "QETTA_BODY_LIMIT_BYTES", 64 * 1024usize, "a number of bytes")?;
+        if body_limit_bytes < 1024 {
+            return Err(ConfigError::invalid("QETTA_BODY_LIMIT_BYTES", "must be at least 1024"));
+        }
+
+        Ok(Self {
+            host,
+            port,
+            data_dir,
+            database_url: SecretString::from(database_url),
+            database_kind,
+            database_is_default,
+            redis_url,
+            jwt_secret,
+            jwt_issuer: src.get("QETTA_JWT_ISSUER").unwrap_or_else(|| "qetta-connect".into()),
+            jwt_audience: src.get("QETTA_JWT_AUDIENCE").unwrap_or_else(|| "qetta".into()),
+            jwt_ttl,
+            cors_origins,
+            public_url,
+            service_key,
+            request_timeout,
+            body_limit_bytes,
+            log_format,
+            login_max_failures: parse_or(src, "QETTA_LOGIN_MAX_FAILURES", 5u32, "a whole number")?,
+            login_lockout: Duration::from_secs(parse_or(src, "QETTA_LOGIN_LOCKOUT_SECS", 900u64, "a number of seconds")?),
+        })
+    }
+
+    /// The database URL with any password replaced, for messages.
+    pub fn database_url_for_display(&self) -> String {
+        redact_url(self.database_url.expose_secret())
+    }
+}
+
+fn parse_or<T: std::str::FromStr>(src: &Sources, var: &'static str, default: T, expected: &str) -> Result<T, ConfigError> {
+    match src.get(var) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| ConfigError::invalid(var, format!("expected {expected}, got {v:?}"))),
+    }
+}
+
+/// `scheme://user:secret@host/db` → `scheme://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{path}")
+            } else {
+                format!("{scheme}://{user}@{host}{path}")
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_sources(&Sources::from_pairs(pairs.iter().copied()))
+    }
+
+    #[test]
+    fn empty_configuration_is_the_embedded_default() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.database_kind, DatabaseKind::Sqlite);
+        assert!(c.database_is_default);
+        assert!(c.jwt_secret.is_none());
+        assert_eq!(c.public_url, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (pairs, var) in [
+            (vec![("PORT", "eighty")], "PORT"),
+            (vec![("PORT", "70000")], "PORT"),
+            (vec![("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
+            (vec![("JWT_SECRET", "short")], "JWT_SECRET"),
+            (vec![("CORS_ORIGINS", "*")], "CORS_ORIGINS"),
+            (vec![("CORS_ORIGINS", "https://a.example/")], "CORS_ORIGINS"),
+            (vec![("REDIS_URL", "localhost")], "REDIS_URL"),
+            (vec![("QETTA_LOG_FORMAT", "xml")], "QETTA_LOG_FORMAT"),
+        ] {
+            let err = cfg(&pairs).err().expect("must fail").to_string();
+            assert!(err.starts_with(var), "{err}");
+        }
+    }
+
+    #[test]
+    fn secrets_in_urls_are_redacted() {
+        assert_eq!(redact_url("postgres://u:pw@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://data/q.db"), "sqlite://data/q.db");
+    }
+}

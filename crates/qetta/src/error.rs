@@ -1,0 +1,146 @@
+//! The one place where errors become HTTP responses.
+//!
+//! Every layer has its own error type; each converts into [`ApiError`], and only [`ApiError`]
+//! knows about status codes. Every error body has the same shape:
+//! `{"error": {"code": "...", "message": "...", "request_id": "...", "provider_code"?: "..."}}`.
+//! Internal details (database errors, upstream bodies) are logged, never sent.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::http::request_id;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request could not be parsed at all (malformed JSON, bad query string).
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// Well-formed input with invalid values.
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    #[error("{message}")]
+    TooManyRequests { code: &'static str, message: String, retry_after_secs: u64 },
+    /// The provider answered with an error or an unusable response.
+    #[error("{message}")]
+    Upstream { code: &'static str, message: String, provider_code: Option<String> },
+    #[error("{message}")]
+    UpstreamTimeout { message: String },
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything unexpected: logged in full, answered as an opaque 500.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid { code, message: message.into() }
+    }
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest { code, message: message.into() }
+    }
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict { code, message: message.into() }
+    }
+    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(e.into())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest { code, .. }
+            | Self::Conflict { code, .. }
+            | Self::Invalid { code, .. }
+            | Self::TooManyRequests { code, .. }
+            | Self::Upstream { code, .. } => code,
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::UpstreamTimeout { .. } => "upstream_timeout",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let Self::Internal(e) = &self {
+            tracing::error!(error.cause_chain = ?e, "internal error");
+        } else if status.is_server_error() {
+            tracing::warn!(code = self.code(), message = %self, "request failed upstream");
+        }
+        let provider_code = match &self {
+            Self::Upstream { provider_code, .. } => provider_code.clone(),
+            _ => None,
+        };
+        let retry_after = match &self {
+            Self::TooManyRequests { retry_after_secs, .. } => Some(*retry_after_secs),
+            _ => None,
+        };
+        let mut response = error_response(status, self.code(), &self.to_string(), provider_code.as_deref());
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        response
+    }
+}
+
+/// Builds the standard JSON error body for the current request.
+pub fn error_response(status: StatusCode, code: &str, message: &str, provider_code: Option<&str>) -> Response {
+    let mut error = json!({
+        "code": code,
+        "message": message,
+        "request_id": request_id::current(),
+    });
+    if let Some(pc) = provider_code {
+        error["provider_code"] = json!(pc);
+    }
+    (status, axum::Json(json!({ "error": error }))).into_response()
+}
+
+/// The code and message for a response that a layer below our handlers produced without a body
+/// (unknown route, wrong method, body too large, timeout, …).
+pub fn default_for_status(status: StatusCode) -> (&'static str, &'static str) {
+    match status.as_u16() {
+        400 => ("bad_request", "The request could not be understood."),
+        401 => ("unauthorized", "Authentication is required."),
+        403 => ("forbidden", "You may not do this."),
+        404 => ("not_found", "No such resource."),
+        405 => ("method_not_allowed", "This method is not allowed on this resource."),
+        408 => ("request_timeout", "The request took too long."),
+        413 => ("payload_too_large", "The request body is too large."),
+        415 => ("unsupported_media_type", "Send the body as application/json."),
+        429 => ("rate_limited", "Too many requests; slow down."),
+        503 => ("unavailable", "The service is not ready."),
+        504 => ("upstream_timeout", "The request took too long."),
+        s if s >= 500 => ("internal_error", "Something went wrong on our side."),
+        _ => ("error", "The request failed."),
+    }
+}

@@ -1,0 +1,44 @@
+//! Cross-cutting middleware: JSON bodies for errors produced below the handlers, security headers.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::error::{default_for_status, error_response};
+
+/// Any 4xx/5xx response that has no body type yet (unknown route, 405, 408, 413, …) gets the
+/// standard JSON error body, so clients only ever parse one error shape.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    if (status.is_client_error() || status.is_server_error()) && !response.headers().contains_key(header::CONTENT_TYPE) {
+        let (code, message) = default_for_status(status);
+        let mut fresh = error_response(status, code, message, None);
+        for name in [header::RETRY_AFTER, header::ALLOW] {
+            if let Some(v) = response.headers().get(&name) {
+                fresh.headers_mut().insert(name, v.clone());
+            }
+        }
+        return fresh;
+    }
+    response
+}
+
+/// Headers every response carries; a page handler may set its own Content-Security-Policy.
+pub async fn security_headers(req: Request, next: Next) -> Response<Body> {
+    let mut response = next.run(req).await;
+    let h = response.headers_mut();
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin-allow-popups"));
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
+    }
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}

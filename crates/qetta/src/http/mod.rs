@@ -1,0 +1,61 @@
+//! The HTTP surface: the router and its middleware. One file per route group.
+
+pub mod auth_routes;
+pub mod health;
+pub mod json;
+pub mod layers;
+pub mod oauth_status;
+pub mod request_id;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// RFC 3339 (UTC) for a Unix time in seconds.
+pub fn rfc3339(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/auth/register", post(auth_routes::register))
+        .route("/auth/login", post(auth_routes::login))
+        .route("/oauth/status", get(oauth_status::status));
+
+    let mut app = Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .nest("/api/v1", api)
+        .fallback(|| async { ApiError::NotFound("No such route.".into()) })
+        .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED })
+        .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
+        .layer(axum::middleware::from_fn(layers::json_errors))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.config.request_timeout))
+        .layer(TraceLayer::new_for_http().make_span_with(tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::DEBUG)))
+        .layer(axum::middleware::from_fn(layers::security_headers));
+
+    if !state.config.cors_origins.is_empty() {
+        let origins: Vec<HeaderValue> = state.config.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+        app = app.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    HeaderName::from_static(request_id::HEADER),
+                ])
+                .expose_headers([HeaderName::from_static(request_id::HEADER), header::RETRY_AFTER])
+                .max_age(std::time::Duration::from_secs(600)),
+        );
+    }
+    // Outermost: every line logged below carries the request id.
+    app.layer(axum::middleware::from_fn(request_id::middleware)).with_state(state)
+}

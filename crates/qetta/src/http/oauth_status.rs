@@ -1,0 +1,37 @@
+//! `GET /api/v1/oauth/status`: every provider, connected or not, for the calling user.
+
+use axum::extract::State;
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::http::rfc3339;
+use crate::store::connections;
+
+/// The providers this service knows, in display order.
+pub const PROVIDERS: [&str; 2] = ["kftc", "toss"];
+
+pub async fn status(State(state): State<AppState>, user: AuthUser) -> Result<Json<Value>, ApiError> {
+    let rows = connections::list_for_user(&state.db, &user.id).await?;
+    let providers: Vec<Value> = PROVIDERS
+        .iter()
+        .map(|p| match rows.iter().find(|c| c.provider == *p) {
+            Some(c) => json!({
+                "provider": p,
+                "connected": c.status != connections::STATUS_REVOKED && c.access_token.is_some(),
+                "status": c.status,
+                "scope": c.scope.as_deref().map(|s| s.split_whitespace().collect::<Vec<_>>()),
+                "expires_at": c.expires_at.map(rfc3339),
+                "connected_at": rfc3339(c.created_at),
+                "last_refreshed_at": c.last_refreshed_at.map(rfc3339),
+            }),
+            None => json!({
+                "provider": p, "connected": false, "status": null, "scope": null,
+                "expires_at": null, "connected_at": null, "last_refreshed_at": null,
+            }),
+        })
+        .collect();
+    Ok(Json(json!({ "providers": providers })))
+}

@@ -1,0 +1,13 @@
+//! Qetta Connect: connects users' KFTC OpenBanking accounts and Toss identity verification to a
+//! fintech app, keeping the providers' tokens encrypted and fresh.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod local_secrets;
+pub mod store;
+pub mod telemetry;
