@@ -7,6 +7,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 pub struct LoginThrottle {
+    /// Failures allowed per email within the window; a client IP gets four times as many, since
+    /// many users can share one address.
     max_failures: u32,
     window: Duration,
     failures: Mutex<HashMap<String, (u32, i64)>>,
@@ -17,12 +19,14 @@ impl LoginThrottle {
         Self { max_failures, window, failures: Mutex::new(HashMap::new()) }
     }
 
-    /// Seconds until `key` may try again, or `None` when it may try now.
+    /// Seconds until `key` may try again, or `None` when it may try now. Keys starting with
+    /// `ip:` get the per-IP allowance.
     pub fn blocked_for(&self, key: &str, now: i64) -> Option<u64> {
         let map = self.failures.lock().expect("throttle lock");
         let (count, since) = *map.get(key)?;
         let until = since + self.window.as_secs() as i64;
-        (count >= self.max_failures && now < until).then(|| (until - now) as u64)
+        let limit = if key.starts_with("ip:") { self.max_failures.saturating_mul(4) } else { self.max_failures };
+        (count >= limit && now < until).then(|| (until - now) as u64)
     }
 
     pub fn record_failure(&self, key: &str, now: i64) {
@@ -54,5 +58,9 @@ mod tests {
         assert_eq!(t.blocked_for("k", 1060), None);
         t.clear("k");
         assert_eq!(t.blocked_for("k", 1010), None);
+        for _ in 0..3 {
+            t.record_failure("ip:1.2.3.4", 1000);
+        }
+        assert_eq!(t.blocked_for("ip:1.2.3.4", 1000), None);
     }
 }

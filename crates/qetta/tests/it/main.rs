@@ -1,0 +1,12 @@
+//! Integration tests of the `qetta` service: one test binary, one module per area.
+//! Each test starts the real server on 127.0.0.1:0 and drives it over HTTP.
+//!
+//! PostgreSQL tests use `QETTA_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
+//! When it is unreachable they are skipped with a message, except under CI (`CI=true`), where
+//! they fail.
+
+mod support;
+
+mod auth_api;
+mod startup;
+mod store_suite;

@@ -1,0 +1,177 @@
+#![allow(dead_code)] // each test module uses a different part of the harness
+//! Test harness: a real server on a loopback port, on SQLite or PostgreSQL, with a movable clock.
+
+use std::sync::Arc;
+
+use qetta::app::{App, AppState};
+use qetta::clock::OffsetClock;
+use qetta::config::{Config, Sources};
+use serde_json::Value;
+
+pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs a behavioural test once per database backend: `both_backends!(name);` expects
+/// `async fn name(backend: Backend)` in the same module.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::support::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if $crate::support::postgres_admin_url().await.is_some() {
+                        super::$name($crate::support::Backend::Postgres).await
+                    }
+                }
+            }
+        )*
+    };
+}
+
+fn must_run_everything() -> bool {
+    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+        || std::env::var("QETTA_TEST_REQUIRE_SERVICES").is_ok()
+}
+
+/// The admin URL of the test PostgreSQL, or `None` (skip) when it is unreachable outside CI.
+pub async fn postgres_admin_url() -> Option<String> {
+    let url = std::env::var("QETTA_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    match sqlx::PgPool::connect(&url).await {
+        Ok(pool) => {
+            pool.close().await;
+            Some(url)
+        }
+        Err(e) if !must_run_everything() => {
+            eprintln!("SKIPPED: PostgreSQL at {url} is unreachable ({e}); set QETTA_TEST_DATABASE_URL or run .ci/run");
+            None
+        }
+        Err(e) => panic!("PostgreSQL at {url} is unreachable under CI: {e}"),
+    }
+}
+
+/// A fresh, empty database for one test; returns its URL.
+pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.join("test.db").display()),
+        Backend::Postgres => {
+            let admin = postgres_admin_url().await.expect("PostgreSQL reachable");
+            let name = format!("qetta_t_{}", uuid::Uuid::new_v4().simple());
+            let pool = sqlx::PgPool::connect(&admin).await.expect("connect admin");
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.expect("create database");
+            pool.close().await;
+            let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin);
+            format!("{base}/{name}")
+        }
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub clock: Arc<OffsetClock>,
+    pub state: AppState,
+    pub dir: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub struct Spawn {
+    pub backend: Backend,
+    pub vars: Vec<(String, String)>,
+}
+
+impl Spawn {
+    pub fn new(backend: Backend) -> Self {
+        Self { backend, vars: Vec::new() }
+    }
+    pub fn var(mut self, k: &str, v: &str) -> Self {
+        self.vars.push((k.into(), v.into()));
+        self
+    }
+    pub async fn start(self) -> TestApp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = fresh_database(self.backend, dir.path()).await;
+        let mut sources = Sources::from_pairs([
+            ("PORT", "0".to_string()),
+            ("QETTA_DATA_DIR", dir.path().display().to_string()),
+            ("DATABASE_URL", url),
+            ("JWT_SECRET", JWT_SECRET.to_string()),
+        ]);
+        for (k, v) in &self.vars {
+            sources.set(k, v.clone());
+        }
+        let config = Config::from_sources(&sources).expect("valid test config");
+        let clock = OffsetClock::new();
+        let app = App::build(config, clock.clone()).await.expect("app starts");
+        let base = format!("http://{}", app.local_addr());
+        let state = app.state().clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run(async move {
+            let _ = rx.await;
+        }));
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        TestApp { base, client, clock, state, dir, shutdown: Some(tx) }
+    }
+}
+
+pub async fn spawn(backend: Backend) -> TestApp {
+    Spawn::new(backend).start().await
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.client.post(self.url(path)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// Registers a user and returns (token, user id).
+    pub async fn register(&self, email: &str) -> (String, String) {
+        let r = self.post_json("/api/v1/auth/register", &serde_json::json!({"email": email, "password": "correct horse 7"}), None).await;
+        assert_eq!(r.status(), 201, "register {email}");
+        let body: Value = r.json().await.unwrap();
+        (body["token"].as_str().unwrap().to_string(), body["user"]["id"].as_str().unwrap().to_string())
+    }
+}
+
+/// Reads a JSON error body and checks its shape; returns the code.
+pub async fn error_code(r: reqwest::Response, status: u16) -> String {
+    assert_eq!(r.status().as_u16(), status, "status");
+    let rid = r.headers().get("x-request-id").expect("x-request-id header").to_str().unwrap().to_string();
+    let body: Value = r.json().await.expect("JSON error body");
+    let err = &body["error"];
+    assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()), "message in {body}");
+    assert_eq!(err["request_id"].as_str(), Some(rid.as_str()), "request id in {body}");
+    err["code"].as_str().expect("code").to_string()
+}
