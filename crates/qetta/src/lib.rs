@@ -9,5 +9,6 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod local_secrets;
+pub mod providers;
 pub mod store;
 pub mod telemetry;
