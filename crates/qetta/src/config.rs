@@ -154,6 +154,56 @@ pub struct Config {
     pub log_format: LogFormat,
     pub login_max_failures: u32,
     pub login_lockout: Duration,
+    /// `id:base64,…` (first is active); `None`: a generated key file under `data_dir` (embedded).
+    pub encryption_keys: Option<SecretString>,
+    pub tokens: TokenSettings,
+    pub kftc: KftcSettings,
+    pub toss: TossSettings,
+    /// Every variable, for the sandbox, which reads its own settings from the same sources.
+    pub sources: Sources,
+}
+
+/// When and how tokens are refreshed.
+#[derive(Clone, Debug)]
+pub struct TokenSettings {
+    /// A token that expires within this many seconds is refreshed before it is used.
+    pub refresh_margin_secs: i64,
+    pub refresher_enabled: bool,
+    pub refresher_interval: Duration,
+    /// The background refresher refreshes tokens that expire within this many seconds.
+    pub refresher_lookahead_secs: i64,
+    pub refresher_batch: i64,
+    pub refresher_concurrency: usize,
+    /// First backoff after a failed refresh; doubles per failure up to `backoff_max_secs`.
+    pub backoff_base_secs: i64,
+    pub backoff_max_secs: i64,
+    pub upstream_timeout: Duration,
+}
+
+/// KFTC OpenBanking. Unset values fall back to the sandbox's registration.
+#[derive(Clone)]
+pub struct KftcSettings {
+    /// `None`: use the embedded sandbox.
+    pub api_base: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretString>,
+    /// `None`: `{public_url}/api/v1/oauth/kftc/callback`.
+    pub redirect_uri: Option<String>,
+    pub client_use_code: Option<String>,
+    pub scope: String,
+}
+
+/// Toss Certification. Unset values fall back to the sandbox's registration.
+#[derive(Clone)]
+pub struct TossSettings {
+    pub oauth_base: Option<String>,
+    pub api_base: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretString>,
+    /// SPKI DER base64 of Toss's RSA public key; `None`: the production key (or the sandbox's).
+    pub rsa_public_key: Option<String>,
+    /// `requestUrl` sent with verification requests: the app scheme Toss returns to.
+    pub request_url: String,
 }
 
 impl Config {
@@ -255,7 +305,7 @@ impl Config {
             return Err(ConfigError::invalid("QETTA_BODY_LIMIT_BYTES", "must be at least 1024"));
         }
 
-        Ok(Self {
+        Self {
             host,
             port,
             data_dir,
@@ -275,12 +325,118 @@ impl Config {
             log_format,
             login_max_failures: parse_or(src, "QETTA_LOGIN_MAX_FAILURES", 5u32, "a whole number")?,
             login_lockout: Duration::from_secs(parse_or(src, "QETTA_LOGIN_LOCKOUT_SECS", 900u64, "a number of seconds")?),
-        })
+            encryption_keys: encryption_keys(src)?,
+            tokens: token_settings(src)?,
+            kftc: KftcSettings {
+                api_base: base_url(src, "KFTC_API_BASE")?,
+                client_id: src.get("KFTC_CLIENT_ID"),
+                client_secret: src.get("KFTC_CLIENT_SECRET").map(SecretString::from),
+                redirect_uri: match src.get("KFTC_REDIRECT_URI") {
+                    // The sandbox accepts a list; the service uses the first.
+                    Some(list) => Some(list.split(',').next().unwrap_or("").trim().to_string()),
+                    None => None,
+                },
+                client_use_code: match src.get("KFTC_CLIENT_USE_CODE") {
+                    Some(c) if c.len() == 10 && c.bytes().all(|b| b.is_ascii_alphanumeric()) => Some(c),
+                    Some(_) => return Err(ConfigError::invalid("KFTC_CLIENT_USE_CODE", "expected the 10-character 이용기관코드, e.g. M202601315")),
+                    None => None,
+                },
+                scope: src.get("KFTC_SCOPE").unwrap_or_else(|| "login inquiry".into()),
+            },
+            toss: TossSettings {
+                oauth_base: base_url(src, "TOSS_OAUTH_BASE")?,
+                api_base: base_url(src, "TOSS_API_BASE")?,
+                client_id: src.get("TOSS_CLIENT_ID"),
+                client_secret: src.get("TOSS_CLIENT_SECRET").map(SecretString::from),
+                rsa_public_key: src.get("TOSS_RSA_PUBLIC_KEY"),
+                request_url: src.get("TOSS_REQUEST_URL").unwrap_or_else(|| "qetta://toss-cert".into()),
+            },
+            sources: src.clone(),
+        }
+        .check_production_rules()
+    }
+
+    /// With PostgreSQL the service is meant to run as several replicas: secrets generated into one
+    /// replica's data directory would differ between replicas, so they must be configured.
+    fn check_production_rules(self) -> Result<Self, ConfigError> {
+        if self.database_kind == DatabaseKind::Postgres {
+            if self.jwt_secret.is_none() {
+                return Err(ConfigError::invalid("JWT_SECRET", "must be set when DATABASE_URL is PostgreSQL (every replica needs the same secret)"));
+            }
+            if self.encryption_keys.is_none() {
+                return Err(ConfigError::invalid(
+                    "QETTA_ENCRYPTION_KEYS",
+                    "must be set when DATABASE_URL is PostgreSQL (every replica needs the same keys); make one with `qetta keys generate`",
+                ));
+            }
+        }
+        if self.kftc.api_base.is_some() && (self.kftc.client_id.is_none() || self.kftc.client_secret.is_none() || self.kftc.client_use_code.is_none()) {
+            return Err(ConfigError::invalid("KFTC_API_BASE", "is set, so KFTC_CLIENT_ID, KFTC_CLIENT_SECRET and KFTC_CLIENT_USE_CODE must be set too"));
+        }
+        if self.toss.oauth_base.is_some() != self.toss.api_base.is_some() {
+            return Err(ConfigError::invalid("TOSS_API_BASE", "set both TOSS_OAUTH_BASE and TOSS_API_BASE (Toss has two hosts), or neither for the sandbox"));
+        }
+        if self.toss.api_base.is_some() && (self.toss.client_id.is_none() || self.toss.client_secret.is_none()) {
+            return Err(ConfigError::invalid("TOSS_API_BASE", "is set, so TOSS_CLIENT_ID and TOSS_CLIENT_SECRET must be set too"));
+        }
+        Ok(self)
     }
 
     /// The database URL with any password replaced, for messages.
     pub fn database_url_for_display(&self) -> String {
         redact_url(self.database_url.expose_secret())
+    }
+}
+
+fn encryption_keys(src: &Sources) -> Result<Option<SecretString>, ConfigError> {
+    match (src.get("QETTA_ENCRYPTION_KEYS"), src.get("QETTA_ENCRYPTION_KEYS_FILE")) {
+        (Some(_), Some(_)) => Err(ConfigError::invalid("QETTA_ENCRYPTION_KEYS", "set either it or QETTA_ENCRYPTION_KEYS_FILE, not both")),
+        (Some(k), None) => Ok(Some(SecretString::from(k))),
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map(|s| Some(SecretString::from(s)))
+            .map_err(|e| ConfigError::invalid("QETTA_ENCRYPTION_KEYS_FILE", format!("cannot read {path}: {e}"))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn token_settings(src: &Sources) -> Result<TokenSettings, ConfigError> {
+    let t = TokenSettings {
+        refresh_margin_secs: parse_or(src, "QETTA_REFRESH_MARGIN_SECS", 600i64, "a number of seconds")?,
+        refresher_enabled: parse_or(src, "QETTA_REFRESHER_ENABLED", true, "true or false")?,
+        refresher_interval: Duration::from_secs(parse_or(src, "QETTA_REFRESHER_INTERVAL_SECS", 60u64, "a number of seconds")?),
+        refresher_lookahead_secs: parse_or(src, "QETTA_REFRESHER_LOOKAHEAD_SECS", 3 * 86400i64, "a number of seconds")?,
+        refresher_batch: parse_or(src, "QETTA_REFRESHER_BATCH", 50i64, "a whole number")?,
+        refresher_concurrency: parse_or(src, "QETTA_REFRESHER_CONCURRENCY", 4usize, "a whole number")?,
+        backoff_base_secs: parse_or(src, "QETTA_REFRESH_BACKOFF_SECS", 30i64, "a number of seconds")?,
+        backoff_max_secs: parse_or(src, "QETTA_REFRESH_BACKOFF_MAX_SECS", 3600i64, "a number of seconds")?,
+        upstream_timeout: Duration::from_millis(parse_or(src, "QETTA_UPSTREAM_TIMEOUT_MS", 10_000u64, "a number of milliseconds")?),
+    };
+    if t.refresh_margin_secs < 0 {
+        return Err(ConfigError::invalid("QETTA_REFRESH_MARGIN_SECS", "must not be negative"));
+    }
+    if t.refresher_interval.is_zero() {
+        return Err(ConfigError::invalid("QETTA_REFRESHER_INTERVAL_SECS", "must be at least 1"));
+    }
+    if !(1..=1000).contains(&t.refresher_batch) {
+        return Err(ConfigError::invalid("QETTA_REFRESHER_BATCH", "must be between 1 and 1000"));
+    }
+    if !(1..=64).contains(&t.refresher_concurrency) {
+        return Err(ConfigError::invalid("QETTA_REFRESHER_CONCURRENCY", "must be between 1 and 64"));
+    }
+    if t.backoff_base_secs < 1 || t.backoff_max_secs < t.backoff_base_secs {
+        return Err(ConfigError::invalid("QETTA_REFRESH_BACKOFF_SECS", "must be at least 1 and at most QETTA_REFRESH_BACKOFF_MAX_SECS"));
+    }
+    if t.upstream_timeout.as_millis() < 100 {
+        return Err(ConfigError::invalid("QETTA_UPSTREAM_TIMEOUT_MS", "must be at least 100"));
+    }
+    Ok(t)
+}
+
+fn base_url(src: &Sources, var: &'static str) -> Result<Option<String>, ConfigError> {
+    match src.get(var) {
+        None => Ok(None),
+        Some(u) if u.starts_with("https://") || u.starts_with("http://") => Ok(Some(u.trim_end_matches('/').to_string())),
+        Some(u) => Err(ConfigError::invalid(var, format!("expected an http(s) base URL, got {u:?}"))),
     }
 }
 
@@ -340,6 +496,13 @@ mod tests {
             (vec![("CORS_ORIGINS", "https://a.example/")], "CORS_ORIGINS"),
             (vec![("REDIS_URL", "localhost")], "REDIS_URL"),
             (vec![("QETTA_LOG_FORMAT", "xml")], "QETTA_LOG_FORMAT"),
+            (vec![("DATABASE_URL", "postgres://h/db")], "JWT_SECRET"),
+            (vec![("DATABASE_URL", "postgres://h/db"), ("JWT_SECRET", "0123456789abcdef0123456789abcdef")], "QETTA_ENCRYPTION_KEYS"),
+            (vec![("KFTC_API_BASE", "https://openapi.openbanking.or.kr")], "KFTC_API_BASE"),
+            (vec![("KFTC_API_BASE", "ftp://x")], "KFTC_API_BASE"),
+            (vec![("TOSS_API_BASE", "https://cert.toss.im")], "TOSS_API_BASE"),
+            (vec![("KFTC_CLIENT_USE_CODE", "M2026")], "KFTC_CLIENT_USE_CODE"),
+            (vec![("QETTA_REFRESHER_BATCH", "0")], "QETTA_REFRESHER_BATCH"),
         ] {
             let err = cfg(&pairs).err().expect("must fail").to_string();
             assert!(err.starts_with(var), "{err}");

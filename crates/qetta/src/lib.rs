@@ -12,3 +12,5 @@ pub mod local_secrets;
 pub mod providers;
 pub mod store;
 pub mod telemetry;
+pub mod tokens;
+pub mod vault;

@@ -8,7 +8,8 @@ pub const STATUS_NEEDS_REAUTH: &str = "needs_reauth";
 pub const STATUS_REVOKED: &str = "revoked";
 
 const COLUMNS: &str = "id, user_id, provider, access_token, refresh_token, key_id, token_type, scope, expires_at, \
-    refresh_expires_at, provider_user_id, status, metadata, version, created_at, updated_at, last_refreshed_at";
+    refresh_expires_at, provider_user_id, status, metadata, version, created_at, updated_at, last_refreshed_at, \
+    refresh_failures, next_refresh_at";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Connection {
@@ -30,6 +31,10 @@ pub struct Connection {
     pub created_at: i64,
     pub updated_at: i64,
     pub last_refreshed_at: Option<i64>,
+    /// Consecutive failed refreshes; reset by a successful one.
+    pub refresh_failures: i64,
+    /// While refreshes fail: no new attempt before this time.
+    pub next_refresh_at: Option<i64>,
 }
 
 /// Everything a successful token grant writes.
@@ -60,7 +65,14 @@ pub async fn get(db: &Db, user_id: &str, provider: &str) -> Result<Option<Connec
 }
 
 pub async fn get_by_id(db: &Db, id: &str) -> Result<Option<Connection>, StoreError> {
-    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM connections WHERE id = $1")).bind(id).fetch_optional(db.pool()).await?)
+    read_by_id(db.pool(), id, false).await
+}
+
+/// Reads a row on any executor; `for_update` takes the row lock (PostgreSQL only: the caller
+/// passes `false` on SQLite, which has a single writer anyway).
+pub async fn read_by_id<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, id: &str, for_update: bool) -> Result<Option<Connection>, StoreError> {
+    let lock = if for_update { " FOR UPDATE" } else { "" };
+    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM connections WHERE id = $1{lock}")).bind(id).fetch_optional(ex).await?)
 }
 
 /// Creates the connection row for (user, provider) if it does not exist, without tokens, and
@@ -82,8 +94,8 @@ pub async fn ensure(db: &Db, user_id: &str, provider: &str, now: i64) -> Result<
 
 /// Writes a new grant (connect or refresh) if the row is still at `expected_version`.
 /// Returns `false` when someone else wrote first (the caller re-reads the row).
-pub async fn write_tokens(
-    db: &Db,
+pub async fn write_tokens<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    ex: E,
     id: &str,
     expected_version: i64,
     t: &TokenWrite,
@@ -95,7 +107,8 @@ pub async fn write_tokens(
         "UPDATE connections SET access_token = $1, refresh_token = COALESCE($2, refresh_token), key_id = $3, token_type = $4, \
          scope = $5, expires_at = $6, refresh_expires_at = COALESCE($7, refresh_expires_at), \
          provider_user_id = COALESCE($8, provider_user_id), status = 'active', version = version + 1, updated_at = $9, \
-         last_refreshed_at = CASE WHEN $10 = 1 THEN $9 ELSE last_refreshed_at END \
+         last_refreshed_at = CASE WHEN $10 = 1 THEN $9 ELSE last_refreshed_at END, \
+         refresh_failures = 0, next_refresh_at = NULL, refresh_claimed_until = NULL \
          WHERE id = $11 AND version = $12",
     )
     .bind(&t.access_token)
@@ -110,9 +123,97 @@ pub async fn write_tokens(
     .bind(if refreshed { 1i64 } else { 0i64 })
     .bind(id)
     .bind(expected_version)
-    .execute(db.pool())
+    .execute(ex)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Records a failed refresh: the tokens stay, the next attempt waits until `next_at`.
+pub async fn record_refresh_failure<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, id: &str, next_at: i64, now: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE connections SET refresh_failures = refresh_failures + 1, next_refresh_at = $1, refresh_claimed_until = NULL, updated_at = $2 WHERE id = $3",
+    )
+    .bind(next_at)
+    .bind(now)
+    .bind(id)
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
+/// The provider says the grant is dead: the user must consent again.
+pub async fn mark_needs_reauth<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, id: &str, now: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE connections SET status = 'needs_reauth', version = version + 1, refresh_claimed_until = NULL, updated_at = $1 WHERE id = $2",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
+/// Claims up to `limit` active connections that expire before `due_before` and are not in
+/// backoff or claimed by another replica; the claim lasts until `claim_until`. On PostgreSQL
+/// `FOR UPDATE SKIP LOCKED` lets any number of replicas claim concurrently without overlap.
+pub async fn claim_due(db: &Db, due_before: i64, now: i64, claim_until: i64, limit: i64) -> Result<Vec<String>, StoreError> {
+    let skip_locked = match db.kind() {
+        crate::config::DatabaseKind::Postgres => " FOR UPDATE SKIP LOCKED",
+        crate::config::DatabaseKind::Sqlite => "",
+    };
+    let _local = match db.kind() {
+        crate::config::DatabaseKind::Sqlite => Some(db.local_write_lock().lock().await),
+        crate::config::DatabaseKind::Postgres => None,
+    };
+    let rows: Vec<(String,)> = sqlx::query_as(&format!(
+        "UPDATE connections SET refresh_claimed_until = $1 WHERE id IN (\
+            SELECT id FROM connections WHERE status = 'active' AND refresh_token IS NOT NULL AND expires_at IS NOT NULL \
+            AND expires_at < $2 AND (next_refresh_at IS NULL OR next_refresh_at <= $3) \
+            AND (refresh_claimed_until IS NULL OR refresh_claimed_until < $3) \
+            ORDER BY expires_at LIMIT $4{skip_locked}) RETURNING id"
+    ))
+    .bind(claim_until)
+    .bind(due_before)
+    .bind(now)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// Rows sealed with a key other than `active_key`, for rotation.
+pub async fn ids_not_on_key(db: &Db, active_key: &str, limit: i64) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT id FROM connections WHERE key_id IS NOT NULL AND key_id <> $1 ORDER BY id LIMIT $2")
+        .bind(active_key)
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// Replaces the ciphertexts of a row with the same tokens under another key, if the row is still
+/// at `version`. Does not bump the version: the plaintext is unchanged, so a refresh that read
+/// the row before still writes its new tokens (which are sealed with the active key anyway).
+pub async fn reseal(db: &Db, id: &str, version: i64, access: &[u8], refresh: Option<&[u8]>, key_id: &str) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE connections SET access_token = $1, refresh_token = $2, key_id = $3 WHERE id = $4 AND version = $5")
+        .bind(access)
+        .bind(refresh)
+        .bind(key_id)
+        .bind(id)
+        .bind(version)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Key ids in use by stored ciphertexts.
+pub async fn key_ids_in_use(db: &Db) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT DISTINCT key_id FROM connections WHERE key_id IS NOT NULL UNION SELECT DISTINCT key_id FROM service_tokens",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
 pub async fn set_status(db: &Db, id: &str, status: &str, now: i64) -> Result<(), StoreError> {

@@ -50,9 +50,9 @@ async fn connection_tokens_use_optimistic_versions(backend: Backend) {
         expires_at: Some(1000),
         refresh_expires_at: Some(2000),
     };
-    assert!(connections::write_tokens(&db, &c.id, c.version, &write, Some("1100000001"), false, 20).await.unwrap());
+    assert!(connections::write_tokens(db.pool(), &c.id, c.version, &write, Some("1100000001"), false, 20).await.unwrap());
     // A second writer that read the same version loses.
-    assert!(!connections::write_tokens(&db, &c.id, c.version, &write, None, true, 21).await.unwrap());
+    assert!(!connections::write_tokens(db.pool(), &c.id, c.version, &write, None, true, 21).await.unwrap());
 
     let after = connections::get(&db, &u.id, "kftc").await.unwrap().unwrap();
     assert_eq!(after.version, c.version + 1);
@@ -63,7 +63,7 @@ async fn connection_tokens_use_optimistic_versions(backend: Backend) {
 
     // A refresh without a new refresh token keeps the stored one.
     let refresh = connections::TokenWrite { access_token: vec![9], refresh_token: None, expires_at: Some(3000), refresh_expires_at: None, ..write };
-    assert!(connections::write_tokens(&db, &c.id, after.version, &refresh, None, true, 30).await.unwrap());
+    assert!(connections::write_tokens(db.pool(), &c.id, after.version, &refresh, None, true, 30).await.unwrap());
     let r = connections::get_by_id(&db, &c.id).await.unwrap().unwrap();
     assert_eq!(r.refresh_token.as_deref(), Some(&[4u8, 5][..]));
     assert_eq!(r.refresh_expires_at, Some(2000));
