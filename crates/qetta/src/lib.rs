@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod keys;
 pub mod local_secrets;
 pub mod providers;
 pub mod store;

@@ -10,6 +10,15 @@ use rand::RngCore;
 /// Reads the secret in `dir/name`, or creates it with 32 random bytes (base64) and mode 0600.
 /// Returns the secret and whether it was created now.
 pub fn load_or_create(dir: &Path, name: &str) -> std::io::Result<(String, bool)> {
+    load_or_create_with(dir, name, || {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    })
+}
+
+/// Like [`load_or_create`], with the new secret made by `generate`.
+pub fn load_or_create_with(dir: &Path, name: &str, generate: impl FnOnce() -> String) -> std::io::Result<(String, bool)> {
     let path = dir.join(name);
     match std::fs::read_to_string(&path) {
         Ok(s) if !s.trim().is_empty() => return Ok((s.trim().to_string(), false)),
@@ -17,9 +26,7 @@ pub fn load_or_create(dir: &Path, name: &str) -> std::io::Result<(String, bool)>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let secret = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let secret = generate();
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]

@@ -16,3 +16,9 @@ CREATE TABLE service_tokens (
     version      INTEGER NOT NULL DEFAULT 0,
     updated_at   INTEGER NOT NULL
 );
+
+-- KFTC bank_tran_id counters: unique per day across all replicas (replicas reserve blocks).
+CREATE TABLE kftc_tran_counters (
+    day  TEXT PRIMARY KEY,
+    last BIGINT NOT NULL
+);

@@ -1,0 +1,107 @@
+//! Encryption keys: where they come from, the start-up check against what is stored, and
+//! online rotation (`qetta keys rotate`).
+
+use secrecy::ExposeSecret;
+
+use crate::config::Config;
+use crate::store::{connections, meta, Db, StoreError};
+use crate::tokens::aad;
+use crate::vault::{KeyRing, Vault, VaultError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot read or create the key file {path}: {source}")]
+    File { path: String, source: std::io::Error },
+    #[error(
+        "stored data is encrypted with key {0:?}, which is not in the configured keys; add it to QETTA_ENCRYPTION_KEYS (after the active key) and restart"
+    )]
+    MissingKey(String),
+    #[error(
+        "the configured key {0:?} is not the key that encrypted the stored data (its fingerprint differs); restore the original key"
+    )]
+    WrongKey(String),
+}
+
+/// The configured key ring, or in embedded mode one generated into `data_dir/encryption_keys`.
+/// Returns the ring and whether it came from the generated file.
+pub fn load_ring(config: &Config) -> Result<(KeyRing, bool), KeyError> {
+    if let Some(spec) = &config.encryption_keys {
+        return Ok((KeyRing::parse(spec.expose_secret())?, false));
+    }
+    let dir = &config.data_dir;
+    let file_err = |source| KeyError::File { path: dir.join("encryption_keys").display().to_string(), source };
+    std::fs::create_dir_all(dir).map_err(file_err)?;
+    let (spec, _) = crate::local_secrets::load_or_create_with(dir, "encryption_keys", || {
+        KeyRing::generate_entry(&format!("k{}", chrono::Utc::now().format("%Y%m%d")))
+    })
+    .map_err(file_err)?;
+    Ok((KeyRing::parse(&spec)?, true))
+}
+
+fn fingerprint_key(id: &str) -> String {
+    format!("vault.key.{id}.fingerprint")
+}
+
+/// Refuses keys that cannot decrypt what is stored: every key id in use must be configured, and
+/// every configured key whose fingerprint was recorded must still be the same key. Records the
+/// fingerprints of the configured keys.
+pub async fn verify_against_store(db: &Db, ring: &KeyRing) -> Result<(), KeyError> {
+    for id in connections::key_ids_in_use(db).await? {
+        if !ring.ids().any(|k| k == id) {
+            return Err(KeyError::MissingKey(id));
+        }
+    }
+    for id in ring.ids() {
+        let fp = ring.fingerprint(id).expect("configured key");
+        match meta::get(db, &fingerprint_key(id)).await? {
+            Some(stored) if stored != fp => return Err(KeyError::WrongKey(id.to_string())),
+            Some(_) => {}
+            None => meta::set(db, &fingerprint_key(id), &fp).await?,
+        }
+    }
+    Ok(())
+}
+
+/// What a rotation did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RotationReport {
+    pub resealed: u64,
+    /// Rows that changed while we worked (a refresh wrote them, already on the active key).
+    pub skipped: u64,
+    pub remaining: u64,
+}
+
+/// Re-encrypts every connection that is not on the active key, `batch` rows at a time. Safe while
+/// the service runs (a row written meanwhile is left to its writer) and resumable: run it again.
+pub async fn rotate(db: &Db, vault: &Vault, batch: i64) -> Result<RotationReport, KeyError> {
+    let active = vault.active_key_id().to_string();
+    let mut report = RotationReport::default();
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let ids = connections::ids_not_on_key(db, &active, batch).await?;
+        let fresh: Vec<String> = ids.into_iter().filter(|id| seen.insert(id.clone())).collect();
+        if fresh.is_empty() {
+            break;
+        }
+        for id in fresh {
+            let Some(row) = connections::get_by_id(db, &id).await? else { continue };
+            let Some(access) = row.access_token.as_deref() else { continue };
+            let access = vault.seal(&vault.open(access, aad(&row, "access_token"))?, aad(&row, "access_token"));
+            let refresh = match row.refresh_token.as_deref() {
+                Some(r) => Some(vault.seal(&vault.open(r, aad(&row, "refresh_token"))?, aad(&row, "refresh_token"))),
+                None => None,
+            };
+            if connections::reseal(db, &row.id, row.version, &access, refresh.as_deref(), &active).await? {
+                report.resealed += 1;
+            } else {
+                report.skipped += 1;
+            }
+        }
+    }
+    report.remaining = connections::ids_not_on_key(db, &active, 1_000_000).await?.len() as u64;
+    Ok(report)
+}

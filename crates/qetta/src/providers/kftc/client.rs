@@ -1,0 +1,287 @@
+//! HTTP calls to KFTC OpenBanking (or the sandbox, which has the same paths under its base URL).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use chrono_tz::Asia::Seoul;
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+
+use super::error::KftcError;
+use super::model::{Balance, Envelope, TokenResponse, TransactionPage, UserMe};
+use super::tran_id::TranIds;
+use crate::providers::upstream::{backoff, CircuitBreaker};
+use crate::tokens::{Grant, RefreshError, Refresher};
+
+/// Read-only calls are retried this many times on upstream trouble (with a new bank_tran_id).
+const READ_RETRIES: u32 = 2;
+/// Observed refresh-token lifetime: access-token expiry + 10 days (SPEC A6.3, [O]).
+const REFRESH_EXTRA_SECS: i64 = 864_000;
+
+/// Where and as whom we call KFTC.
+#[derive(Clone)]
+pub struct KftcEndpoints {
+    pub base: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub redirect_uri: String,
+}
+
+/// The result of the authorization-code exchange.
+pub struct CodeGrant {
+    pub grant: Grant,
+    pub user_seq_no: String,
+}
+
+/// Query of `/v2.0/account/transaction_list/fin_num` (SPEC A11.1).
+#[derive(Debug, Clone)]
+pub struct TransactionQuery {
+    pub fintech_use_num: String,
+    /// `A` all, `I` deposits, `O` withdrawals.
+    pub inquiry_type: char,
+    pub from_date: String,
+    pub to_date: String,
+    /// `D` newest first, `A` oldest first.
+    pub sort_order: char,
+}
+
+pub struct KftcClient {
+    http: reqwest::Client,
+    endpoints: KftcEndpoints,
+    tran_ids: TranIds,
+    breaker: CircuitBreaker,
+}
+
+/// The bank business day and request time, in KST.
+fn kst_now() -> (String, String) {
+    let now = Utc::now().with_timezone(&Seoul);
+    (now.format("%Y%m%d").to_string(), now.format("%Y%m%d%H%M%S").to_string())
+}
+
+impl KftcClient {
+    pub fn new(http: reqwest::Client, endpoints: KftcEndpoints, tran_ids: TranIds) -> Self {
+        Self { http, endpoints, tran_ids, breaker: CircuitBreaker::new(5, Duration::from_secs(30)) }
+    }
+
+    pub fn client_use_code(&self) -> &str {
+        self.tran_ids.client_use_code()
+    }
+
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// The consent page URL the user's browser is sent to (SPEC A5.1). `auth_type` 0 = first
+    /// consent, 1 = re-authentication.
+    pub fn authorize_url(&self, state: &str, scope: &str, auth_type: u8) -> String {
+        let query = serde_urlencoded::to_string([
+            ("response_type", "code"),
+            ("client_id", self.endpoints.client_id.as_str()),
+            ("redirect_uri", self.endpoints.redirect_uri.as_str()),
+            ("scope", scope),
+            ("state", state),
+            ("auth_type", &auth_type.to_string()),
+        ])
+        .expect("string pairs encode");
+        format!("{}/oauth/2.0/authorize?{query}", self.endpoints.base)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.endpoints.base, path)
+    }
+
+    fn breaker_gate(&self) -> Result<(), KftcError> {
+        self.breaker.check().map_err(|d| KftcError::CircuitOpen { retry_after_secs: d.as_secs().max(1) })
+    }
+
+    fn record(&self, r: &Result<impl Sized, KftcError>) {
+        match r {
+            Err(e) if e.is_upstream_failure() => self.breaker.failure(),
+            _ => self.breaker.success(),
+        }
+    }
+
+    /// Sends a request and reads the JSON body; KFTC errors arrive as HTTP 200 with rsp_code.
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<(Envelope, T), KftcError> {
+        let resp = req.send().await.map_err(|e| if e.is_timeout() { KftcError::Timeout } else { KftcError::Network })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| if e.is_timeout() { KftcError::Timeout } else { KftcError::Network })?;
+        let envelope: Envelope = match serde_json::from_slice(&bytes) {
+            Ok(e) => e,
+            Err(_) if !status.is_success() => return Err(KftcError::Http { status: status.as_u16() }),
+            Err(e) => return Err(KftcError::Decode(e.to_string())),
+        };
+        if !status.is_success() && envelope.rsp_code.is_empty() {
+            return Err(KftcError::Http { status: status.as_u16() });
+        }
+        let body: T = serde_json::from_slice(&bytes).map_err(|e| KftcError::Decode(e.to_string()))?;
+        Ok((envelope, body))
+    }
+
+    async fn token_call(&self, form: &[(&str, &str)]) -> Result<TokenResponse, KftcError> {
+        self.breaker_gate()?;
+        let mut attempt = 0;
+        let result = loop {
+            let req = self.http.post(self.url("/oauth/2.0/token")).form(form);
+            let r = self.send::<serde_json::Value>(req).await;
+            // The token endpoint is retried on connection failures only: a request that reached
+            // KFTC may have spent the code or refresh token.
+            if matches!(r, Err(KftcError::Network)) && attempt < READ_RETRIES {
+                attempt += 1;
+                tokio::time::sleep(backoff(attempt)).await;
+                continue;
+            }
+            break r;
+        };
+        self.record(&result);
+        let (envelope, body) = result?;
+        if !envelope.rsp_code.is_empty() && envelope.rsp_code != "A0000" {
+            return Err(KftcError::from_codes(&envelope.rsp_code, &envelope.rsp_message, None, None));
+        }
+        serde_json::from_value(body).map_err(|e| KftcError::Decode(format!("token response: {e}")))
+    }
+
+    fn grant(t: TokenResponse) -> Grant {
+        Grant {
+            access_token: SecretString::from(t.access_token),
+            refresh_token: t.refresh_token.filter(|r| !r.is_empty()).map(SecretString::from),
+            token_type: if t.token_type.is_empty() { "Bearer".into() } else { t.token_type },
+            scope: t.scope,
+            expires_in: t.expires_in,
+            refresh_expires_in: t.expires_in.map(|e| e + REFRESH_EXTRA_SECS),
+        }
+    }
+
+    /// `grant_type=authorization_code` (SPEC A6.1).
+    pub async fn exchange_code(&self, code: &str) -> Result<CodeGrant, KftcError> {
+        let t = self
+            .token_call(&[
+                ("code", code),
+                ("client_id", &self.endpoints.client_id),
+                ("client_secret", self.endpoints.client_secret.expose_secret()),
+                ("redirect_uri", &self.endpoints.redirect_uri),
+                ("grant_type", "authorization_code"),
+            ])
+            .await?;
+        let user_seq_no = t.user_seq_no.clone().filter(|u| !u.is_empty()).ok_or_else(|| KftcError::Decode("no user_seq_no in the token response".into()))?;
+        if t.refresh_token.as_deref().is_none_or(str::is_empty) {
+            return Err(KftcError::Decode("no refresh_token in the token response".into()));
+        }
+        Ok(CodeGrant { grant: Self::grant(t), user_seq_no })
+    }
+
+    /// `grant_type=refresh_token` with the scopes of the original grant (SPEC A6.1).
+    pub async fn refresh_grant(&self, refresh_token: &SecretString, scope: &str) -> Result<Grant, KftcError> {
+        let t = self
+            .token_call(&[
+                ("client_id", &self.endpoints.client_id),
+                ("client_secret", self.endpoints.client_secret.expose_secret()),
+                ("refresh_token", refresh_token.expose_secret()),
+                ("scope", scope),
+                ("grant_type", "refresh_token"),
+            ])
+            .await?;
+        Ok(Self::grant(t))
+    }
+
+    /// A read-only business call, retried on upstream trouble with a fresh bank_tran_id, and once
+    /// more with a fresh one on A0326.
+    async fn inquiry<T: DeserializeOwned>(&self, token: &SecretString, path: &str, params: &[(&str, &str)], with_tran_id: bool) -> Result<T, KftcError> {
+        self.breaker_gate()?;
+        let mut attempt = 0;
+        let mut duplicate_retried = false;
+        loop {
+            let (day, tran_dtime) = kst_now();
+            let mut query: Vec<(&str, String)> = params.iter().map(|(k, v)| (*k, v.to_string())).collect();
+            if with_tran_id {
+                let id = self.tran_ids.next(&day).await.map_err(|e| KftcError::Decode(format!("bank_tran_id: {e}")))?;
+                query.push(("bank_tran_id", id));
+                query.push(("tran_dtime", tran_dtime));
+            }
+            let req = self.http.get(self.url(path)).bearer_auth(token.expose_secret()).query(&query);
+            let result = match self.send::<T>(req).await {
+                Ok((env, body)) if env.is_success() => Ok(body),
+                Ok((env, _)) => Err(KftcError::from_codes(&env.rsp_code, &env.rsp_message, env.bank_rsp_code.as_deref(), env.bank_rsp_message.as_deref())),
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(KftcError::DuplicateTranId) if !duplicate_retried => {
+                    duplicate_retried = true;
+                    continue;
+                }
+                Err(e) if e.is_retryable() && attempt < READ_RETRIES => {
+                    self.breaker.failure();
+                    attempt += 1;
+                    tokio::time::sleep(backoff(attempt)).await;
+                    self.breaker_gate()?;
+                    continue;
+                }
+                other => {
+                    self.record(&other);
+                    return other;
+                }
+            }
+        }
+    }
+
+    /// `GET /v2.0/user/me` (SPEC A8).
+    pub async fn user_me(&self, token: &SecretString, user_seq_no: &str) -> Result<UserMe, KftcError> {
+        self.inquiry(token, "/v2.0/user/me", &[("user_seq_no", user_seq_no)], false).await
+    }
+
+    /// `GET /v2.0/account/balance/fin_num` (SPEC A10).
+    pub async fn balance(&self, token: &SecretString, fintech_use_num: &str) -> Result<Balance, KftcError> {
+        self.inquiry(token, "/v2.0/account/balance/fin_num", &[("fintech_use_num", fintech_use_num)], true).await
+    }
+
+    /// One page of `GET /v2.0/account/transaction_list/fin_num` (SPEC A11).
+    pub async fn transaction_page(&self, token: &SecretString, q: &TransactionQuery, trace: Option<&str>) -> Result<TransactionPage, KftcError> {
+        let inquiry_type = q.inquiry_type.to_string();
+        let sort_order = q.sort_order.to_string();
+        let mut params = vec![
+            ("fintech_use_num", q.fintech_use_num.as_str()),
+            ("inquiry_type", inquiry_type.as_str()),
+            ("inquiry_base", "D"),
+            ("from_date", q.from_date.as_str()),
+            ("to_date", q.to_date.as_str()),
+            ("sort_order", sort_order.as_str()),
+        ];
+        if let Some(t) = trace {
+            params.push(("befor_inquiry_trace_info", t));
+        }
+        match self.inquiry(token, "/v2.0/account/transaction_list/fin_num", &params, true).await {
+            // Some banks report an empty period as A0018 (SPEC A11.3): an empty page.
+            Err(KftcError::Other { code, .. }) if code == "A0018" => Ok(TransactionPage { next_page_yn: "N".into(), ..Default::default() }),
+            other => other,
+        }
+    }
+
+    /// `POST /v2.0/user/unlink` (SPEC A7): the user's link to us ends and the tokens stop working.
+    pub async fn unlink(&self, token: &SecretString, user_seq_no: &str) -> Result<(), KftcError> {
+        self.breaker_gate()?;
+        let body = serde_json::json!({ "client_use_code": self.client_use_code(), "user_seq_no": user_seq_no });
+        let req = self.http.post(self.url("/v2.0/user/unlink")).bearer_auth(token.expose_secret()).json(&body);
+        let result = match self.send::<serde_json::Value>(req).await {
+            Ok((env, _)) if env.is_success() => Ok(()),
+            Ok((env, _)) => Err(KftcError::from_codes(&env.rsp_code, &env.rsp_message, env.bank_rsp_code.as_deref(), env.bank_rsp_message.as_deref())),
+            Err(e) => Err(e),
+        };
+        self.record(&result);
+        result
+    }
+}
+
+/// The token manager refreshes KFTC connections through this.
+pub struct KftcRefresher(pub Arc<KftcClient>);
+
+#[async_trait::async_trait]
+impl Refresher for KftcRefresher {
+    async fn refresh(&self, refresh_token: &SecretString, scope: &str) -> Result<Grant, RefreshError> {
+        self.0.refresh_grant(refresh_token, scope).await.map_err(|e| match e {
+            KftcError::GrantDead { code } => RefreshError::GrantDead { provider_code: code },
+            KftcError::Timeout | KftcError::ProviderTimeout { .. } => RefreshError::Timeout,
+            other => RefreshError::Transient { provider_code: other.provider_code(), message: other.to_string() },
+        })
+    }
+}
