@@ -1,0 +1,363 @@
+//! Sandbox configuration: defaults, environment variables and validation.
+//!
+//! The sandbox registers its one client from the same variables the service reads
+//! (`KFTC_CLIENT_ID`, `KFTC_CLIENT_SECRET`, `KFTC_REDIRECT_URI`, `TOSS_CLIENT_ID`,
+//! `TOSS_CLIENT_SECRET`), so an unconfigured service and an unconfigured sandbox agree. Its own
+//! knobs start with `QETTA_SANDBOX_`. See the crate README for the full table.
+
+use chrono::NaiveDate;
+
+use crate::faults::{FaultKind, Provider};
+
+/// Default KFTC client id registered in the sandbox when `KFTC_CLIENT_ID` is unset.
+pub const DEFAULT_KFTC_CLIENT_ID: &str = "sandbox-kftc-client-id";
+/// Default KFTC client secret when `KFTC_CLIENT_SECRET` is unset.
+pub const DEFAULT_KFTC_CLIENT_SECRET: &str = "sandbox-kftc-client-secret";
+/// Default registered redirect URI when `KFTC_REDIRECT_URI` is unset (the service's callback
+/// when it runs on its default port).
+pub const DEFAULT_KFTC_REDIRECT_URI: &str = "http://localhost:8080/api/v1/oauth/kftc/callback";
+/// Default 이용기관코드 (10 characters, SPEC A3).
+pub const DEFAULT_KFTC_CLIENT_USE_CODE: &str = "M202600001";
+/// SPEC A6.2: `expires_in` of current testbed samples (90 days − 1 s).
+pub const DEFAULT_KFTC_ACCESS_TOKEN_TTL_SECS: i64 = 7_775_999;
+/// SPEC A6.3: the refresh token lived exactly 10 days longer than the access token.
+pub const KFTC_REFRESH_EXTRA_SECS: i64 = 864_000;
+/// SPEC E1: authorization codes are treated as valid for at most 10 minutes.
+pub const DEFAULT_KFTC_CODE_TTL_SECS: i64 = 600;
+/// SPEC B2.1: the public Toss test client id (always accepted).
+pub const TOSS_TEST_CLIENT_ID: &str = "test_a8e23336d673ca70922b485fe806eb2d";
+/// SPEC B2.1: the public Toss test client secret (always accepted).
+pub const TOSS_TEST_CLIENT_SECRET: &str = "test_418087247d66da09fda1964dc4734e453c7cf66a7a9e3";
+/// SPEC B2: test-environment token lifetime (1 year).
+pub const DEFAULT_TOSS_TOKEN_TTL_SECS: i64 = 31_536_000;
+/// SPEC E10 (undocumented): time until an uncompleted Toss request becomes `EXPIRED`.
+pub const DEFAULT_TOSS_REQUEST_TTL_SECS: i64 = 600;
+/// SPEC B6: results must be fetched within 60 minutes after completion.
+pub const DEFAULT_TOSS_RESULT_WINDOW_SECS: i64 = 3600;
+/// SPEC B6: at most 2 successful result queries per txId.
+pub const DEFAULT_TOSS_MAX_RESULT_CALLS: u32 = 2;
+/// Default seed of the generated sandbox data.
+pub const DEFAULT_SEED: u64 = 2026;
+
+/// The sandbox-only RSA-2048 private key shipped with the crate. It protects nothing: it only
+/// exists so that clients can RSA-encrypt Toss session keys for the simulator. Never use it
+/// anywhere else.
+pub const SANDBOX_TOSS_RSA_PRIVATE_KEY_PEM: &str = include_str!("../keys/SANDBOX-ONLY-toss-rsa-private-key.pem");
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxConfigError {
+    #[error("invalid value for {var}: {reason}")]
+    Invalid { var: &'static str, reason: String },
+    #[error("cannot read {var} file {path}: {source}")]
+    ReadFile {
+        var: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the consent page answers on its own (`QETTA_SANDBOX_AUTO_CONSENT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AutoConsent {
+    Approve,
+    Deny,
+}
+
+#[derive(Clone, Debug)]
+pub struct KftcConfig {
+    pub client_id: String,
+    pub client_secret: String,
+    /// Exact redirect URIs registered for the client (SPEC A5.1: must match exactly).
+    pub redirect_uris: Vec<String>,
+    /// 이용기관코드, the required prefix of every `bank_tran_id`.
+    pub client_use_code: String,
+    pub access_token_ttl_secs: i64,
+    pub refresh_token_ttl_secs: i64,
+    pub code_ttl_secs: i64,
+    pub auto_consent: Option<AutoConsent>,
+    /// Sandbox user id used by auto-consent; `None` means the first sandbox user.
+    pub auto_consent_user: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TossConfig {
+    /// The configured client (the SPEC B2.1 public test credentials are always accepted too).
+    pub client_id: String,
+    pub client_secret: String,
+    pub token_ttl_secs: i64,
+    /// Complete every request this many seconds (sandbox clock) after it was made.
+    pub auto_complete_after_secs: Option<i64>,
+    /// An uncompleted request becomes `EXPIRED` after this many seconds.
+    pub request_ttl_secs: i64,
+    pub result_window_secs: i64,
+    pub max_result_calls: u32,
+    /// PEM (PKCS#8 or PKCS#1) of the RSA private key that opens session keys.
+    pub rsa_private_key_pem: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct FaultConfig {
+    /// Added to every provider API call (not to control calls or HTML pages).
+    pub latency_ms: u64,
+    /// Probability (0.0–1.0) that an API call fails with the configured error.
+    pub error_rate: f64,
+    pub kftc_error: FaultKind,
+    pub toss_error: FaultKind,
+}
+
+impl Default for FaultConfig {
+    fn default() -> Self {
+        Self { latency_ms: 0, error_rate: 0.0, kftc_error: FaultKind::Http(500), toss_error: FaultKind::Http(500) }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    pub kftc: KftcConfig,
+    pub toss: TossConfig,
+    /// Seed of every generated value (users, accounts, balances, transactions).
+    pub seed: u64,
+    /// Transactions are generated backwards from this date; `None` means the sandbox clock's
+    /// date (KST) when the sandbox is created or reset.
+    pub data_anchor_date: Option<NaiveDate>,
+    pub faults: FaultConfig,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            kftc: KftcConfig {
+                client_id: DEFAULT_KFTC_CLIENT_ID.into(),
+                client_secret: DEFAULT_KFTC_CLIENT_SECRET.into(),
+                redirect_uris: vec![DEFAULT_KFTC_REDIRECT_URI.into()],
+                client_use_code: DEFAULT_KFTC_CLIENT_USE_CODE.into(),
+                access_token_ttl_secs: DEFAULT_KFTC_ACCESS_TOKEN_TTL_SECS,
+                refresh_token_ttl_secs: DEFAULT_KFTC_ACCESS_TOKEN_TTL_SECS + KFTC_REFRESH_EXTRA_SECS,
+                code_ttl_secs: DEFAULT_KFTC_CODE_TTL_SECS,
+                auto_consent: None,
+                auto_consent_user: None,
+            },
+            toss: TossConfig {
+                client_id: TOSS_TEST_CLIENT_ID.into(),
+                client_secret: TOSS_TEST_CLIENT_SECRET.into(),
+                token_ttl_secs: DEFAULT_TOSS_TOKEN_TTL_SECS,
+                auto_complete_after_secs: None,
+                request_ttl_secs: DEFAULT_TOSS_REQUEST_TTL_SECS,
+                result_window_secs: DEFAULT_TOSS_RESULT_WINDOW_SECS,
+                max_result_calls: DEFAULT_TOSS_MAX_RESULT_CALLS,
+                rsa_private_key_pem: SANDBOX_TOSS_RSA_PRIVATE_KEY_PEM.into(),
+            },
+            seed: DEFAULT_SEED,
+            data_anchor_date: None,
+            faults: FaultConfig::default(),
+        }
+    }
+}
+
+impl SandboxConfig {
+    /// Defaults + environment (KFTC_CLIENT_ID, KFTC_CLIENT_SECRET, KFTC_REDIRECT_URI,
+    /// TOSS_CLIENT_ID, TOSS_CLIENT_SECRET, QETTA_SANDBOX_*).
+    pub fn from_env() -> Result<Self, SandboxConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Same, reading variables through `lookup`. Empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SandboxConfigError> {
+        let get = |k: &str| lookup(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let mut c = SandboxConfig::default();
+
+        if let Some(v) = get("KFTC_CLIENT_ID") {
+            c.kftc.client_id = v;
+        }
+        if let Some(v) = get("KFTC_CLIENT_SECRET") {
+            c.kftc.client_secret = v;
+        }
+        if let Some(v) = get("KFTC_REDIRECT_URI") {
+            let uris: Vec<String> = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+            if uris.is_empty() {
+                return Err(invalid("KFTC_REDIRECT_URI", "no redirect URI given"));
+            }
+            for u in &uris {
+                if !(u.contains("://")) || u.chars().any(char::is_whitespace) {
+                    return Err(invalid("KFTC_REDIRECT_URI", format!("not an absolute URI: {u}")));
+                }
+            }
+            c.kftc.redirect_uris = uris;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_KFTC_CLIENT_USE_CODE") {
+            if v.len() != 10 || !v.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
+                return Err(invalid("QETTA_SANDBOX_KFTC_CLIENT_USE_CODE", "must be 10 characters [0-9A-Z], e.g. M202600001"));
+            }
+            c.kftc.client_use_code = v;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_KFTC_ACCESS_TOKEN_TTL") {
+            c.kftc.access_token_ttl_secs = positive("QETTA_SANDBOX_KFTC_ACCESS_TOKEN_TTL", &v)?;
+            c.kftc.refresh_token_ttl_secs = c.kftc.access_token_ttl_secs.saturating_add(KFTC_REFRESH_EXTRA_SECS);
+        }
+        if let Some(v) = get("QETTA_SANDBOX_KFTC_REFRESH_TOKEN_TTL") {
+            c.kftc.refresh_token_ttl_secs = positive("QETTA_SANDBOX_KFTC_REFRESH_TOKEN_TTL", &v)?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_KFTC_CODE_TTL") {
+            c.kftc.code_ttl_secs = positive("QETTA_SANDBOX_KFTC_CODE_TTL", &v)?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_AUTO_CONSENT") {
+            c.kftc.auto_consent = match v.to_ascii_lowercase().as_str() {
+                "approve" => Some(AutoConsent::Approve),
+                "deny" => Some(AutoConsent::Deny),
+                "off" | "none" | "false" => None,
+                _ => return Err(invalid("QETTA_SANDBOX_AUTO_CONSENT", "expected approve, deny or off")),
+            };
+        }
+        c.kftc.auto_consent_user = get("QETTA_SANDBOX_USER");
+
+        if let Some(v) = get("TOSS_CLIENT_ID") {
+            c.toss.client_id = v;
+        }
+        if let Some(v) = get("TOSS_CLIENT_SECRET") {
+            c.toss.client_secret = v;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_TOSS_TOKEN_TTL") {
+            c.toss.token_ttl_secs = positive("QETTA_SANDBOX_TOSS_TOKEN_TTL", &v)?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_TOSS_AUTO_COMPLETE") {
+            c.toss.auto_complete_after_secs = match v.to_ascii_lowercase().as_str() {
+                "off" | "none" | "false" => None,
+                _ => Some(non_negative("QETTA_SANDBOX_TOSS_AUTO_COMPLETE", &v)?),
+            };
+        }
+        if let Some(v) = get("QETTA_SANDBOX_TOSS_REQUEST_TTL") {
+            c.toss.request_ttl_secs = positive("QETTA_SANDBOX_TOSS_REQUEST_TTL", &v)?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_TOSS_RSA_PRIVATE_KEY") {
+            // PEM text, or a path to a PEM file.
+            if v.contains("-----BEGIN") {
+                c.toss.rsa_private_key_pem = v.replace("\\n", "\n");
+            } else {
+                c.toss.rsa_private_key_pem = std::fs::read_to_string(&v).map_err(|source| SandboxConfigError::ReadFile {
+                    var: "QETTA_SANDBOX_TOSS_RSA_PRIVATE_KEY",
+                    path: v.clone(),
+                    source,
+                })?;
+            }
+        }
+        crate::toss::crypto::RsaKeys::from_pem(&c.toss.rsa_private_key_pem)
+            .map_err(|e| invalid("QETTA_SANDBOX_TOSS_RSA_PRIVATE_KEY", e.to_string()))?;
+
+        if let Some(v) = get("QETTA_SANDBOX_SEED") {
+            c.seed = v.parse().map_err(|_| invalid("QETTA_SANDBOX_SEED", "expected an unsigned integer"))?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_DATA_ANCHOR_DATE") {
+            let d = NaiveDate::parse_from_str(&v, "%Y%m%d")
+                .or_else(|_| NaiveDate::parse_from_str(&v, "%Y-%m-%d"))
+                .map_err(|_| invalid("QETTA_SANDBOX_DATA_ANCHOR_DATE", "expected YYYYMMDD or YYYY-MM-DD"))?;
+            c.data_anchor_date = Some(d);
+        }
+
+        if let Some(v) = get("QETTA_SANDBOX_LATENCY_MS") {
+            c.faults.latency_ms = v.parse().map_err(|_| invalid("QETTA_SANDBOX_LATENCY_MS", "expected milliseconds"))?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_ERROR_RATE") {
+            let r: f64 = v.parse().map_err(|_| invalid("QETTA_SANDBOX_ERROR_RATE", "expected a number 0.0–1.0"))?;
+            if !(0.0..=1.0).contains(&r) {
+                return Err(invalid("QETTA_SANDBOX_ERROR_RATE", "expected a number 0.0–1.0"));
+            }
+            c.faults.error_rate = r;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_KFTC_ERROR") {
+            c.faults.kftc_error =
+                FaultKind::parse(&v, Provider::Kftc).map_err(|e| invalid("QETTA_SANDBOX_KFTC_ERROR", e))?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_TOSS_ERROR") {
+            c.faults.toss_error =
+                FaultKind::parse(&v, Provider::Toss).map_err(|e| invalid("QETTA_SANDBOX_TOSS_ERROR", e))?;
+        }
+        Ok(c)
+    }
+}
+
+fn invalid(var: &'static str, reason: impl Into<String>) -> SandboxConfigError {
+    SandboxConfigError::Invalid { var, reason: reason.into() }
+}
+
+fn positive(var: &'static str, v: &str) -> Result<i64, SandboxConfigError> {
+    match v.parse::<i64>() {
+        Ok(n) if n > 0 && n <= 100 * 366 * 86_400 => Ok(n),
+        _ => Err(invalid(var, "expected a positive number of seconds (at most 100 years)")),
+    }
+}
+
+fn non_negative(var: &'static str, v: &str) -> Result<i64, SandboxConfigError> {
+    match v.parse::<i64>() {
+        Ok(n) if (0..=100 * 366 * 86_400).contains(&n) => Ok(n),
+        _ => Err(invalid(var, "expected a number of seconds >= 0")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<SandboxConfig, SandboxConfigError> {
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        SandboxConfig::from_lookup(move |k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.kftc.client_id, DEFAULT_KFTC_CLIENT_ID);
+        assert_eq!(c.kftc.redirect_uris, vec![DEFAULT_KFTC_REDIRECT_URI.to_string()]);
+        assert_eq!(c.kftc.access_token_ttl_secs, 7_775_999);
+        assert_eq!(c.kftc.refresh_token_ttl_secs, 7_775_999 + 864_000);
+        assert_eq!(c.toss.client_id, TOSS_TEST_CLIENT_ID);
+        assert_eq!(c.toss.token_ttl_secs, 31_536_000);
+        assert_eq!(c.seed, DEFAULT_SEED);
+        assert!(c.kftc.auto_consent.is_none());
+        assert!(c.toss.auto_complete_after_secs.is_none());
+    }
+
+    #[test]
+    fn environment_overrides() {
+        let c = cfg(&[
+            ("KFTC_CLIENT_ID", "cid"),
+            ("KFTC_REDIRECT_URI", "http://a/cb, https://b/cb"),
+            ("QETTA_SANDBOX_KFTC_ACCESS_TOKEN_TTL", "60"),
+            ("QETTA_SANDBOX_AUTO_CONSENT", "approve"),
+            ("QETTA_SANDBOX_USER", "lee"),
+            ("QETTA_SANDBOX_TOSS_AUTO_COMPLETE", "0"),
+            ("QETTA_SANDBOX_SEED", "7"),
+            ("QETTA_SANDBOX_DATA_ANCHOR_DATE", "20260115"),
+            ("QETTA_SANDBOX_KFTC_ERROR", "A0007"),
+            ("QETTA_SANDBOX_ERROR_RATE", "0.25"),
+        ])
+        .unwrap();
+        assert_eq!(c.kftc.client_id, "cid");
+        assert_eq!(c.kftc.redirect_uris, vec!["http://a/cb".to_string(), "https://b/cb".to_string()]);
+        assert_eq!(c.kftc.refresh_token_ttl_secs, 60 + 864_000);
+        assert_eq!(c.kftc.auto_consent, Some(AutoConsent::Approve));
+        assert_eq!(c.kftc.auto_consent_user.as_deref(), Some("lee"));
+        assert_eq!(c.toss.auto_complete_after_secs, Some(0));
+        assert_eq!(c.seed, 7);
+        assert_eq!(c.data_anchor_date, NaiveDate::from_ymd_opt(2026, 1, 15));
+        assert_eq!(c.faults.error_rate, 0.25);
+        assert!(matches!(c.faults.kftc_error, FaultKind::Code { .. }));
+    }
+
+    #[test]
+    fn invalid_values_are_reported() {
+        for (k, v) in [
+            ("QETTA_SANDBOX_KFTC_CLIENT_USE_CODE", "short"),
+            ("QETTA_SANDBOX_KFTC_ACCESS_TOKEN_TTL", "-1"),
+            ("QETTA_SANDBOX_AUTO_CONSENT", "maybe"),
+            ("QETTA_SANDBOX_ERROR_RATE", "2"),
+            ("QETTA_SANDBOX_KFTC_ERROR", "CE0001"),
+            ("QETTA_SANDBOX_TOSS_ERROR", "A0007"),
+            ("QETTA_SANDBOX_TOSS_RSA_PRIVATE_KEY", "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----"),
+            ("KFTC_REDIRECT_URI", "not a uri"),
+        ] {
+            assert!(cfg(&[(k, v)]).is_err(), "{k}={v} should be rejected");
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! KFTC OpenBanking testbed simulator (SPEC Part A).
+//!
+//! Paths are those of the real API relative to its base URL: `/oauth/2.0/authorize`,
+//! `/oauth/2.0/token`, `/v2.0/...`, plus the control API under `/_sandbox/`.
+
+pub mod accounts;
+pub mod codes;
+pub mod consent_page;
+pub mod data;
+pub mod oauth;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::{json, Value};
+
+use crate::clock::SandboxClock;
+use crate::config::{KftcConfig, SandboxConfig};
+use crate::control::{self, Simulator};
+use crate::faults::{lock, FaultKind, FaultSettings, Faults, Provider};
+use crate::stats::Stats;
+use codes::{Envelope, KftcError};
+use data::SandboxUser;
+
+/// Scopes a client may request through the 3-legged flow (registered for the sandbox client).
+pub const REGISTERED_SCOPES: &[&str] = &["login", "inquiry", "transfer"];
+
+#[derive(Clone, Debug)]
+pub(crate) struct AuthCode {
+    pub user_id: String,
+    pub scopes: BTreeSet<String>,
+    pub redirect_uri: String,
+    pub expires_at: DateTime<Utc>,
+    pub used: bool,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct AccessToken {
+    /// `None` for an `oob` (client_credentials) token.
+    pub user_id: Option<String>,
+    pub scopes: BTreeSet<String>,
+    pub expires_at: DateTime<Utc>,
+    /// Set by `/_sandbox/expire-tokens`.
+    pub force_expired: bool,
+    /// Set by `/v2.0/user/unlink`.
+    pub revoked: bool,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct RefreshToken {
+    pub user_id: String,
+    pub scopes: BTreeSet<String>,
+    pub expires_at: DateTime<Utc>,
+    pub spent: bool,
+    pub revoked: bool,
+}
+
+/// One account registered by a user for this fintech (what user/me and account/list list).
+#[derive(Clone, Debug)]
+pub(crate) struct Registration {
+    pub fintech_use_num: String,
+    pub registered_at: DateTime<Utc>,
+    pub inquiry_agreed_at: Option<DateTime<Utc>>,
+    pub transfer_agreed_at: Option<DateTime<Utc>>,
+    pub inquiry_cancelled: bool,
+    pub transfer_cancelled: bool,
+}
+
+impl Registration {
+    pub fn inquiry_active(&self) -> bool {
+        self.inquiry_agreed_at.is_some() && !self.inquiry_cancelled
+    }
+    pub fn transfer_active(&self) -> bool {
+        self.transfer_agreed_at.is_some() && !self.transfer_cancelled
+    }
+    /// `01` in use, `09` cancelled (SPEC A9).
+    pub fn account_state(&self) -> &'static str {
+        let inq = self.inquiry_agreed_at.is_some();
+        let tr = self.transfer_agreed_at.is_some();
+        if (inq && !self.inquiry_cancelled) || (tr && !self.transfer_cancelled) || (!inq && !tr) {
+            "01"
+        } else {
+            "09"
+        }
+    }
+}
+
+pub(crate) struct KftcState {
+    pub users: Vec<SandboxUser>,
+    pub codes: HashMap<String, AuthCode>,
+    pub access: HashMap<String, AccessToken>,
+    pub refresh: HashMap<String, RefreshToken>,
+    /// bank_tran_ids seen on the given KST day.
+    pub bank_tran_ids: (NaiveDate, HashSet<String>),
+    /// Registered accounts per sandbox user id (present = the user is linked to the fintech).
+    pub links: HashMap<String, Vec<Registration>>,
+}
+
+impl KftcState {
+    pub fn user(&self, id: &str) -> Option<&SandboxUser> {
+        self.users.iter().find(|u| u.id == id)
+    }
+}
+
+/// The KFTC simulator.
+pub struct KftcSim {
+    pub(crate) config: KftcConfig,
+    seed: u64,
+    anchor: Option<NaiveDate>,
+    pub(crate) clock: SandboxClock,
+    pub(crate) faults: Faults,
+    pub(crate) stats: Stats,
+    state: Mutex<KftcState>,
+    /// HMAC key of the JWT-shaped tokens (random per process; clients must not verify them).
+    pub(crate) jwt_key: [u8; 32],
+}
+
+impl KftcSim {
+    pub fn new(config: &SandboxConfig, clock: SandboxClock) -> Self {
+        let faults = FaultSettings {
+            latency_ms: config.faults.latency_ms,
+            error_rate: config.faults.error_rate,
+            error: config.faults.kftc_error.clone(),
+        };
+        let state = Self::initial_state(&config.kftc, config.seed, config.data_anchor_date, &clock);
+        let mut jwt_key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut jwt_key);
+        Self {
+            config: config.kftc.clone(),
+            seed: config.seed,
+            anchor: config.data_anchor_date,
+            faults: Faults::new(Provider::Kftc, faults, config.seed),
+            stats: Stats::default(),
+            state: Mutex::new(state),
+            clock,
+            jwt_key,
+        }
+    }
+
+    fn initial_state(config: &KftcConfig, seed: u64, anchor: Option<NaiveDate>, clock: &SandboxClock) -> KftcState {
+        let anchor = anchor.unwrap_or_else(|| clock.today_kst());
+        KftcState {
+            users: data::generate(seed, &config.client_use_code, anchor),
+            codes: HashMap::new(),
+            access: HashMap::new(),
+            refresh: HashMap::new(),
+            bank_tran_ids: (clock.today_kst(), HashSet::new()),
+            links: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, KftcState> {
+        lock(&self.state)
+    }
+
+    pub fn client_use_code(&self) -> &str {
+        &self.config.client_use_code
+    }
+
+    /// The common header values of a new answer.
+    pub(crate) fn envelope<'a>(&self, bank_tran_id: Option<&'a str>, bank_code_tran: &str) -> Envelope<'a> {
+        let now = self.clock.now_kst();
+        Envelope {
+            api_tran_id: uuid::Uuid::new_v4().to_string(),
+            api_tran_dtm: now.format("%Y%m%d%H%M%S%3f").to_string(),
+            bank_tran_id,
+            bank_tran_date: now.format("%Y%m%d").to_string(),
+            bank_code_tran: bank_code_tran.to_string(),
+        }
+    }
+
+    /// Sandbox users as JSON (for `/_sandbox/users` and the consent page).
+    fn users_json(&self) -> Value {
+        let st = self.state();
+        let users: Vec<Value> = st
+            .users
+            .iter()
+            .map(|u| {
+                json!({
+                    "id": u.id,
+                    "name": u.name,
+                    "name_en": u.name_en,
+                    "user_seq_no": u.user_seq_no,
+                    "user_ci": u.user_ci,
+                    "linked": st.links.contains_key(&u.id),
+                    "accounts": u.accounts.iter().map(|a| json!({
+                        "fintech_use_num": a.fintech_use_num,
+                        "bank_code_std": a.bank_code_std,
+                        "bank_name": a.bank_name,
+                        "account_num_masked": a.account_num_masked,
+                        "account_alias": a.account_alias,
+                        "product_name": a.product_name,
+                        "account_type": a.account_type,
+                        "balance_amt": a.balance_amt.to_string(),
+                        "transaction_count": a.transactions.len(),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({ "client_use_code": self.config.client_use_code, "users": users })
+    }
+}
+
+impl Simulator for KftcSim {
+    fn faults(&self) -> &Faults {
+        &self.faults
+    }
+    fn stats(&self) -> &Stats {
+        &self.stats
+    }
+    fn clock(&self) -> &SandboxClock {
+        &self.clock
+    }
+    fn reset(&self) {
+        // The clock is shared with the Toss simulator; a reset puts it back too (documented).
+        self.clock.reset();
+        let fresh = Self::initial_state(&self.config, self.seed, self.anchor, &self.clock);
+        *self.state() = fresh;
+        self.faults.reset();
+        self.stats.reset();
+    }
+    fn expire_tokens(&self) -> usize {
+        let mut st = self.state();
+        st.access.values_mut().for_each(|t| t.force_expired = true);
+        st.access.len()
+    }
+    fn users(&self) -> Value {
+        self.users_json()
+    }
+}
+
+/// Stats + faults for provider API calls (not for control calls or pages).
+async fn api_middleware(State(sim): State<Arc<KftcSim>>, req: Request, next: Next) -> Response {
+    sim.stats.call(req.uri().path());
+    let (latency, fault) = sim.faults.decide();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    match fault {
+        None => next.run(req).await,
+        Some(FaultKind::Http(status)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, format!("sandbox injected fault: HTTP {}", status.as_u16())).into_response()
+        }
+        Some(FaultKind::Code { code, bank_rsp_code }) => {
+            let relayed = is_bank_relayed(req.uri().path());
+            let bank_tran_id = relayed.then(|| query_param(req.uri().query(), "bank_tran_id").unwrap_or_default());
+            let err = match (code.as_str(), bank_rsp_code) {
+                ("A0002", Some(b)) => KftcError::Bank { bank_rsp_code: b },
+                (c, _) if c.starts_with('O') => KftcError::Gateway { code: leak_code(c), detail: None },
+                (c, _) => KftcError::Business { code: leak_code(c), detail: None },
+            };
+            let env = sim.envelope(bank_tran_id.as_deref(), "");
+            Json(env.error(&err)).into_response()
+        }
+    }
+}
+
+/// Map a validated code string to a `'static` one (codes come from a small fixed catalogue;
+/// unknown ones share one label so nothing is leaked per call).
+fn leak_code(code: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "O0001", "O0002", "O0003", "O0004", "O0005", "O0006", "O0007", "O0008", "O0009", "O0010", "O0011", "O0012",
+        "O0013", "O0014", "O0015", "A0001", "A0002", "A0003", "A0004", "A0005", "A0006", "A0007", "A0008", "A0009",
+        "A0010", "A0011", "A0012", "A0013", "A0014", "A0015", "A0016", "A0017", "A0018", "A0019", "A0020", "A0021",
+        "A0304", "A0326",
+    ];
+    KNOWN.iter().copied().find(|k| *k == code).unwrap_or(if code.starts_with('O') { "O0012" } else { "A0003" })
+}
+
+fn is_bank_relayed(path: &str) -> bool {
+    path.starts_with("/v2.0/account/balance") || path.starts_with("/v2.0/account/transaction_list") || path == "/v2.0/account/cancel"
+}
+
+fn query_param(query: Option<&str>, key: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or("")).ok()?;
+    pairs.into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+/// `GET /oauth/2.0/token` and other wrong methods → `O0010` (SPEC A6.5).
+async fn method_not_allowed() -> Response {
+    Json(json!({ "rsp_code": "O0010", "rsp_message": codes::message("O0010") })).into_response()
+}
+
+pub fn router(sim: Arc<KftcSim>) -> Router {
+    let api = Router::new()
+        .route("/oauth/2.0/token", post(oauth::token).get(method_not_allowed))
+        .route("/v2.0/user/me", get(accounts::user_me))
+        .route("/v2.0/account/list", get(accounts::account_list))
+        .route("/v2.0/account/balance/fin_num", get(accounts::balance))
+        .route("/v2.0/account/transaction_list/fin_num", get(accounts::transaction_list))
+        .route("/v2.0/user/unlink", post(accounts::unlink))
+        .route("/v2.0/account/cancel", post(accounts::cancel))
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(middleware::from_fn_with_state(sim.clone(), api_middleware))
+        .with_state(sim.clone());
+    let pages = Router::new()
+        .route("/oauth/2.0/authorize", get(oauth::authorize_get).post(oauth::authorize_post))
+        .route_layer(middleware::from_fn_with_state(sim.clone(), count_only))
+        .with_state(sim.clone());
+    Router::new().merge(api).merge(pages).merge(control::router(sim))
+}
+
+async fn count_only(State(sim): State<Arc<KftcSim>>, req: Request, next: Next) -> Response {
+    sim.stats.call(req.uri().path());
+    next.run(req).await
+}
