@@ -157,7 +157,7 @@ const USERS: &[UserSpec] = &[
         employer: "한빛상사",
         salary: (3_400_000, 3_600_000),
         accounts: &[
-            AccountSpec { bank: "004", profile: Profile::Salary, product: "KB Star*t통장", alias: "급여통장", balance: (1_800_000, 2_600_000), overdraft_limit: 0 },
+            AccountSpec { bank: "004", profile: Profile::Salary, product: "KB Star*t통장", alias: "급여통장", balance: (4_300_000, 5_200_000), overdraft_limit: 0 },
             AccountSpec { bank: "088", profile: Profile::Overdraft, product: "신한 직장인 마이너스통장", alias: "마이너스통장", balance: (-4_200_000, -3_100_000), overdraft_limit: 10_000_000 },
             AccountSpec { bank: "090", profile: Profile::Savings, product: "카카오뱅크 자유적금", alias: "비상금 적금", balance: (2_400_000, 3_000_000), overdraft_limit: 0 },
         ],
@@ -169,8 +169,8 @@ const USERS: &[UserSpec] = &[
         employer: "서연디자인",
         salary: (2_700_000, 2_900_000),
         accounts: &[
-            AccountSpec { bank: "020", profile: Profile::Salary, product: "우리 WON 통장", alias: "생활비", balance: (900_000, 1_400_000), overdraft_limit: 0 },
-            AccountSpec { bank: "092", profile: Profile::Secondary, product: "토스뱅크 통장", alias: "토스뱅크", balance: (300_000, 700_000), overdraft_limit: 0 },
+            AccountSpec { bank: "020", profile: Profile::Salary, product: "우리 WON 통장", alias: "생활비", balance: (3_300_000, 3_900_000), overdraft_limit: 0 },
+            AccountSpec { bank: "092", profile: Profile::Secondary, product: "토스뱅크 통장", alias: "토스뱅크", balance: (350_000, 700_000), overdraft_limit: 0 },
         ],
     },
     UserSpec {
@@ -180,10 +180,10 @@ const USERS: &[UserSpec] = &[
         employer: "대한물류",
         salary: (3_000_000, 3_200_000),
         accounts: &[
-            AccountSpec { bank: "011", profile: Profile::Salary, product: "NH올원e통장", alias: "월급통장", balance: (600_000, 1_100_000), overdraft_limit: 0 },
+            AccountSpec { bank: "011", profile: Profile::Salary, product: "NH올원e통장", alias: "월급통장", balance: (3_600_000, 4_300_000), overdraft_limit: 0 },
             AccountSpec { bank: "081", profile: Profile::LoanRepayment, product: "하나 주거래 통장", alias: "대출상환", balance: (150_000, 400_000), overdraft_limit: 0 },
             AccountSpec { bank: "003", profile: Profile::Savings, product: "IBK 청년 적금", alias: "적금", balance: (2_600_000, 3_200_000), overdraft_limit: 0 },
-            AccountSpec { bank: "089", profile: Profile::Secondary, product: "케이뱅크 생활통장", alias: "생활통장", balance: (50_000, 250_000), overdraft_limit: 0 },
+            AccountSpec { bank: "089", profile: Profile::Secondary, product: "케이뱅크 생활통장", alias: "생활통장", balance: (300_000, 600_000), overdraft_limit: 0 },
         ],
     },
     UserSpec {
@@ -193,7 +193,7 @@ const USERS: &[UserSpec] = &[
         employer: "미래교육",
         salary: (2_500_000, 2_700_000),
         accounts: &[
-            AccountSpec { bank: "023", profile: Profile::Salary, product: "SC제일 내지갑통장", alias: "주거래", balance: (700_000, 1_200_000), overdraft_limit: 0 },
+            AccountSpec { bank: "023", profile: Profile::Salary, product: "SC제일 내지갑통장", alias: "주거래", balance: (3_000_000, 3_600_000), overdraft_limit: 0 },
             AccountSpec { bank: "088", profile: Profile::LoanRepayment, product: "신한 쏠편한 입출금", alias: "대출이자", balance: (80_000, 300_000), overdraft_limit: 0 },
         ],
     },
@@ -539,6 +539,14 @@ mod tests {
                     }
                 }
                 assert!(overdrawn >= 1);
+                // No salary is ever dropped by the balance floor: one per month of history.
+                for u in &users {
+                    let a = &u.accounts[0];
+                    assert_eq!(a.profile, Profile::Salary);
+                    let salaries = a.transactions.iter().filter(|t| t.tran_type == "급여").count();
+                    let paydays = (1..=HISTORY_DAYS).filter(|n| (anchor - Duration::days(*n)).day() == 25).count();
+                    assert_eq!(salaries, paydays, "{} at {anchor}", u.id);
+                }
                 // The salary account of the first user has several pages in the last 90 days.
                 let since = anchor - Duration::days(90);
                 let recent = users[0].accounts[0].transactions.iter().filter(|t| t.date >= since).count();

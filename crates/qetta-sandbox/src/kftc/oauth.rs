@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
@@ -116,6 +116,11 @@ fn append_query(uri: &str, params: &[(&str, &str)]) -> String {
     format!("{uri}{sep}{q}")
 }
 
+/// `302 Found` to the client's callback (SPEC A14.1).
+fn found(location: &str) -> Response {
+    (StatusCode::FOUND, [(header::LOCATION, location.to_string())]).into_response()
+}
+
 fn wants_html(headers: &HeaderMap) -> bool {
     headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/html"))
 }
@@ -147,7 +152,7 @@ fn render_failure(sim: &KftcSim, headers: &HeaderMap, failure: AuthorizeFailure)
             if let Some(c) = client_info.as_deref() {
                 params.push(("client_info", c));
             }
-            Redirect::to(&append_query(&redirect_uri, &params)).into_response()
+            found(&append_query(&redirect_uri, &params)).into_response()
         }
     }
 }
@@ -246,7 +251,7 @@ fn authorize(sim: &KftcSim, headers: &HeaderMap, pairs: Option<Pairs>) -> Respon
             if let Some(c) = req.client_info.as_deref() {
                 params.push(("client_info", c));
             }
-            Redirect::to(&append_query(&req.redirect_uri, &params)).into_response()
+            found(&append_query(&req.redirect_uri, &params)).into_response()
         }
         Decision::Approve { user_id, accounts } => {
             let code = random_alnum(30);
@@ -272,7 +277,7 @@ fn authorize(sim: &KftcSim, headers: &HeaderMap, pairs: Option<Pairs>) -> Respon
                 ("client_info", req.client_info.as_deref().unwrap_or("")),
                 ("state", &req.state),
             ];
-            Redirect::to(&append_query(&req.redirect_uri, &params)).into_response()
+            found(&append_query(&req.redirect_uri, &params)).into_response()
         }
     }
 }
