@@ -157,10 +157,19 @@ pub struct Config {
     /// `id:base64,…` (first is active); `None`: a generated key file under `data_dir` (embedded).
     pub encryption_keys: Option<SecretString>,
     pub tokens: TokenSettings,
+    pub rate_limits: RateLimits,
     pub kftc: KftcSettings,
     pub toss: TossSettings,
     /// Every variable, for the sandbox, which reads its own settings from the same sources.
     pub sources: Sources,
+}
+
+/// Requests per minute (fixed windows).
+#[derive(Clone, Debug)]
+pub struct RateLimits {
+    pub auth_per_ip_per_min: i64,
+    pub api_per_ip_per_min: i64,
+    pub api_per_user_per_min: i64,
 }
 
 /// When and how tokens are refreshed.
@@ -327,6 +336,11 @@ impl Config {
             login_lockout: Duration::from_secs(parse_or(src, "QETTA_LOGIN_LOCKOUT_SECS", 900u64, "a number of seconds")?),
             encryption_keys: encryption_keys(src)?,
             tokens: token_settings(src)?,
+            rate_limits: RateLimits {
+                auth_per_ip_per_min: parse_or(src, "QETTA_RATE_LIMIT_AUTH_PER_IP", 30i64, "a whole number")?.max(1),
+                api_per_ip_per_min: parse_or(src, "QETTA_RATE_LIMIT_API_PER_IP", 600i64, "a whole number")?.max(1),
+                api_per_user_per_min: parse_or(src, "QETTA_RATE_LIMIT_API_PER_USER", 300i64, "a whole number")?.max(1),
+            },
             kftc: KftcSettings {
                 api_base: base_url(src, "KFTC_API_BASE")?,
                 client_id: src.get("KFTC_CLIENT_ID"),

@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod keys;
 pub mod local_secrets;
+pub mod shared_state;
 pub mod providers;
 pub mod store;
 pub mod telemetry;

@@ -50,6 +50,7 @@ impl FromRequestParts<AppState> for AuthUser {
             }
             _ => false,
         };
+        crate::http::rate_limit::per_user(state, &claims.sub).await?;
         Ok(AuthUser { id: claims.sub, email: claims.email, is_backend })
     }
 }

@@ -3,7 +3,6 @@
 pub mod extract;
 pub mod jwt;
 pub mod password;
-pub mod throttle;
 
 pub use extract::AuthUser;
 pub use jwt::JwtKeys;

@@ -65,13 +65,20 @@ pub async fn login(
     let now = state.clock.now();
     // An email that cannot be valid cannot have an account; answer like any wrong login.
     let email = password::normalize_email(&body.email).unwrap_or_default();
-    let keys = [format!("email:{email}"), format!("ip:{}", peer.ip())];
-    if let Some(wait) = keys.iter().filter_map(|k| state.login_throttle.blocked_for(k, now)).max() {
-        return Err(ApiError::TooManyRequests {
-            code: "too_many_attempts",
-            message: "Too many failed sign-in attempts; try again later.".into(),
-            retry_after_secs: wait,
-        });
+    // Failed sign-ins are counted per email and per client IP (which may be shared by many
+    // users, so it gets four times the allowance), in shared counters when Redis is set.
+    let window = state.config.login_lockout.as_secs().max(1) as i64;
+    let max = state.config.login_max_failures as i64;
+    let keys = [(format!("login-fail:email:{email}"), max), (format!("login-fail:ip:{}", peer.ip()), max * 4)];
+    for (key, limit) in &keys {
+        let (failures, reset_in) = state.shared.count(key, window, now).await?;
+        if failures >= *limit {
+            return Err(ApiError::TooManyRequests {
+                code: "too_many_attempts",
+                message: "Too many failed sign-in attempts; try again later.".into(),
+                retry_after_secs: reset_in as u64,
+            });
+        }
     }
     let user = if email.is_empty() { None } else { users::find_by_email(&state.db, &email).await? };
     let stored = user.as_ref().map(|u| u.password_hash.clone());
@@ -79,11 +86,13 @@ pub async fn login(
     let ok = blocking(move || password::verify(&pw, stored.as_deref())).await?;
     match (ok, user) {
         (true, Some(user)) => {
-            keys.iter().for_each(|k| state.login_throttle.clear(k));
+            state.shared.clear(&keys[0].0, window, now).await?;
             Ok(Json(session(&state, &user)))
         }
         _ => {
-            keys.iter().for_each(|k| state.login_throttle.record_failure(k, now));
+            for (key, _) in &keys {
+                state.shared.hit(key, window, now).await?;
+            }
             Err(ApiError::Unauthorized("The email or password is wrong.".into()))
         }
     }

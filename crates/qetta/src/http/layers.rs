@@ -28,6 +28,8 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
 
 /// Headers every response carries; a page handler may set its own Content-Security-Policy.
 pub async fn security_headers(req: Request, next: Next) -> Response<Body> {
+    // The embedded sandbox serves pages with a stylesheet of its own.
+    let sandbox = req.uri().path().starts_with("/sandbox/");
     let mut response = next.run(req).await;
     let h = response.headers_mut();
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -35,7 +37,12 @@ pub async fn security_headers(req: Request, next: Next) -> Response<Body> {
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin-allow-popups"));
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
-        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
+        let csp = if sandbox {
+            "default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+        } else {
+            "default-src 'none'; frame-ancestors 'none'"
+        };
+        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
     }
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -1,15 +1,19 @@
 //! The HTTP surface: the router and its middleware. One file per route group.
 
+pub mod audit_routes;
 pub mod auth_routes;
 pub mod health;
 pub mod json;
+pub mod kftc;
 pub mod layers;
+pub mod metrics;
 pub mod oauth_status;
+pub mod rate_limit;
 pub mod request_id;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -27,16 +31,31 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/auth/register", post(auth_routes::register))
         .route("/auth/login", post(auth_routes::login))
-        .route("/oauth/status", get(oauth_status::status));
+        .route("/oauth/status", get(oauth_status::status))
+        .route("/oauth/audit", get(audit_routes::list))
+        .route("/oauth/kftc/authorize", get(kftc::authorize))
+        .route("/oauth/kftc/launch", get(kftc::launch))
+        .route("/oauth/kftc/callback", get(kftc::callback))
+        .route("/oauth/kftc/token", get(kftc::token))
+        .route("/oauth/kftc/accounts", get(kftc::accounts))
+        .route("/oauth/kftc/balance/{fintech_use_num}", get(kftc::balance))
+        .route("/oauth/kftc/transactions", post(kftc::transactions))
+        .route("/oauth/kftc/disconnect", delete(kftc::disconnect));
 
     let mut app = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
-        .nest("/api/v1", api)
+        .route("/metrics", get(metrics::metrics))
+        .nest("/api/v1", api);
+    if let Some(sb) = &state.sandbox {
+        app = app.nest_service("/sandbox/kftc", sb.kftc_router()).nest_service("/sandbox/toss", sb.toss_router());
+    }
+    let mut app = app
         .fallback(|| async { ApiError::NotFound("No such route.".into()) })
         .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED })
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
         .layer(axum::middleware::from_fn(layers::json_errors))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::per_ip))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.config.request_timeout))
         .layer(TraceLayer::new_for_http().make_span_with(tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::DEBUG)))
         .layer(axum::middleware::from_fn(layers::security_headers));

@@ -1,0 +1,630 @@
+//! `/api/v1/oauth/kftc/*`: connect a user's bank accounts through KFTC OpenBanking, read them,
+//! disconnect.
+//!
+//! The connect flow: `authorize` (JWT) stores a single-use state and returns a `launch` URL on
+//! this service; `launch` (in the user's browser) binds the state to that browser with a
+//! short-lived HttpOnly cookie and redirects to KFTC's consent page; KFTC redirects to
+//! `callback`, which checks the state and the cookie before anything else, exchanges the code,
+//! stores the tokens encrypted and the user's accounts, and reports to the opener window.
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Json;
+use base64::Engine;
+use chrono::{Datelike, NaiveDate, TimeZone};
+use chrono_tz::Asia::Seoul;
+use rand::distributions::{Alphanumeric, DistString};
+use rand::RngCore;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+
+use super::json::ApiJson;
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::http::rfc3339;
+use crate::providers::kftc::client::TransactionQuery;
+use crate::providers::kftc::model::{self, AccountItem};
+use crate::providers::kftc::KftcError;
+use crate::shared_state::Consumed;
+use crate::store::connections::{self, Connection};
+use crate::store::oauth_states::OAuthState;
+use crate::store::{audit, users};
+use crate::tokens::{AccessToken, TokenError};
+
+pub const PROVIDER: &str = "kftc";
+const STATE_TTL_SECS: i64 = 600;
+const BIND_COOKIE: &str = "qetta_kftc_bind";
+const COOKIE_PATH: &str = "/api/v1/oauth/kftc";
+/// KFTC returns at most 25 records per page (SPEC A11.2).
+const KFTC_PAGE: usize = 25;
+const MAX_LIMIT: usize = 100;
+/// The longest period one inquiry may cover. KFTC publishes no maximum (SPEC A11 is silent);
+/// we cap at one year so that a request cannot make us page through a whole history.
+const MAX_RANGE_DAYS: i64 = 366;
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// Masks a token for display: the first 4 and last 4 characters.
+pub fn mask_token(t: &str) -> String {
+    let chars: Vec<char> = t.chars().collect();
+    if chars.len() <= 12 {
+        return "…".into();
+    }
+    format!("{}…{}", chars[..4].iter().collect::<String>(), chars[chars.len() - 4..].iter().collect::<String>())
+}
+
+pub(crate) async fn audit(state: &AppState, user_id: &str, connection_id: Option<&str>, action: &str, outcome: &str, ip: Option<String>, detail: Value) {
+    let entry = audit::NewEntry {
+        actor: format!("user:{user_id}"),
+        user_id: Some(user_id.to_string()),
+        provider: Some(PROVIDER.to_string()),
+        connection_id: connection_id.map(str::to_string),
+        action: action.into(),
+        outcome: outcome.into(),
+        request_id: Some(crate::http::request_id::current()).filter(|r| !r.is_empty()),
+        ip,
+        detail,
+    };
+    if let Err(e) = audit::append(&state.db, &entry, state.clock.now()).await {
+        tracing::error!(error = %e, "could not write an audit entry");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// authorize → launch → callback
+
+#[derive(Deserialize)]
+pub struct AuthorizeQuery {
+    redirect: Option<String>,
+}
+
+pub async fn authorize(State(state): State<AppState>, user: AuthUser, Query(q): Query<AuthorizeQuery>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Result<Response, ApiError> {
+    let now = state.clock.now();
+    // A JWT minted by the app's backend may name a user this service has not seen yet.
+    users::ensure_external(&state.db, &user.id, now).await?;
+    let existing = connections::get(&state.db, &user.id, PROVIDER).await?;
+    let auth_type = match &existing {
+        Some(c) if c.access_token.is_some() => 1,
+        _ => 0,
+    };
+    let s = Alphanumeric.sample_string(&mut rand::rngs::OsRng, 32);
+    state
+        .shared
+        .put_state(&OAuthState {
+            state: s.clone(),
+            user_id: user.id.clone(),
+            provider: PROVIDER.into(),
+            redirect_to: Some(auth_type.to_string()),
+            browser_binding: None,
+            created_at: now,
+            expires_at: now + STATE_TTL_SECS,
+            consumed_at: None,
+        })
+        .await?;
+    audit(&state, &user.id, existing.as_ref().map(|c| c.id.as_str()), "authorize", "started", Some(peer.ip().to_string()), json!({"auth_type": auth_type})).await;
+    let url = format!("{}/api/v1/oauth/kftc/launch?state={s}", state.config.public_url);
+    if matches!(q.redirect.as_deref(), Some("1") | Some("true")) {
+        return Ok(Redirect::to(&url).into_response());
+    }
+    Ok(Json(json!({ "authorize_url": url, "expires_at": rfc3339(now + STATE_TTL_SECS), "auth_type": auth_type })).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct LaunchQuery {
+    state: Option<String>,
+}
+
+/// Binds the state to this browser and sends it on to KFTC's consent page.
+pub async fn launch(State(state): State<AppState>, Query(q): Query<LaunchQuery>) -> Response {
+    let now = state.clock.now();
+    let Some(s) = q.state.filter(|s| s.len() == 32 && s.bytes().all(|b| b.is_ascii_alphanumeric())) else {
+        return result_page(&state, StatusCode::BAD_REQUEST, false, "state_invalid", "This link is not valid. Start again from the Qetta page.");
+    };
+    let pending = match state.shared.peek_state(&s).await {
+        Ok(p) => p,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let Some(pending) = pending.filter(|p| p.provider == PROVIDER) else {
+        return result_page(&state, StatusCode::BAD_REQUEST, false, "state_unknown", "This link is not valid. Start again from the Qetta page.");
+    };
+    if pending.consumed_at.is_some() || pending.expires_at <= now {
+        return result_page(&state, StatusCode::BAD_REQUEST, false, "state_expired", "This link has expired. Start again from the Qetta page.");
+    }
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+    match state.shared.bind_browser(&s, &sha256_hex(&secret)).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return result_page(&state, StatusCode::CONFLICT, false, "state_already_used", "This link was already opened. Start again from the Qetta page.")
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    }
+    let auth_type: u8 = pending.redirect_to.as_deref().and_then(|a| a.parse().ok()).unwrap_or(0);
+    let target = state.kftc.authorize_url(&s, &state.kftc_settings.scope, auth_type);
+    // The real KFTC page lives on another host; the embedded sandbox is served to browsers at
+    // the public URL even though the service calls it over loopback.
+    let target = if state.kftc_settings.sandbox { target.replacen(&state.kftc_settings.api_base, &state.kftc_settings.authorize_base, 1) } else { target };
+    let secure = if state.config.public_url.starts_with("https://") { "; Secure" } else { "" };
+    let cookie = format!("{BIND_COOKIE}={secret}; Max-Age={STATE_TTL_SECS}; Path={COOKIE_PATH}; HttpOnly; SameSite=Lax{secure}");
+    let mut resp = Redirect::to(&target).into_response();
+    resp.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("cookie is ASCII"));
+    resp
+}
+
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    scope: Option<String>,
+    state: Option<String>,
+    // Error callback (SPEC A5.3 / E2: format unconfirmed; accept both spellings).
+    error: Option<String>,
+    error_description: Option<String>,
+    rsp_code: Option<String>,
+    rsp_message: Option<String>,
+}
+
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+pub async fn callback(State(state): State<AppState>, headers: HeaderMap, ConnectInfo(peer): ConnectInfo<SocketAddr>, Query(q): Query<CallbackQuery>) -> Response {
+    let now = state.clock.now();
+    let ip = Some(peer.ip().to_string());
+    // 1. The state, before anything else.
+    let Some(s) = q.state.as_deref().filter(|s| !s.is_empty()) else {
+        return result_page(&state, StatusCode::BAD_REQUEST, false, "state_missing", "The bank did not return the security code of this sign-in. Start again.");
+    };
+    if s.len() > 128 {
+        return result_page(&state, StatusCode::BAD_REQUEST, false, "state_unknown", "This sign-in is not known. Start again.");
+    }
+    let pending = match state.shared.consume_state(s, now).await {
+        Ok(Consumed::Fresh(p)) => p,
+        Ok(Consumed::Replayed) => return result_page(&state, StatusCode::CONFLICT, false, "state_replayed", "This sign-in was already completed or used. Start again."),
+        Ok(Consumed::Unknown) => return result_page(&state, StatusCode::BAD_REQUEST, false, "state_unknown", "This sign-in is not known. Start again."),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    if pending.provider != PROVIDER {
+        return result_page(&state, StatusCode::BAD_REQUEST, false, "state_unknown", "This sign-in is not known. Start again.");
+    }
+    if pending.expires_at <= now {
+        audit(&state, &pending.user_id, None, "callback", "state_expired", ip, json!({})).await;
+        return result_page(&state, StatusCode::BAD_REQUEST, false, "state_expired", "This sign-in took too long and has expired. Start again.");
+    }
+    let cookie = cookie_value(&headers, BIND_COOKIE);
+    let bound = match (&pending.browser_binding, &cookie) {
+        (Some(expected), Some(c)) => {
+            let given = sha256_hex(c);
+            subtle::ConstantTimeEq::ct_eq(given.as_bytes(), expected.as_bytes()).into()
+        }
+        _ => false,
+    };
+    if !bound {
+        audit(&state, &pending.user_id, None, "callback", "browser_mismatch", ip, json!({})).await;
+        return result_page(&state, StatusCode::FORBIDDEN, false, "state_browser_mismatch", "This sign-in was started in another browser. Start again here.");
+    }
+    let user_id = pending.user_id.clone();
+
+    // 2. The provider's error callback.
+    let Some(code) = q.code.as_deref().filter(|c| !c.is_empty()) else {
+        let provider_code = q.rsp_code.clone().or(q.error.clone()).unwrap_or_else(|| "unknown".into());
+        let reason = q.rsp_message.clone().or(q.error_description.clone()).unwrap_or_default();
+        audit(&state, &user_id, None, "callback", "denied", ip, json!({"provider_code": provider_code})).await;
+        let message = if reason.is_empty() { "The bank connection was cancelled.".to_string() } else { format!("The bank connection was not completed: {reason}") };
+        return result_page(&state, StatusCode::OK, false, "consent_denied", &message);
+    };
+    if code.len() > 512 {
+        return result_page(&state, StatusCode::BAD_REQUEST, false, "code_invalid", "The bank returned an invalid authorization code. Start again.");
+    }
+
+    // 3. Exchange, store, fetch accounts.
+    match finish_connect(&state, &user_id, code, q.scope.as_deref()).await {
+        Ok((conn, accounts)) => {
+            audit(&state, &user_id, Some(&conn.id), "callback", "connected", ip, json!({"accounts": accounts, "scope": conn.scope})).await;
+            result_page(&state, StatusCode::OK, true, "connected", &format!("Connected: {accounts} bank account(s)."))
+        }
+        Err(e) => {
+            let code = e.code();
+            audit(&state, &user_id, None, "callback", "failed", ip, json!({"error": code})).await;
+            result_page(&state, e.status(), false, code, &e.to_string())
+        }
+    }
+}
+
+async fn finish_connect(state: &AppState, user_id: &str, code: &str, _callback_scope: Option<&str>) -> Result<(Connection, usize), ApiError> {
+    let granted = state.kftc.exchange_code(code).await.map_err(ApiError::from)?;
+    let conn = state.tokens.store_grant(user_id, PROVIDER, &granted.grant, Some(&granted.user_seq_no)).await?;
+    let accounts = match state.kftc.user_me(&granted.grant.access_token, &granted.user_seq_no).await {
+        Ok(me) => me.res_list,
+        Err(e) => {
+            // The connection stands; the list can be fetched again later.
+            tracing::warn!(error = %e, "user/me failed after connect");
+            Vec::new()
+        }
+    };
+    let n = accounts.len();
+    save_accounts(state, &conn, &accounts).await?;
+    let conn = connections::get_by_id(&state.db, &conn.id).await?.unwrap_or(conn);
+    Ok((conn, n))
+}
+
+/// What we keep of an account (no holder name: not needed, and personal).
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct StoredAccount {
+    pub fintech_use_num: String,
+    pub bank_code: String,
+    pub bank_name: String,
+    pub account_num_masked: String,
+    pub alias: String,
+    pub account_type: String,
+    pub inquiry_agreed: bool,
+}
+
+async fn save_accounts(state: &AppState, conn: &Connection, accounts: &[AccountItem]) -> Result<(), ApiError> {
+    let stored: Vec<StoredAccount> = accounts
+        .iter()
+        .filter(|a| !a.fintech_use_num.is_empty() && a.account_state != "09")
+        .map(|a| StoredAccount {
+            fintech_use_num: a.fintech_use_num.clone(),
+            bank_code: a.bank_code_std.clone(),
+            bank_name: if a.savings_bank_name.is_empty() { a.bank_name.clone() } else { a.savings_bank_name.clone() },
+            account_num_masked: a.account_num_masked.clone(),
+            alias: a.account_alias.clone(),
+            account_type: a.account_type.clone(),
+            inquiry_agreed: a.inquiry_agree_yn != "N",
+        })
+        .collect();
+    connections::set_metadata(&state.db, &conn.id, &json!({ "accounts": stored }), state.clock.now()).await?;
+    Ok(())
+}
+
+fn stored_accounts(conn: &Connection) -> Vec<StoredAccount> {
+    serde_json::from_str::<Value>(&conn.metadata)
+        .ok()
+        .and_then(|v| v.get("accounts").cloned())
+        .and_then(|a| serde_json::from_value(a).ok())
+        .unwrap_or_default()
+}
+
+/// The small page the callback answers with: it reports to the opener window (same origin
+/// only, via `/static/oauth-callback.js`) and closes, or shows the result when not a popup.
+fn result_page(state: &AppState, status: StatusCode, ok: bool, code: &str, message: &str) -> Response {
+    let esc = |s: &str| html_escape::encode_double_quoted_attribute(s).to_string();
+    let text = |s: &str| html_escape::encode_text(s).to_string();
+    let title = if ok { "Connected · 연결 완료" } else { "Not connected · 연결 실패" };
+    let body = format!(
+        "<!DOCTYPE html><html lang=\"ko\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title><link rel=\"stylesheet\" href=\"/static/app.css\"></head><body>\
+         <main id=\"result\" class=\"callback\" data-provider=\"kftc\" data-ok=\"{ok}\" data-code=\"{code_attr}\" data-message=\"{msg_attr}\">\
+         <h1>{title}</h1><p>{msg_text}</p><p class=\"request-id\">request id: {rid}</p>\
+         <p><a href=\"/oauth\">Qetta Connect</a></p></main>\
+         <script src=\"/static/oauth-callback.js\"></script></body></html>",
+        code_attr = esc(code),
+        msg_attr = esc(message),
+        msg_text = text(message),
+        rid = text(&crate::http::request_id::current()),
+    );
+    let _ = state;
+    let mut resp = (status, Html(body)).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    );
+    // The binding cookie has done its job.
+    h.insert(header::SET_COOKIE, HeaderValue::from_str(&format!("{BIND_COOKIE}=; Max-Age=0; Path={COOKIE_PATH}; HttpOnly; SameSite=Lax")).expect("ASCII"));
+    resp
+}
+
+// ---------------------------------------------------------------------------------------------
+// token, accounts, balance, transactions
+
+/// Runs `call` with a fresh token; on O0003 refreshes once (single-flight) and retries; on a dead
+/// grant marks the connection `needs_reauth`.
+async fn with_token<T, F, Fut>(state: &AppState, user_id: &str, call: F) -> Result<T, ApiError>
+where
+    F: Fn(AccessToken) -> Fut,
+    Fut: std::future::Future<Output = Result<T, KftcError>>,
+{
+    let token = state.tokens.access_token(user_id, PROVIDER).await?;
+    let conn_id = token.connection_id.clone();
+    let version = token.version;
+    let retry_with = AccessToken { connection_id: conn_id.clone(), token: token.token.clone(), version, expires_at: token.expires_at, scope: None, provider_user_id: None };
+    match call(token).await {
+        Ok(v) => Ok(v),
+        Err(KftcError::TokenExpired) => {
+            let fresh = state.tokens.after_rejection(&retry_with).await?;
+            match call(fresh).await {
+                Ok(v) => Ok(v),
+                Err(e) => Err(on_kftc_error(state, &conn_id, e).await),
+            }
+        }
+        Err(e) => Err(on_kftc_error(state, &conn_id, e).await),
+    }
+}
+
+async fn on_kftc_error(state: &AppState, conn_id: &str, e: KftcError) -> ApiError {
+    if matches!(e, KftcError::GrantDead { .. }) {
+        if let Err(err) = connections::set_status(&state.db, conn_id, connections::STATUS_NEEDS_REAUTH, state.clock.now()).await {
+            tracing::error!(error = %err, "could not mark the connection needs_reauth");
+        }
+    }
+    e.into()
+}
+
+async fn active_connection(state: &AppState, user_id: &str) -> Result<Connection, ApiError> {
+    match connections::get(&state.db, user_id, PROVIDER).await? {
+        Some(c) if c.access_token.is_some() => Ok(c),
+        _ => Err(TokenError::NotConnected.into()),
+    }
+}
+
+pub async fn token(State(state): State<AppState>, user: AuthUser, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Result<Json<Value>, ApiError> {
+    let t = state.tokens.access_token(&user.id, PROVIDER).await?;
+    let conn = connections::get_by_id(&state.db, &t.connection_id).await?.ok_or(TokenError::NotConnected)?;
+    let mut scope: Vec<&str> = t.scope.as_deref().unwrap_or("").split_whitespace().collect();
+    scope.sort_unstable();
+    let mut body = json!({
+        "provider": PROVIDER,
+        "status": conn.status,
+        "scope": scope,
+        "token_type": conn.token_type,
+        "expires_at": t.expires_at.map(rfc3339),
+        "token_masked": mask_token(t.token.expose_secret()),
+        "user_seq_no": conn.provider_user_id,
+    });
+    if user.is_backend {
+        body["access_token"] = json!(t.token.expose_secret());
+        audit(&state, &user.id, Some(&conn.id), "token_fetch", "raw_token_returned", Some(peer.ip().to_string()), json!({})).await;
+    }
+    Ok(Json(body))
+}
+
+pub async fn accounts(State(state): State<AppState>, user: AuthUser) -> Result<Json<Value>, ApiError> {
+    let conn = active_connection(&state, &user.id).await?;
+    Ok(Json(json!({ "accounts": stored_accounts(&conn), "status": conn.status })))
+}
+
+fn valid_fintech_use_num(f: &str) -> bool {
+    f.len() == 24 && f.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// The account if it is one of this user's (never send another user's number upstream).
+async fn own_account(state: &AppState, user_id: &str, fintech_use_num: &str) -> Result<StoredAccount, ApiError> {
+    if !valid_fintech_use_num(fintech_use_num) {
+        return Err(ApiError::invalid("invalid_fintech_use_num", "fintech_use_num must be 24 letters or digits."));
+    }
+    let conn = active_connection(state, user_id).await?;
+    stored_accounts(&conn)
+        .into_iter()
+        .find(|a| a.fintech_use_num == fintech_use_num)
+        .ok_or_else(|| ApiError::NotFound("No such account among your connected accounts.".into()))
+}
+
+fn parse_amount(s: &str, field: &str) -> Result<Option<i64>, ApiError> {
+    model::amount(s).map_err(|e| ApiError::Upstream { code: "upstream_invalid", message: format!("KFTC sent an unreadable {field}: {e}"), provider_code: None })
+}
+
+pub async fn balance(State(state): State<AppState>, user: AuthUser, Path(fintech_use_num): Path<String>) -> Result<Json<Value>, ApiError> {
+    let account = own_account(&state, &user.id, &fintech_use_num).await?;
+    let kftc = state.kftc.clone();
+    let fin = fintech_use_num.clone();
+    let b = with_token(&state, &user.id, |t| {
+        let kftc = kftc.clone();
+        let fin = fin.clone();
+        async move { kftc.balance(&t.token, &fin).await }
+    })
+    .await?;
+    let date = |d: &str| if d.is_empty() || d.chars().all(|c| c == '0') { Value::Null } else { json!(d) };
+    Ok(Json(json!({
+        "fintech_use_num": fintech_use_num,
+        "balance": parse_amount(&b.balance_amt, "balance_amt")?,
+        "available": parse_amount(&b.available_amt, "available_amt")?,
+        "currency": "KRW",
+        "product_name": b.product_name,
+        "bank_name": if b.savings_bank_name.is_empty() { if b.bank_name.is_empty() { account.bank_name } else { b.bank_name } } else { b.savings_bank_name },
+        "bank_code": account.bank_code,
+        "account_num_masked": account.account_num_masked,
+        "account_type": b.account_type,
+        "account_issue_date": date(&b.account_issue_date),
+        "maturity_date": date(&b.maturity_date),
+        "last_tran_date": date(&b.last_tran_date),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransactionsBody {
+    fintech_use_num: String,
+    from_date: String,
+    to_date: String,
+    inquiry_type: Option<String>,
+    sort_order: Option<String>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Our cursor: where the next item is in KFTC's paging (the trace info of the page that holds
+/// it, or none for the first page, plus an offset in that page), bound to the query.
+#[derive(Serialize, Deserialize)]
+struct Cursor {
+    t: Option<String>,
+    o: usize,
+    q: String,
+}
+
+fn parse_date(s: &str, field: &str) -> Result<NaiveDate, ApiError> {
+    let t = s.trim();
+    NaiveDate::parse_from_str(t, "%Y%m%d")
+        .or_else(|_| NaiveDate::parse_from_str(t, "%Y-%m-%d"))
+        .or_else(|_| chrono::DateTime::parse_from_rfc3339(t).map(|d| d.with_timezone(&Seoul).date_naive()))
+        .map_err(|_| ApiError::invalid("invalid_date", format!("{field} must be a date as YYYYMMDD or YYYY-MM-DD.")))
+}
+
+fn direction(inout: &str) -> &'static str {
+    match inout {
+        "입금" => "in",
+        "출금" | "지급" => "out",
+        _ => "other",
+    }
+}
+
+pub async fn transactions(State(state): State<AppState>, user: AuthUser, ApiJson(body): ApiJson<TransactionsBody>) -> Result<Json<Value>, ApiError> {
+    let from = parse_date(&body.from_date, "from_date")?;
+    let to = parse_date(&body.to_date, "to_date")?;
+    if from > to {
+        return Err(ApiError::invalid("invalid_range", "from_date must not be after to_date."));
+    }
+    if (to - from).num_days() >= MAX_RANGE_DAYS {
+        return Err(ApiError::invalid("range_too_long", format!("The period may cover at most {MAX_RANGE_DAYS} days.")));
+    }
+    let today = state.clock.now();
+    let today = Seoul.timestamp_opt(today, 0).single().map(|d| d.date_naive()).unwrap_or(to);
+    if from > today {
+        return Err(ApiError::invalid("invalid_range", "from_date is in the future."));
+    }
+    let inquiry_type = match body.inquiry_type.as_deref().unwrap_or("A") {
+        "A" | "all" => 'A',
+        "I" | "in" => 'I',
+        "O" | "out" => 'O',
+        _ => return Err(ApiError::invalid("invalid_inquiry_type", "inquiry_type must be A (all), I (in) or O (out).")),
+    };
+    let sort_order = match body.sort_order.as_deref().unwrap_or("D") {
+        "D" | "desc" => 'D',
+        "A" | "asc" => 'A',
+        _ => return Err(ApiError::invalid("invalid_sort_order", "sort_order must be D (newest first) or A (oldest first).")),
+    };
+    let limit = body.limit.unwrap_or(KFTC_PAGE as i64);
+    if !(1..=MAX_LIMIT as i64).contains(&limit) {
+        return Err(ApiError::invalid("invalid_limit", format!("limit must be between 1 and {MAX_LIMIT}.")));
+    }
+    let limit = limit as usize;
+    own_account(&state, &user.id, &body.fintech_use_num).await?;
+
+    let query = TransactionQuery {
+        fintech_use_num: body.fintech_use_num.clone(),
+        inquiry_type,
+        from_date: format!("{:04}{:02}{:02}", from.year(), from.month(), from.day()),
+        to_date: format!("{:04}{:02}{:02}", to.year(), to.month(), to.day()),
+        sort_order,
+    };
+    let fingerprint = sha256_hex(&format!("{}|{}|{}|{}|{}", query.fintech_use_num, query.inquiry_type, query.from_date, query.to_date, query.sort_order))[..16].to_string();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (mut trace, mut offset) = match &body.cursor {
+        None => (None, 0),
+        Some(c) => {
+            let cursor: Cursor = b64
+                .decode(c)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .ok_or_else(|| ApiError::invalid("invalid_cursor", "cursor is not one this service returned."))?;
+            if cursor.q != fingerprint {
+                return Err(ApiError::invalid("invalid_cursor", "cursor belongs to a different query; send the same fintech_use_num, dates, inquiry_type and sort_order."));
+            }
+            (cursor.t, cursor.o)
+        }
+    };
+
+    let mut out = Vec::with_capacity(limit);
+    let mut next_cursor = None;
+    let mut balance = None;
+    loop {
+        let kftc = state.kftc.clone();
+        let q = query.clone();
+        let tr = trace.clone();
+        let page = with_token(&state, &user.id, |t| {
+            let kftc = kftc.clone();
+            let q = q.clone();
+            let tr = tr.clone();
+            async move { kftc.transaction_page(&t.token, &q, tr.as_deref()).await }
+        })
+        .await?;
+        if balance.is_none() {
+            balance = parse_amount(&page.balance_amt, "balance_amt")?;
+        }
+        let items = &page.res_list;
+        let take = (limit - out.len()).min(items.len().saturating_sub(offset));
+        for item in items.iter().skip(offset).take(take) {
+            out.push(transaction_json(item)?);
+        }
+        let consumed = offset + take;
+        let more_in_page = consumed < items.len();
+        let more_pages = page.next_page_yn == "Y" && !page.befor_inquiry_trace_info.is_empty();
+        if out.len() >= limit {
+            if more_in_page {
+                next_cursor = Some(Cursor { t: trace.clone(), o: consumed, q: fingerprint.clone() });
+            } else if more_pages {
+                next_cursor = Some(Cursor { t: Some(page.befor_inquiry_trace_info.clone()), o: 0, q: fingerprint.clone() });
+            }
+            break;
+        }
+        if !more_pages {
+            break;
+        }
+        trace = Some(page.befor_inquiry_trace_info.clone());
+        offset = 0;
+    }
+    let next_cursor = next_cursor.map(|c| b64.encode(serde_json::to_vec(&c).expect("cursor serialises")));
+    Ok(Json(json!({
+        "fintech_use_num": body.fintech_use_num,
+        "balance": balance,
+        "transactions": out,
+        "next_cursor": next_cursor,
+    })))
+}
+
+fn transaction_json(t: &model::TransactionItem) -> Result<Value, ApiError> {
+    let at = NaiveDate::parse_from_str(&t.tran_date, "%Y%m%d")
+        .ok()
+        .and_then(|d| {
+            let time = chrono::NaiveTime::parse_from_str(if t.tran_time.is_empty() { "000000" } else { &t.tran_time }, "%H%M%S").ok()?;
+            Seoul.from_local_datetime(&d.and_time(time)).single()
+        })
+        .ok_or_else(|| ApiError::Upstream { code: "upstream_invalid", message: "KFTC sent an unreadable transaction date.".into(), provider_code: None })?;
+    Ok(json!({
+        "at": at.to_rfc3339(),
+        "direction": direction(&t.inout_type),
+        "amount": parse_amount(&t.tran_amt, "tran_amt")?.unwrap_or(0),
+        "balance_after": parse_amount(&t.after_balance_amt, "after_balance_amt")?,
+        "description": t.print_content,
+        "kind": t.tran_type,
+        "branch": t.branch_name,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// disconnect
+
+pub async fn disconnect(State(state): State<AppState>, user: AuthUser, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Result<Json<Value>, ApiError> {
+    let Some(conn) = connections::get(&state.db, &user.id, PROVIDER).await? else {
+        return Err(TokenError::NotConnected.into());
+    };
+    // Best effort: tell KFTC to unlink; the local tokens go whatever it answers.
+    let unlink = match (&conn.access_token, &conn.provider_user_id) {
+        (Some(blob), Some(seq)) => match state.vault.open_string(blob, crate::tokens::aad(&conn, "access_token")) {
+            Ok(token) => match state.kftc.unlink(&token, seq).await {
+                Ok(()) => json!({"ok": true}),
+                Err(e) => json!({"ok": false, "error": e.to_string(), "provider_code": e.provider_code()}),
+            },
+            Err(e) => json!({"ok": false, "error": e.to_string()}),
+        },
+        _ => json!({"ok": false, "error": "no token to unlink with"}),
+    };
+    connections::delete(&state.db, &user.id, PROVIDER).await?;
+    audit(&state, &user.id, Some(&conn.id), "disconnect", "ok", Some(peer.ip().to_string()), json!({"unlink": unlink})).await;
+    Ok(Json(json!({ "disconnected": true, "provider": PROVIDER, "unlink": unlink })))
+}
