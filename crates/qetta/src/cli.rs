@@ -23,6 +23,48 @@ enum Command {
     Serve,
     /// Apply database migrations and exit (they also run at every start).
     Migrate,
+    /// Run the provider sandbox alone (KFTC under /kftc, Toss under /toss), for tests, demos
+    /// and load tests of clients other than this service.
+    Sandbox {
+        /// Port to listen on (0 = any free port).
+        #[arg(long, default_value_t = 8090)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+    },
+    /// Encryption keys of stored tokens.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new key entry (`id:base64`) to put first in QETTA_ENCRYPTION_KEYS.
+    Generate {
+        /// The key id (default: k + today's date).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Re-encrypt every stored token that is not on the active (first) key, in batches. Safe while
+    /// the service runs; run again to resume.
+    Rotate {
+        #[arg(long, default_value_t = 100)]
+        batch: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain of the whole audit log; exit 1 if an entry was altered or removed.
+    Verify,
 }
 
 pub fn main() -> ExitCode {
@@ -35,15 +77,30 @@ pub fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        let command = cli.command.unwrap_or(Command::Serve);
+        if let Command::Keys { command: KeysCommand::Generate { id } } = &command {
+            let id = id.clone().unwrap_or_else(|| format!("k{}", chrono::Utc::now().format("%Y%m%d")));
+            crate::vault::KeyRing::parse(&format!("{id}:{}", "A".repeat(43) + "="))?;
+            println!("{}", crate::vault::KeyRing::generate_entry(&id));
+            return Ok(());
+        }
         let config = load_config()?;
         crate::telemetry::init(config.log_format);
-        match cli.command.unwrap_or(Command::Serve) {
+        match command {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(config).await,
+            Command::Sandbox { port, host } => sandbox(config, host, port).await,
+            Command::Keys { command: KeysCommand::Rotate { batch } } => rotate(config, batch).await,
+            Command::Keys { command: KeysCommand::Generate { .. } } => unreachable!("handled above"),
+            Command::Audit { command: AuditCommand::Verify } => audit_verify(config).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<AuditBroken>().is_some() => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
@@ -79,4 +136,65 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
     db.close().await;
     eprintln!("migrations applied to {}", config.database_url_for_display());
     Ok(())
+}
+
+async fn sandbox(config: Config, host: std::net::IpAddr, port: u16) -> anyhow::Result<()> {
+    let sc = qetta_sandbox::SandboxConfig::from_lookup(|k| config.sources.get(k))?;
+    let sandbox = qetta_sandbox::Sandbox::new(sc);
+    let listener = tokio::net::TcpListener::bind((host, port)).await.map_err(|e| anyhow::anyhow!("cannot listen on {host}:{port}: {e}"))?;
+    let addr = listener.local_addr()?;
+    println!("Qetta sandbox listening on http://{addr}");
+    println!("  KFTC base: http://{addr}/kftc   (KFTC_API_BASE)");
+    println!("  Toss base: http://{addr}/toss   (TOSS_OAUTH_BASE and TOSS_API_BASE)");
+    println!("  Toss public key (TOSS_RSA_PUBLIC_KEY): {}", sandbox.toss_public_key_base64());
+    qetta_sandbox::serve(listener, sandbox, app::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn rotate(config: Config, batch: i64) -> anyhow::Result<()> {
+    if !(1..=10_000).contains(&batch) {
+        anyhow::bail!("--batch must be between 1 and 10000");
+    }
+    let db = app::open_database(&config).await?;
+    let (ring, _) = crate::keys::load_ring(&config)?;
+    crate::keys::verify_against_store(&db, &ring).await?;
+    let vault = crate::vault::Vault::new(ring);
+    let report = crate::keys::rotate(&db, &vault, batch).await?;
+    let entry = crate::store::audit::NewEntry {
+        actor: "cli:keys-rotate".into(),
+        action: "key_rotation".into(),
+        outcome: if report.remaining == 0 { "ok".into() } else { "partial".into() },
+        detail: serde_json::json!({"active_key": vault.active_key_id(), "resealed": report.resealed, "skipped": report.skipped, "remaining": report.remaining}),
+        ..Default::default()
+    };
+    crate::store::audit::append(&db, &entry, chrono::Utc::now().timestamp()).await?;
+    println!(
+        "active key {}: re-encrypted {} connection(s), {} changed meanwhile (already on the active key), {} remaining",
+        vault.active_key_id(),
+        report.resealed,
+        report.skipped,
+        report.remaining
+    );
+    db.close().await;
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("audit log BROKEN at entry {id}: {reason}")]
+struct AuditBroken {
+    id: i64,
+    reason: &'static str,
+}
+
+async fn audit_verify(config: Config) -> anyhow::Result<()> {
+    let db = app::open_database(&config).await?;
+    let result = crate::store::audit::verify(&db).await?;
+    db.close().await;
+    match result {
+        crate::store::audit::Verification::Intact { entries } => {
+            println!("audit log intact: {entries} entries");
+            Ok(())
+        }
+        crate::store::audit::Verification::Broken { id, reason } => Err(AuditBroken { id, reason }.into()),
+    }
 }

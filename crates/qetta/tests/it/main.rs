@@ -8,5 +8,6 @@
 mod support;
 
 mod auth_api;
+mod kftc_flow;
 mod startup;
 mod store_suite;

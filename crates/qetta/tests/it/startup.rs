@@ -25,6 +25,8 @@ fn an_unreachable_database_stops_with_a_message_without_the_password() {
         .arg("serve")
         .env("PORT", "0")
         .env("DATABASE_URL", "postgres://qetta:hunter2secret@127.0.0.1:1/qetta")
+        .env("JWT_SECRET", crate::support::JWT_SECRET)
+        .env("QETTA_ENCRYPTION_KEYS", crate::support::ENCRYPTION_KEYS)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -9,6 +9,8 @@ use qetta::config::{Config, Sources};
 use serde_json::Value;
 
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+/// A fixed test key (never used outside tests).
+pub const ENCRYPTION_KEYS: &str = "test1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -113,6 +115,7 @@ impl Spawn {
             ("QETTA_DATA_DIR", dir.path().display().to_string()),
             ("DATABASE_URL", url),
             ("JWT_SECRET", JWT_SECRET.to_string()),
+            ("QETTA_ENCRYPTION_KEYS", ENCRYPTION_KEYS.to_string()),
         ]);
         for (k, v) in &self.vars {
             sources.set(k, v.clone());
@@ -174,4 +177,90 @@ pub async fn error_code(r: reqwest::Response, status: u16) -> String {
     assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()), "message in {body}");
     assert_eq!(err["request_id"].as_str(), Some(rid.as_str()), "request id in {body}");
     err["code"].as_str().expect("code").to_string()
+}
+
+/// What the KFTC callback page reported.
+#[derive(Debug)]
+pub struct Callback {
+    pub status: u16,
+    pub ok: bool,
+    pub code: String,
+    pub body: String,
+}
+
+pub fn data_attr(body: &str, name: &str) -> String {
+    let key = format!("data-{name}=\"");
+    body.split_once(&key).and_then(|(_, rest)| rest.split_once('"')).map(|(v, _)| v.to_string()).unwrap_or_default()
+}
+
+impl TestApp {
+    /// A browser: its own cookie jar, redirects followed by hand.
+    pub fn browser(&self) -> reqwest::Client {
+        reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    }
+
+    /// `GET /api/v1/oauth/kftc/authorize` → the launch URL.
+    pub async fn kftc_authorize(&self, token: &str) -> String {
+        let r = self.get("/api/v1/oauth/kftc/authorize", Some(token)).await;
+        assert_eq!(r.status(), 200, "authorize");
+        let v: Value = r.json().await.unwrap();
+        v["authorize_url"].as_str().unwrap().to_string()
+    }
+
+    /// Opens the launch URL in `browser`, answers the sandbox consent as `sandbox_user` with
+    /// `decision`, and returns the callback URL KFTC sends the browser to.
+    pub async fn kftc_consent(&self, browser: &reqwest::Client, launch_url: &str, sandbox_user: &str, decision: &str) -> String {
+        let r = browser.get(launch_url).send().await.unwrap();
+        assert_eq!(r.status(), 303, "launch redirects: {}", r.text().await.unwrap_or_default());
+        let consent = r.headers()["location"].to_str().unwrap().to_string();
+        assert!(consent.contains("/sandbox/kftc/oauth/2.0/authorize?"), "{consent}");
+        let r = browser.get(format!("{consent}&sandbox_user={sandbox_user}&sandbox_consent={decision}")).send().await.unwrap();
+        assert!(r.status().is_redirection(), "consent redirects, got {}", r.status());
+        r.headers()["location"].to_str().unwrap().to_string()
+    }
+
+    pub async fn kftc_callback(&self, browser: &reqwest::Client, callback_url: &str) -> Callback {
+        let r = browser.get(callback_url).send().await.unwrap();
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap();
+        Callback { status, ok: data_attr(&body, "ok") == "true", code: data_attr(&body, "code"), body }
+    }
+
+    /// The whole connect flow for `sandbox_user`; asserts it succeeded.
+    pub async fn connect_kftc(&self, token: &str, sandbox_user: &str) {
+        let browser = self.browser();
+        let launch = self.kftc_authorize(token).await;
+        let callback = self.kftc_consent(&browser, &launch, sandbox_user, "approve").await;
+        let cb = self.kftc_callback(&browser, &callback).await;
+        assert!(cb.ok, "connect failed: {cb:?}");
+    }
+
+    pub async fn sandbox_stats(&self, provider: &str) -> Value {
+        self.get(&format!("/sandbox/{provider}/_sandbox/stats"), None).await.json().await.unwrap()
+    }
+
+    pub async fn sandbox_control(&self, provider: &str, what: &str, body: Value) {
+        let r = self.post_json(&format!("/sandbox/{provider}/_sandbox/{what}"), &body, None).await;
+        assert!(r.status().is_success(), "sandbox {what}: {}", r.status());
+    }
+
+    pub async fn accounts(&self, token: &str) -> Vec<Value> {
+        let r = self.get("/api/v1/oauth/kftc/accounts", Some(token)).await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        v["accounts"].as_array().unwrap().clone()
+    }
+
+    pub async fn status_of(&self, token: &str, provider: &str) -> Value {
+        let v: Value = self.get("/api/v1/oauth/status", Some(token)).await.json().await.unwrap();
+        v["providers"].as_array().unwrap().iter().find(|p| p["provider"] == provider).unwrap().clone()
+    }
+}
+
+pub fn count(stats: &Value, path: &[&str]) -> i64 {
+    let mut v = stats;
+    for p in path {
+        v = &v[*p];
+    }
+    v.as_i64().unwrap_or(0)
 }

@@ -1,0 +1,319 @@
+//! The KFTC flow over HTTP against the embedded sandbox, on both databases.
+
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::support::{count, error_code, spawn, Backend, Spawn};
+
+both_backends!(connect_read_and_disconnect, every_page_of_a_long_history, refresh_on_expiry_and_after_rejection, dead_grant_needs_reauth_then_reconnect, state_attacks_store_nothing, upstream_errors_map_to_ours, input_is_validated);
+
+fn balance_path(f: &str) -> String {
+    format!("/api/v1/oauth/kftc/balance/{f}")
+}
+
+async fn connect_read_and_disconnect(backend: Backend) {
+    let app = spawn(backend).await;
+    let (token, _) = app.register("kim@example.com").await;
+    assert_eq!(app.status_of(&token, "kftc").await["connected"], false);
+    app.connect_kftc(&token, "kim").await;
+
+    let s = app.status_of(&token, "kftc").await;
+    assert_eq!(s["connected"], true);
+    assert_eq!(s["status"], "active");
+    assert_eq!(s["scope"], json!(["inquiry", "login"]));
+    assert!(s["expires_at"].as_str().is_some());
+
+    let accounts = app.accounts(&token).await;
+    assert!((2..=4).contains(&accounts.len()), "{accounts:?}");
+    let mut saw_negative = false;
+    for a in &accounts {
+        assert_eq!(a["fintech_use_num"].as_str().unwrap().len(), 24);
+        assert_eq!(a["bank_code"].as_str().unwrap().len(), 3);
+        let r = app.get(&balance_path(a["fintech_use_num"].as_str().unwrap()), Some(&token)).await;
+        assert_eq!(r.status(), 200);
+        let b: Value = r.json().await.unwrap();
+        assert_eq!(b["currency"], "KRW");
+        assert!(b["balance"].is_i64(), "{b}");
+        saw_negative |= b["balance"].as_i64().unwrap() < 0;
+    }
+    assert!(saw_negative, "kim's overdraft account is negative");
+
+    // The browser-facing token route gives a masked token only.
+    let t: Value = app.get("/api/v1/oauth/kftc/token", Some(&token)).await.json().await.unwrap();
+    assert!(t.get("access_token").is_none());
+    assert!(t["token_masked"].as_str().unwrap().contains('…'));
+
+    // Connect, token fetch and reads are audited for the user.
+    let audit: Value = app.get("/api/v1/oauth/audit", Some(&token)).await.json().await.unwrap();
+    let actions: Vec<&str> = audit["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert!(actions.contains(&"authorize") && actions.contains(&"callback"), "{actions:?}");
+
+    let r = app.client.delete(app.url("/api/v1/oauth/kftc/disconnect")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["unlink"]["ok"], true, "{body}");
+    assert_eq!(count(&app.sandbox_stats("kftc").await, &["calls", "/v2.0/user/unlink"]), 1);
+    assert_eq!(app.status_of(&token, "kftc").await["connected"], false);
+    let r = app.get(&balance_path(accounts[0]["fintech_use_num"].as_str().unwrap()), Some(&token)).await;
+    assert_eq!(error_code(r, 404).await, "not_found");
+    let r = app.client.delete(app.url("/api/v1/oauth/kftc/disconnect")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(error_code(r, 404).await, "not_found");
+}
+
+async fn every_page_of_a_long_history(backend: Backend) {
+    let app = spawn(backend).await;
+    let (token, _) = app.register("pages@example.com").await;
+    app.connect_kftc(&token, "kim").await;
+    let accounts = app.accounts(&token).await;
+    let today = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Seoul).date_naive();
+    let from = (today - chrono::Duration::days(89)).format("%Y%m%d").to_string();
+    let to = today.format("%Y-%m-%d").to_string();
+
+    // The account with the longest history: page through it 30 at a time (KFTC pages are 25).
+    let mut best: (usize, Vec<Value>) = (0, vec![]);
+    for a in &accounts {
+        let fin = a["fintech_use_num"].as_str().unwrap();
+        let mut all = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let mut body = json!({"fintech_use_num": fin, "from_date": from, "to_date": to, "limit": 30});
+            if let Some(c) = &cursor {
+                body["cursor"] = json!(c);
+            }
+            let r = app.post_json("/api/v1/oauth/kftc/transactions", &body, Some(&token)).await;
+            assert_eq!(r.status(), 200);
+            let v: Value = r.json().await.unwrap();
+            let txs = v["transactions"].as_array().unwrap();
+            assert!(txs.len() <= 30);
+            all.extend(txs.iter().cloned());
+            pages += 1;
+            match v["next_cursor"].as_str() {
+                Some(c) => {
+                    assert_eq!(txs.len(), 30, "only the last page is short");
+                    cursor = Some(c.to_string());
+                }
+                None => break,
+            }
+            assert!(pages < 50, "paging does not end");
+        }
+        if all.len() > best.0 {
+            best = (all.len(), all);
+        }
+    }
+    let (n, all) = best;
+    assert!(n > 100, "the long account has more than 100 transactions in 90 days, got {n}");
+    // Newest first, no duplicates, every field typed.
+    let ats: Vec<&str> = all.iter().map(|t| t["at"].as_str().unwrap()).collect();
+    let parsed: Vec<_> = ats.iter().map(|a| chrono::DateTime::parse_from_rfc3339(a).unwrap()).collect();
+    assert!(parsed.windows(2).all(|w| w[0] >= w[1]), "sorted newest first");
+    assert!(ats.iter().all(|a| a.ends_with("+09:00")), "KST timestamps");
+    for t in &all {
+        assert!(["in", "out", "other"].contains(&t["direction"].as_str().unwrap()));
+        assert!(t["amount"].as_i64().unwrap() >= 0);
+    }
+    let mut keys: Vec<String> = all.iter().map(|t| format!("{}|{}|{}", t["at"], t["amount"], t["balance_after"])).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "no transaction twice");
+    // Every KFTC page used a new bank_tran_id: the sandbox refuses duplicates, and none failed.
+    let stats = app.sandbox_stats("kftc").await;
+    assert!(count(&stats, &["calls", "/v2.0/account/transaction_list/fin_num"]) >= (n as i64) / 25);
+}
+
+async fn refresh_on_expiry_and_after_rejection(backend: Backend) {
+    let app = Spawn::new(backend).var("QETTA_REFRESH_MARGIN_SECS", "3600").start().await;
+    let (token, _) = app.register("refresh@example.com").await;
+    app.connect_kftc(&token, "lee").await;
+    let fin = app.accounts(&token).await[0]["fintech_use_num"].as_str().unwrap().to_string();
+
+    // The provider rejects the token (O0003) although its stored expiry is far ahead:
+    // one refresh, then the call succeeds.
+    app.sandbox_control("kftc", "expire-tokens", json!({})).await;
+    assert_eq!(app.get(&balance_path(&fin), Some(&token)).await.status(), 200);
+    let stats = app.sandbox_stats("kftc").await;
+    assert_eq!(count(&stats, &["tokens", "issued", "refresh_token"]), 1);
+    let s = app.status_of(&token, "kftc").await;
+    assert!(s["last_refreshed_at"].as_str().is_some());
+
+    // Natural expiry: move our clock to within the margin of expiry; the token is refreshed
+    // before it is used.
+    app.clock.advance(7_775_999 - 1800);
+    assert_eq!(app.get(&balance_path(&fin), Some(&token)).await.status(), 200);
+    let stats = app.sandbox_stats("kftc").await;
+    assert_eq!(count(&stats, &["tokens", "issued", "refresh_token"]), 2);
+    // And not again while it is fresh.
+    assert_eq!(app.get(&balance_path(&fin), Some(&token)).await.status(), 200);
+    assert_eq!(count(&app.sandbox_stats("kftc").await, &["tokens", "issued", "refresh_token"]), 2);
+
+    // The background refresher refreshes what expires within its lookahead.
+    app.clock.advance(7_775_999 - 86_400);
+    let report = qetta::tokens::refresher::run_once(&app.state.tokens, &app.state.refresher_stats).await.unwrap();
+    assert_eq!((report.claimed, report.refreshed), (1, 1), "{report:?}");
+    assert_eq!(count(&app.sandbox_stats("kftc").await, &["tokens", "issued", "refresh_token"]), 3);
+    let report = qetta::tokens::refresher::run_once(&app.state.tokens, &app.state.refresher_stats).await.unwrap();
+    assert_eq!(report.claimed, 0);
+}
+
+async fn dead_grant_needs_reauth_then_reconnect(backend: Backend) {
+    let app = spawn(backend).await;
+    let (token, _) = app.register("dead@example.com").await;
+    app.connect_kftc(&token, "park").await;
+    let fin = app.accounts(&token).await[0]["fintech_use_num"].as_str().unwrap().to_string();
+
+    // 101 days later on both clocks: the access token and the refresh token (+10 days) expired.
+    app.sandbox_control("kftc", "clock", json!({"advance_seconds": 101 * 86_400})).await;
+    app.clock.advance(101 * 86_400);
+    let r = app.get(&balance_path(&fin), Some(&token)).await;
+    assert_eq!(error_code(r, 409).await, "reauth_required");
+    assert_eq!(app.status_of(&token, "kftc").await["status"], "needs_reauth");
+    assert_eq!(count(&app.sandbox_stats("kftc").await, &["tokens", "refused", "refresh_token"]), 1);
+    // A second call does not try again: the grant is dead.
+    let r = app.get(&balance_path(&fin), Some(&token)).await;
+    assert_eq!(error_code(r, 409).await, "reauth_required");
+    assert_eq!(count(&app.sandbox_stats("kftc").await, &["tokens", "refused", "refresh_token"]), 1);
+
+    // Re-consent: auth_type 1, then active again.
+    let r = app.get("/api/v1/oauth/kftc/authorize", Some(&token)).await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["auth_type"], 1);
+    let browser = app.browser();
+    let callback = app.kftc_consent(&browser, v["authorize_url"].as_str().unwrap(), "park", "approve").await;
+    let cb = app.kftc_callback(&browser, &callback).await;
+    assert!(cb.ok, "{cb:?}");
+    assert_eq!(app.status_of(&token, "kftc").await["status"], "active");
+    assert_eq!(app.get(&balance_path(&fin), Some(&token)).await.status(), 200);
+}
+
+async fn state_attacks_store_nothing(backend: Backend) {
+    let app = spawn(backend).await;
+    let (alice, _) = app.register("alice@example.com").await;
+    let (mallory, _) = app.register("mallory@example.com").await;
+    let token_calls = |stats: &Value| count(stats, &["calls", "/oauth/2.0/token"]);
+
+    // Missing and altered state.
+    let browser = app.browser();
+    let launch = app.kftc_authorize(&alice).await;
+    let callback = app.kftc_consent(&browser, &launch, "kim", "approve").await;
+    let no_state = callback.split('&').filter(|p| !p.starts_with("state=")).collect::<Vec<_>>().join("&");
+    let cb = app.kftc_callback(&browser, &no_state).await;
+    assert_eq!((cb.status, cb.code.as_str()), (400, "state_missing"));
+    let altered = callback.replace("state=", "state=X");
+    let cb = app.kftc_callback(&browser, &altered).await;
+    assert_eq!((cb.status, cb.code.as_str()), (400, "state_unknown"));
+
+    // Another browser (no binding cookie) is refused, and the state is then spent.
+    let other_browser = app.browser();
+    let cb = app.kftc_callback(&other_browser, &callback).await;
+    assert_eq!((cb.status, cb.code.as_str()), (403, "state_browser_mismatch"));
+    // Replay, even in the right browser.
+    let cb = app.kftc_callback(&browser, &callback).await;
+    assert_eq!((cb.status, cb.code.as_str()), (409, "state_replayed"));
+
+    // Mallory's state delivered into Alice's browser: bound to Mallory's browser, refused.
+    let mallory_browser = app.browser();
+    let m_launch = app.kftc_authorize(&mallory).await;
+    let m_callback = app.kftc_consent(&mallory_browser, &m_launch, "lee", "approve").await;
+    let alice_browser = app.browser();
+    let a_launch = app.kftc_authorize(&alice).await;
+    let _ = app.kftc_consent(&alice_browser, &a_launch, "kim", "approve").await;
+    let cb = app.kftc_callback(&alice_browser, &m_callback).await;
+    assert_eq!((cb.status, cb.code.as_str()), (403, "state_browser_mismatch"));
+
+    // A launch link opened twice (e.g. forwarded to someone) binds only the first browser.
+    let launch = app.kftc_authorize(&alice).await;
+    let _ = app.browser().get(&launch).send().await.unwrap();
+    let r = app.browser().get(&launch).send().await.unwrap();
+    assert_eq!(r.status(), 409);
+
+    // Expired: 11 minutes later.
+    let browser = app.browser();
+    let launch = app.kftc_authorize(&alice).await;
+    let callback = app.kftc_consent(&browser, &launch, "kim", "approve").await;
+    app.clock.advance(11 * 60);
+    let cb = app.kftc_callback(&browser, &callback).await;
+    assert_eq!((cb.status, cb.code.as_str()), (400, "state_expired"));
+
+    // The user cancels on the consent page.
+    let browser = app.browser();
+    let launch = app.kftc_authorize(&alice).await;
+    let callback = app.kftc_consent(&browser, &launch, "kim", "deny").await;
+    let cb = app.kftc_callback(&browser, &callback).await;
+    assert!(!cb.ok);
+    assert_eq!(cb.code, "consent_denied");
+
+    // Nothing was stored, and no code was ever sent to KFTC.
+    for t in [&alice, &mallory] {
+        assert_eq!(app.status_of(t, "kftc").await["connected"], false);
+    }
+    assert_eq!(token_calls(&app.sandbox_stats("kftc").await), 0);
+    // The error pages carry a strict CSP and the request id.
+    assert!(cb.body.contains("request id:"));
+}
+
+async fn upstream_errors_map_to_ours(backend: Backend) {
+    let app = Spawn::new(backend).var("QETTA_UPSTREAM_TIMEOUT_MS", "400").start().await;
+    let (token, _) = app.register("errors@example.com").await;
+    app.connect_kftc(&token, "choi").await;
+    let fin = app.accounts(&token).await[0]["fintech_use_num"].as_str().unwrap().to_string();
+
+    let cases = [
+        (json!({"error_rate": 1.0, "error": "O0013"}), 429, "upstream_rate_limited", None),
+        (json!({"error_rate": 1.0, "error": "A0002:412"}), 502, "bank_error", Some("A0002/412")),
+        (json!({"error_rate": 1.0, "error": "A0004"}), 502, "upstream_error", Some("A0004")),
+        (json!({"error_rate": 1.0, "error": "O0002"}), 409, "reauth_required", None),
+    ];
+    for (fault, status, code, provider_code) in cases {
+        app.sandbox_control("kftc", "faults", fault.clone()).await;
+        let r = app.get(&balance_path(&fin), Some(&token)).await;
+        assert_eq!(r.status().as_u16(), status, "{fault}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{fault}: {body}");
+        if let Some(pc) = provider_code {
+            assert_eq!(body["error"]["provider_code"], pc);
+        }
+    }
+    app.sandbox_control("kftc", "faults", json!({})).await;
+    assert_eq!(app.status_of(&token, "kftc").await["status"], "needs_reauth", "O0002 marked the connection");
+}
+
+async fn input_is_validated(backend: Backend) {
+    let app = spawn(backend).await;
+    let (token, _) = app.register("input@example.com").await;
+    let (other, _) = app.register("other@example.com").await;
+    // Not connected yet.
+    let r = app.get("/api/v1/oauth/kftc/accounts", Some(&token)).await;
+    assert_eq!(error_code(r, 404).await, "not_found");
+    app.connect_kftc(&token, "kim").await;
+    app.connect_kftc(&other, "lee").await;
+    let mine = app.accounts(&token).await[0]["fintech_use_num"].as_str().unwrap().to_string();
+    let theirs = app.accounts(&other).await[0]["fintech_use_num"].as_str().unwrap().to_string();
+    let before = count(&app.sandbox_stats("kftc").await, &["calls", "/v2.0/account/balance/fin_num"]);
+
+    let r = app.get(&balance_path(&theirs), Some(&token)).await;
+    assert_eq!(error_code(r, 404).await, "not_found");
+    let r = app.get(&balance_path("short"), Some(&token)).await;
+    assert_eq!(error_code(r, 422).await, "invalid_fintech_use_num");
+    assert_eq!(count(&app.sandbox_stats("kftc").await, &["calls", "/v2.0/account/balance/fin_num"]), before, "nothing sent upstream");
+
+    let tx = |body: Value| {
+        let app = &app;
+        let token = token.clone();
+        async move { app.post_json("/api/v1/oauth/kftc/transactions", &body, Some(&token)).await }
+    };
+    for (body, code) in [
+        (json!({"fintech_use_num": mine, "from_date": "2026-13-01", "to_date": "20261101"}), "invalid_date"),
+        (json!({"fintech_use_num": mine, "from_date": "20261101", "to_date": "20261001"}), "invalid_range"),
+        (json!({"fintech_use_num": mine, "from_date": "20240101", "to_date": "20251001"}), "range_too_long"),
+        (json!({"fintech_use_num": mine, "from_date": "20261001", "to_date": "20261101", "limit": 0}), "invalid_limit"),
+        (json!({"fintech_use_num": mine, "from_date": "20261001", "to_date": "20261101", "limit": 101}), "invalid_limit"),
+        (json!({"fintech_use_num": mine, "from_date": "20261001", "to_date": "20261101", "inquiry_type": "X"}), "invalid_inquiry_type"),
+        (json!({"fintech_use_num": mine, "from_date": "20261001", "to_date": "20261101", "cursor": "garbage"}), "invalid_cursor"),
+        (json!({"fintech_use_num": mine, "from_date": "20261001"}), "invalid_body"),
+    ] {
+        let r = tx(body.clone()).await;
+        assert_eq!(error_code(r, 422).await, code, "{body}");
+    }
+    let r = tx(json!({"fintech_use_num": theirs, "from_date": "20261001", "to_date": "20261101"})).await;
+    assert_eq!(error_code(r, 404).await, "not_found");
+}
