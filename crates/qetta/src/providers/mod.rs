@@ -3,4 +3,5 @@
 //! `qetta-sandbox`.
 
 pub mod kftc;
+pub mod toss;
 pub mod upstream;
