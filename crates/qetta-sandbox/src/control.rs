@@ -50,6 +50,7 @@ pub fn bad_request(msg: impl Into<String>) -> Response {
 }
 
 /// Parse an optional JSON body (empty body = `{}`).
+#[allow(clippy::result_large_err)]
 fn parse_body<B: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<B, Response> {
     let text = if body.iter().all(u8::is_ascii_whitespace) { &b"{}"[..] } else { &body[..] };
     serde_json::from_slice(text).map_err(|e| bad_request(format!("invalid JSON body: {e}")))

@@ -33,14 +33,13 @@ fn scope_label(s: &str) -> &'static str {
 
 fn won(n: i64) -> String {
     let s = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
+    let head = s.len() % 3;
+    let mut groups: Vec<&str> = Vec::new();
+    if head > 0 {
+        groups.push(&s[..head]);
     }
-    format!("{}{}원", if n < 0 { "-" } else { "" }, out)
+    groups.extend(s.as_bytes()[head..].chunks(3).filter_map(|c| std::str::from_utf8(c).ok()));
+    format!("{}{}원", if n < 0 { "-" } else { "" }, groups.join(","))
 }
 
 /// Hidden inputs that carry the original authorize parameters through the form post.

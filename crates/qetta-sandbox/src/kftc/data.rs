@@ -4,12 +4,14 @@
 //! * user ids, names and account line-up are fixed; `user_seq_no`, CI, account numbers,
 //!   `fintech_use_num` and **current balances** come from the seed only, so tests can assert
 //!   exact values whatever the date;
-//! * transactions are generated backwards from an *anchor date* (the sandbox clock's KST date
-//!   when the sandbox is created or reset, or `QETTA_SANDBOX_DATA_ANCHOR_DATE`), covering the
-//!   210 days before it, so "the last 90 days" always has data. The transactions of the day
+//! * transactions are generated backwards from an *anchor date* (the sandbox clock's KST date,
+//!   re-read whenever that date changes, or a fixed `QETTA_SANDBOX_DATA_ANCHOR_DATE`), covering
+//!   the 210 days before it (up to yesterday), so "the last 90 days" always has data. The transactions of the day
 //!   `n` days before the anchor depend only on (seed, account, n) and the calendar day of that
 //!   date (salary on the 25th, card bills on the 14th, ...). `after_balance_amt` is computed
-//!   backwards from the fixed current balance.
+//!   backwards from the fixed current balance; a deposit that would have left an ordinary
+//!   account negative before it arrived is left out (salary accounts hold enough that paydays
+//!   are never dropped).
 
 use chrono::{Datelike, Duration, NaiveDate, NaiveTime};
 use rand::rngs::StdRng;
@@ -347,7 +349,7 @@ fn movements_for_day(
             if day == 26 {
                 out.push((false, "타행환", "적금이체".into(), 300_000));
             }
-            if day == 21 && month % 3 == 0 {
+            if day == 21 && matches!(month, 3 | 6 | 9 | 12) {
                 out.push((true, "이자", "예금이자".into(), rng.gen_range(80..900)));
             }
             // Daily life: usually one or two card/transfer movements.

@@ -93,6 +93,8 @@ impl Registration {
 }
 
 pub(crate) struct KftcState {
+    /// The date transactions were generated back from (see [`data`]).
+    pub anchor: NaiveDate,
     pub users: Vec<SandboxUser>,
     pub codes: HashMap<String, AuthCode>,
     pub access: HashMap<String, AccessToken>,
@@ -147,6 +149,7 @@ impl KftcSim {
     fn initial_state(config: &KftcConfig, seed: u64, anchor: Option<NaiveDate>, clock: &SandboxClock) -> KftcState {
         let anchor = anchor.unwrap_or_else(|| clock.today_kst());
         KftcState {
+            anchor,
             users: data::generate(seed, &config.client_use_code, anchor),
             codes: HashMap::new(),
             access: HashMap::new(),
@@ -156,8 +159,20 @@ impl KftcSim {
         }
     }
 
+    /// The state, with transactions regenerated if the sandbox clock's KST date moved past the
+    /// anchor (unless the anchor is fixed by configuration). Users, accounts, fintech_use_nums and
+    /// balances do not depend on the anchor, so registrations and tokens stay valid; only the
+    /// history slides, so "the last 90 days" always has data in a long-running sandbox.
     pub(crate) fn state(&self) -> MutexGuard<'_, KftcState> {
-        lock(&self.state)
+        let mut st = lock(&self.state);
+        if self.anchor.is_none() {
+            let today = self.clock.today_kst();
+            if today != st.anchor {
+                st.users = data::generate(self.seed, &self.config.client_use_code, today);
+                st.anchor = today;
+            }
+        }
+        st
     }
 
     pub fn client_use_code(&self) -> &str {
@@ -303,6 +318,8 @@ pub fn router(sim: Arc<KftcSim>) -> Router {
         .with_state(sim.clone());
     let pages = Router::new()
         .route("/oauth/2.0/authorize", get(oauth::authorize_get).post(oauth::authorize_post))
+        // SPEC A5.2: same parameters and callback as /authorize (account-add flow).
+        .route("/oauth/2.0/authorize_account", get(oauth::authorize_get).post(oauth::authorize_post))
         .route_layer(middleware::from_fn_with_state(sim.clone(), count_only))
         .with_state(sim.clone());
     Router::new().merge(api).merge(pages).merge(control::router(sim))

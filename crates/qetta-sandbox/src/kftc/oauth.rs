@@ -64,6 +64,7 @@ enum AuthorizeFailure {
     Redirect { redirect_uri: String, state: Option<String>, client_info: Option<String>, err: KftcError, oauth_error: &'static str },
 }
 
+#[allow(clippy::result_large_err)]
 fn validate(sim: &KftcSim, pairs: Pairs) -> Result<AuthorizeRequest, AuthorizeFailure> {
     let show = AuthorizeFailure::Show;
     let client_id = single(&pairs, "client_id").map_err(show)?.ok_or(show(KftcError::o0001("3000103")))?;
@@ -316,7 +317,10 @@ fn register_accounts(
     let chosen: Vec<String> = user
         .accounts
         .iter()
-        .filter(|a| only.map_or(true, |o| o.iter().any(|f| f == &a.fintech_use_num)))
+        .filter(|a| match only {
+            None => true,
+            Some(o) => o.iter().any(|f| f == &a.fintech_use_num),
+        })
         .map(|a| a.fintech_use_num.clone())
         .collect();
     // Consenting to none of one's own accounts registers them all (the page always sends some).

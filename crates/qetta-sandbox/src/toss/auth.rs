@@ -120,7 +120,14 @@ fn request(
     }
     let tx_id = uuid::Uuid::new_v4().to_string();
     let now = sim.clock.now();
-    sim.state().requests.insert(
+    let mut st = sim.state();
+    if st.requests.len() > 100_000 {
+        // Keep memory bounded under load tests: drop requests whose result window has passed.
+        let keep = Duration::seconds(sim.config.request_ttl_secs.max(sim.config.auto_complete_after_secs.unwrap_or(0)))
+            + Duration::seconds(sim.config.result_window_secs);
+        st.requests.retain(|_, r| r.requested_at + keep > now);
+    }
+    st.requests.insert(
         tx_id.clone(),
         AuthRequest {
             request_type,
@@ -131,6 +138,7 @@ fn request(
             successful_results: 0,
         },
     );
+    drop(st);
     let requested_dt = TossSim::iso(now);
     let url = app_url(headers, original, uri, &tx_id);
     let payload = match (request_type, legacy) {

@@ -66,7 +66,13 @@ fn issue(sim: &TossSim, headers: &HeaderMap, body: &[u8]) -> Response {
     let now = sim.clock.now();
     let exp = now + Duration::seconds(sim.config.token_ttl_secs);
     let access_token = jwt(sim, client_id, now.timestamp(), exp.timestamp());
-    sim.state().tokens.insert(access_token.clone(), TossToken { expires_at: exp, force_expired: false });
+    let mut st = sim.state();
+    if st.tokens.len() > 100_000 {
+        // Keep memory bounded under load tests.
+        st.tokens.retain(|_, t| t.expires_at > now && !t.force_expired);
+    }
+    st.tokens.insert(access_token.clone(), TossToken { expires_at: exp, force_expired: false });
+    drop(st);
     Json(json!({
         "access_token": access_token,
         "scope": "ca",

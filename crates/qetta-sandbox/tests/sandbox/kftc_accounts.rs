@@ -347,3 +347,33 @@ async fn account_cancel_and_bank_side_errors() {
     let t2 = sb.login("kim", "login inquiry").await;
     assert_eq!(sb.balance(&t2.access, &f).await["rsp_code"], "A0000");
 }
+
+#[tokio::test]
+async fn history_follows_the_sandbox_clock() {
+    let sb = start().await;
+    let t = sb.login("kim", "login inquiry").await;
+    let f = sb.fintech("kim", 0).await;
+    let before = sb.balance(&t.access, &f).await["balance_amt"].clone();
+    sb.advance(40 * 86_400).await;
+    let today = today_kst() + Duration::days(40);
+    let from = (today - Duration::days(90)).format("%Y%m%d").to_string();
+    let to = today.format("%Y%m%d").to_string();
+    let (rows, _) = all_pages(&sb, &t.access, &f, &from, &to, "A", "D").await;
+    assert!(rows.len() > 100);
+    let newest = rows[0]["tran_date"].as_str().unwrap().to_string();
+    assert!(newest >= (today - Duration::days(5)).format("%Y%m%d").to_string(), "newest {newest}");
+    // Same accounts, same balance, registrations kept.
+    assert_eq!(sb.balance(&t.access, &f).await["balance_amt"], before);
+}
+
+#[tokio::test]
+async fn authorize_account_has_the_same_contract() {
+    let sb = start().await;
+    let mut p = sb.authorize_params("login inquiry");
+    p.push(("sandbox_consent", "approve".into()));
+    p.push(("sandbox_user", "lee".into()));
+    let resp = sb.http.get(sb.kftc_url("/oauth/2.0/authorize_account")).query(&p).send().await.unwrap();
+    assert_eq!(resp.status(), 302);
+    let q = query_of(&location(&resp));
+    assert!(sb.exchange(&q["code"]).await["access_token"].is_string());
+}
