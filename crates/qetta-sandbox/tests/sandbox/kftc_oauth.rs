@@ -212,6 +212,8 @@ async fn token_endpoint_checks_method_body_and_credentials() {
     // GET → O0010.
     let body: serde_json::Value = sb.http.get(sb.kftc_url("/oauth/2.0/token")).send().await.unwrap().json().await.unwrap();
     assert_eq!(body["rsp_code"], "O0010");
+    let body: serde_json::Value = sb.http.post(sb.kftc_url("/v2.0/user/me")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(body["rsp_code"], "O0010");
     // JSON body → missing parameters.
     let body: serde_json::Value = sb
         .http
