@@ -126,14 +126,13 @@ fn wants_html(headers: &HeaderMap) -> bool {
     headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.contains("text/html"))
 }
 
-fn render_failure(sim: &KftcSim, headers: &HeaderMap, failure: AuthorizeFailure) -> Response {
+fn render_failure(headers: &HeaderMap, failure: AuthorizeFailure) -> Response {
     match failure {
         AuthorizeFailure::Show(err) => {
             if wants_html(headers) {
                 (StatusCode::BAD_REQUEST, Html(consent_page::error_page(&err))).into_response()
             } else {
                 // Scripts get the KFTC JSON error shape (HTTP 200 like every KFTC error).
-                let _ = sim;
                 Json(json!({ "rsp_code": err.code(), "rsp_message": err.rsp_message() })).into_response()
             }
         }
@@ -188,11 +187,11 @@ pub async fn authorize_post(
 
 fn authorize(sim: &KftcSim, headers: &HeaderMap, pairs: Option<Pairs>) -> Response {
     let Some(pairs) = pairs else {
-        return render_failure(sim, headers, AuthorizeFailure::Show(KftcError::o0001("3000103")));
+        return render_failure(headers, AuthorizeFailure::Show(KftcError::o0001("3000103")));
     };
     let req = match validate(sim, pairs) {
         Ok(r) => r,
-        Err(f) => return render_failure(sim, headers, f),
+        Err(f) => return render_failure(headers, f),
     };
     let fail = |err: KftcError| AuthorizeFailure::Redirect {
         redirect_uri: req.redirect_uri.clone(),
@@ -206,7 +205,7 @@ fn authorize(sim: &KftcSim, headers: &HeaderMap, pairs: Option<Pairs>) -> Respon
     let decision = if req.auth_type == "2" {
         match bfop_user(sim, headers) {
             Some(user_id) => Decision::Approve { user_id, accounts: None },
-            None => return render_failure(sim, headers, fail(KftcError::o0001("3000103"))),
+            None => return render_failure(headers, fail(KftcError::o0001("3000103"))),
         }
     } else if let Some(choice) = single(&req.pairs, "sandbox_consent").ok().flatten() {
         match choice {
@@ -214,7 +213,7 @@ fn authorize(sim: &KftcSim, headers: &HeaderMap, pairs: Option<Pairs>) -> Respon
                 let user = single(&req.pairs, "sandbox_user").ok().flatten().map(str::to_string);
                 let user_id = match resolve_user(sim, user.as_deref()) {
                     Some(u) => u,
-                    None => return render_failure(sim, headers, AuthorizeFailure::Show(KftcError::o0001("3000103"))),
+                    None => return render_failure(headers, AuthorizeFailure::Show(KftcError::o0001("3000103"))),
                 };
                 let accounts: Vec<String> = req
                     .pairs
@@ -225,13 +224,13 @@ fn authorize(sim: &KftcSim, headers: &HeaderMap, pairs: Option<Pairs>) -> Respon
                 Decision::Approve { user_id, accounts: (!accounts.is_empty()).then_some(accounts) }
             }
             "deny" => Decision::Deny,
-            _ => return render_failure(sim, headers, AuthorizeFailure::Show(KftcError::o0001("3000103"))),
+            _ => return render_failure(headers, AuthorizeFailure::Show(KftcError::o0001("3000103"))),
         }
     } else if let Some(auto) = sim.config.auto_consent {
         match auto {
             AutoConsent::Approve => match resolve_user(sim, sim.config.auto_consent_user.as_deref()) {
                 Some(user_id) => Decision::Approve { user_id, accounts: None },
-                None => return render_failure(sim, headers, AuthorizeFailure::Show(KftcError::o0001("3000103"))),
+                None => return render_failure(headers, AuthorizeFailure::Show(KftcError::o0001("3000103"))),
             },
             AutoConsent::Deny => Decision::Deny,
         }

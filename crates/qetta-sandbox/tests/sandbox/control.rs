@@ -257,3 +257,52 @@ async fn works_nested_under_another_prefix() {
     let stats: Value = http.get(format!("{base}/kftc/_sandbox/stats")).send().await.unwrap().json().await.unwrap();
     assert_eq!(stats["calls"]["/oauth/2.0/authorize"], 1);
 }
+
+/// Odd input never panics: every request gets an answer in the provider's format.
+#[tokio::test]
+async fn odd_input_gets_provider_errors_not_panics() {
+    let sb = start().await;
+    let t = sb.login("kim", "login inquiry").await;
+    let odd = ["", "한국어한국어한국어한", "%", "\u{0}", &"9".repeat(5000), "M202600001U한국어", "00000000한국어한국"];
+    for v in odd {
+        for path in ["/v2.0/account/balance/fin_num", "/v2.0/account/transaction_list/fin_num", "/v2.0/user/me", "/v2.0/account/list"] {
+            let q: Vec<(&str, String)> = ["bank_tran_id", "fintech_use_num", "tran_dtime", "inquiry_type", "inquiry_base", "from_date",
+                                          "to_date", "sort_order", "befor_inquiry_trace_info", "user_seq_no", "include_cancel_yn"]
+                .iter()
+                .map(|k| (*k, v.to_string()))
+                .collect();
+            let body = sb.kftc_get(path, &t.access, &q).await;
+            assert!(body["rsp_code"].as_str().unwrap().starts_with('A'), "{path} {body}");
+        }
+        let r = sb.http.get(sb.kftc_url("/oauth/2.0/authorize")).query(&[("client_id", v), ("redirect_uri", v)]).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let body = sb.token_form(&[("grant_type", v), ("code", v)]).await;
+        assert_eq!(body["rsp_code"], "O0001");
+    }
+    // Raw, non-UTF-8 query and body bytes.
+    let r = sb.http.get(format!("{}?state=%FF%FE&client_id=%C3", sb.kftc_url("/oauth/2.0/authorize"))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = sb
+        .http
+        .post(sb.kftc_url("/oauth/2.0/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![0xff, 0xfe, b'=', 0x00])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["rsp_code"], "O0001");
+    let r = sb.http.post(sb.kftc_url("/v2.0/account/cancel")).bearer_auth(&t.access).body(vec![0xff, 0x00]).send().await.unwrap();
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["rsp_code"], "A0004");
+    let token = sb.toss_token().await;
+    for body in [json!({"txId": 5}), json!({"txId": "한", "sessionKey": "v1$한$한"}), json!(null), json!("x")] {
+        for path in ["/api/v2/sign/user/auth/id/request", "/api/v2/sign/user/auth/id/status", "/api/v2/sign/user/auth/id/result"] {
+            let (status, v) = sb.toss_post(path, &token, body.clone()).await;
+            assert_eq!(status, 400, "{path} {body}");
+            assert_eq!(v["resultType"], "FAIL");
+        }
+    }
+    let r = sb.http.post(sb.toss_url("/api/v2/sign/user/auth/id/result")).bearer_auth(&token).body(vec![0xff]).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    // Still alive.
+    assert_eq!(sb.kftc_get("/v2.0/user/me", &t.access, &[("user_seq_no", t.user_seq_no.clone())]).await["rsp_code"], "A0000");
+}
