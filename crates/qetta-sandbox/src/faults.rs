@@ -42,8 +42,8 @@ impl FaultKind {
                     None => (s, None),
                 };
                 let ok_code = (code.starts_with('A') || code.starts_with('O')) && digits4(&code[1..]);
-                if !ok_code || code == "A0000" {
-                    return Err(format!("{s}: expected http_5xx, a KFTC error code like A0007, O0013, or A0002:<bank code>"));
+                if !ok_code || crate::kftc::codes::known_code(code).is_none() {
+                    return Err(format!("{s}: expected http_5xx, a KFTC error code of SPEC A12 like A0007, O0013, or A0002:<bank code>"));
                 }
                 if let Some(b) = bank {
                     if code != "A0002" || b.len() != 3 || !b.bytes().all(|x| x.is_ascii_digit()) || b == "000" {
@@ -199,6 +199,8 @@ mod tests {
         );
         assert!(FaultKind::parse("A0007:412", Provider::Kftc).is_err());
         assert!(FaultKind::parse("CE0001", Provider::Kftc).is_err());
+        assert!(FaultKind::parse("A0000", Provider::Kftc).is_err());
+        assert!(FaultKind::parse("A0999", Provider::Kftc).is_err());
         assert!(FaultKind::parse("CE0001", Provider::Toss).is_ok());
         assert!(FaultKind::parse("A0007", Provider::Toss).is_err());
         assert!(FaultKind::parse("", Provider::Toss).is_err());

@@ -269,25 +269,17 @@ async fn api_middleware(State(sim): State<Arc<KftcSim>>, req: Request, next: Nex
             let bank_tran_id = relayed.then(|| query_param(req.uri().query(), "bank_tran_id").unwrap_or_default());
             let err = match (code.as_str(), bank_rsp_code) {
                 ("A0002", Some(b)) => KftcError::Bank { bank_rsp_code: b },
-                (c, _) if c.starts_with('O') => KftcError::Gateway { code: leak_code(c), detail: None },
-                (c, _) => KftcError::Business { code: leak_code(c), detail: None },
+                // FaultKind::parse only accepts codes of the catalogue, so the fallback is unused.
+                (c, _) => match codes::known_code(c) {
+                    Some(k) if k.starts_with('O') => KftcError::Gateway { code: k, detail: None },
+                    Some(k) => KftcError::Business { code: k, detail: None },
+                    None => KftcError::business("A0003"),
+                },
             };
             let env = sim.envelope(bank_tran_id.as_deref(), "");
             Json(env.error(&err)).into_response()
         }
     }
-}
-
-/// Map a validated code string to a `'static` one (codes come from a small fixed catalogue;
-/// unknown ones share one label so nothing is leaked per call).
-fn leak_code(code: &str) -> &'static str {
-    const KNOWN: &[&str] = &[
-        "O0001", "O0002", "O0003", "O0004", "O0005", "O0006", "O0007", "O0008", "O0009", "O0010", "O0011", "O0012",
-        "O0013", "O0014", "O0015", "A0001", "A0002", "A0003", "A0004", "A0005", "A0006", "A0007", "A0008", "A0009",
-        "A0010", "A0011", "A0012", "A0013", "A0014", "A0015", "A0016", "A0017", "A0018", "A0019", "A0020", "A0021",
-        "A0304", "A0326",
-    ];
-    KNOWN.iter().copied().find(|k| *k == code).unwrap_or(if code.starts_with('O') { "O0012" } else { "A0003" })
 }
 
 fn is_bank_relayed(path: &str) -> bool {
