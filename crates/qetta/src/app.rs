@@ -223,17 +223,17 @@ impl App {
         }
 
         let tran_ids = match &redis {
-            Some(r) => TranIds::with_redis(client_use_code, r.clone()),
+            Some(r) => TranIds::with_redis(client_use_code, r.clone(), &config.redis_prefix),
             None => TranIds::with_database(client_use_code, db.clone()),
         };
         let kftc = Arc::new(KftcClient::new(http.clone(), kftc_endpoints, tran_ids));
 
-        let redis_lock = redis.as_ref().map(|r| RedisLock::new(r.clone(), crate::tokens::lock_ttl(&config.tokens)));
+        let redis_lock = redis.as_ref().map(|r| RedisLock::new(r.clone(), crate::tokens::lock_ttl(&config.tokens), &config.redis_prefix));
         let mut manager = TokenManager::new(db.clone(), vault.clone(), clock.clone(), config.tokens.clone(), redis_lock);
         manager.register("kftc", Arc::new(KftcRefresher(kftc.clone())));
 
         let state = AppState {
-            shared: Arc::new(SharedState::new(db.clone(), redis)),
+            shared: Arc::new(SharedState::new(db.clone(), redis, &config.redis_prefix)),
             config: Arc::new(config),
             db,
             jwt,

@@ -140,6 +140,8 @@ pub struct Config {
     /// `true` when `DATABASE_URL` was not set and the embedded SQLite default is used.
     pub database_is_default: bool,
     pub redis_url: Option<SecretString>,
+    /// Namespace of every key this service writes to Redis.
+    pub redis_prefix: String,
     /// `None`: generate one and keep it under `data_dir` (embedded mode).
     pub jwt_secret: Option<SecretString>,
     pub jwt_issuer: String,
@@ -322,6 +324,11 @@ impl Config {
             database_kind,
             database_is_default,
             redis_url,
+            redis_prefix: match src.get("QETTA_REDIS_PREFIX") {
+                None => "qetta".to_string(),
+                Some(p) if p.len() <= 64 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) => p,
+                Some(_) => return Err(ConfigError::invalid("QETTA_REDIS_PREFIX", "expected up to 64 letters, digits, - _ or .")),
+            },
             jwt_secret,
             jwt_issuer: src.get("QETTA_JWT_ISSUER").unwrap_or_else(|| "qetta-connect".into()),
             jwt_audience: src.get("QETTA_JWT_AUDIENCE").unwrap_or_else(|| "qetta".into()),

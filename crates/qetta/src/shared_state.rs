@@ -40,16 +40,22 @@ pub enum Consumed {
 pub struct SharedState {
     db: Db,
     redis: Option<ConnectionManager>,
+    /// Namespace of every Redis key (`QETTA_REDIS_PREFIX`).
+    prefix: String,
     counters: Mutex<HashMap<String, (i64, i64)>>,
 }
 
-fn state_key(state: &str) -> String {
-    format!("qetta:oauth_state:{state}")
-}
-
 impl SharedState {
-    pub fn new(db: Db, redis: Option<ConnectionManager>) -> Self {
-        Self { db, redis, counters: Mutex::new(HashMap::new()) }
+    pub fn new(db: Db, redis: Option<ConnectionManager>, prefix: &str) -> Self {
+        Self { db, redis, prefix: prefix.to_string(), counters: Mutex::new(HashMap::new()) }
+    }
+
+    fn state_key(&self, state: &str) -> String {
+        format!("{}:oauth_state:{state}", self.prefix)
+    }
+
+    fn counter_key(&self, key: &str, window: i64) -> String {
+        format!("{}:rl:{key}:{window}", self.prefix)
     }
 
     pub fn uses_redis(&self) -> bool {
@@ -69,7 +75,7 @@ impl SharedState {
             None => Ok(oauth_states::insert(&self.db, s).await?),
             Some(r) => {
                 let mut c = r.clone();
-                let key = state_key(&s.state);
+                let key = self.state_key(&s.state);
                 let fields: Vec<(&str, String)> = vec![
                     ("user_id", s.user_id.clone()),
                     ("provider", s.provider.clone()),
@@ -100,7 +106,7 @@ impl SharedState {
             }
             Some(r) => {
                 let mut c = r.clone();
-                let key = state_key(state);
+                let key = self.state_key(state);
                 if !c.exists::<_, bool>(&key).await? {
                     return Ok(false);
                 }
@@ -121,7 +127,7 @@ impl SharedState {
             .map_err(StoreError::from)?),
             Some(r) => {
                 let mut c = r.clone();
-                let map: HashMap<String, String> = c.hgetall(state_key(state)).await?;
+                let map: HashMap<String, String> = c.hgetall(self.state_key(state)).await?;
                 Ok(from_hash(state, &map))
             }
         }
@@ -137,7 +143,7 @@ impl SharedState {
             },
             Some(r) => {
                 let mut c = r.clone();
-                let key = state_key(state);
+                let key = self.state_key(state);
                 if !c.exists::<_, bool>(&key).await? {
                     return Ok(Consumed::Unknown);
                 }
@@ -170,7 +176,7 @@ impl SharedState {
             }
             Some(r) => {
                 let mut c = r.clone();
-                let k = format!("qetta:rl:{key}:{window}");
+                let k = self.counter_key(key, window);
                 let (n,): (i64,) = redis::pipe().atomic().incr(&k, 1).expire(&k, window_secs + 1).ignore().query_async(&mut c).await?;
                 Ok((n, reset_in))
             }
@@ -188,7 +194,7 @@ impl SharedState {
             }
             Some(r) => {
                 let mut c = r.clone();
-                let n: Option<i64> = c.get(format!("qetta:rl:{key}:{window}")).await?;
+                let n: Option<i64> = c.get(self.counter_key(key, window)).await?;
                 Ok((n.unwrap_or(0), reset_in))
             }
         }
@@ -203,7 +209,7 @@ impl SharedState {
             }
             Some(r) => {
                 let mut c = r.clone();
-                let _: () = c.del(format!("qetta:rl:{key}:{window}")).await?;
+                let _: () = c.del(self.counter_key(key, window)).await?;
                 Ok(())
             }
         }

@@ -62,6 +62,7 @@ pub enum LockError {
 pub struct RedisLock {
     conn: ConnectionManager,
     ttl: Duration,
+    prefix: String,
 }
 
 pub struct RedisGuard {
@@ -73,8 +74,8 @@ pub struct RedisGuard {
 const RELEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
 impl RedisLock {
-    pub fn new(conn: ConnectionManager, ttl: Duration) -> Self {
-        Self { conn, ttl }
+    pub fn new(conn: ConnectionManager, ttl: Duration, prefix: &str) -> Self {
+        Self { conn, ttl, prefix: prefix.to_string() }
     }
 
     /// Waits up to `wait` for the lock on `key`.
@@ -82,7 +83,7 @@ impl RedisLock {
         let mut token = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut token);
         let token = hex::encode(token);
-        let key = format!("qetta:lock:{key}");
+        let key = format!("{}:lock:{key}", self.prefix);
         let deadline = tokio::time::Instant::now() + wait;
         let mut pause = Duration::from_millis(5);
         let mut conn = self.conn.clone();

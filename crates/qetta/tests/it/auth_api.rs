@@ -1,9 +1,11 @@
 use serde_json::{json, Value};
 
-use crate::both_backends;
+use crate::{all_backends, both_backends};
 use crate::support::{error_code, spawn, Backend, JWT_SECRET};
 
-both_backends!(register_login_and_status, bad_credentials_and_input, jwt_rejections);
+both_backends!(register_login_and_status, jwt_rejections);
+// Login throttling counts in the shared state: also with Redis.
+all_backends!(bad_credentials_and_input);
 
 async fn register_login_and_status(backend: Backend) {
     let app = spawn(backend).await;

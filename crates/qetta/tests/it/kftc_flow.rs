@@ -2,10 +2,13 @@
 
 use serde_json::{json, Value};
 
-use crate::both_backends;
+use crate::{all_backends, both_backends};
 use crate::support::{count, error_code, spawn, Backend, Spawn};
 
-both_backends!(connect_read_and_disconnect, every_page_of_a_long_history, refresh_on_expiry_and_after_rejection, dead_grant_needs_reauth_then_reconnect, state_attacks_store_nothing, upstream_errors_map_to_ours, input_is_validated);
+both_backends!(every_page_of_a_long_history, dead_grant_needs_reauth_then_reconnect, upstream_errors_map_to_ours, input_is_validated);
+// The flows that touch shared state (OAuth states, refresh locks, bank_tran_id counters) also
+// run with Redis.
+all_backends!(connect_read_and_disconnect, refresh_on_expiry_and_after_rejection, state_attacks_store_nothing);
 
 fn balance_path(f: &str) -> String {
     format!("/api/v1/oauth/kftc/balance/{f}")

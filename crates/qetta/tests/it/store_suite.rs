@@ -8,10 +8,7 @@ use crate::support::{fresh_database, Backend};
 
 async fn db(backend: Backend, dir: &std::path::Path) -> Db {
     let url = fresh_database(backend, dir).await;
-    let kind = match backend {
-        Backend::Sqlite => DatabaseKind::Sqlite,
-        Backend::Postgres => DatabaseKind::Postgres,
-    };
+    let kind = if backend.is_postgres() { DatabaseKind::Postgres } else { DatabaseKind::Sqlite };
     let db = Db::connect(&url, kind).await.unwrap();
     db.migrate().await.unwrap();
     // Migrations are idempotent.

@@ -16,6 +16,18 @@ pub const ENCRYPTION_KEYS: &str = "test1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmN
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// SQLite with the shared state (OAuth states, counters, locks, bank_tran_id) in Redis.
+    SqliteRedis,
+    PostgresRedis,
+}
+
+impl Backend {
+    pub fn is_postgres(self) -> bool {
+        matches!(self, Backend::Postgres | Backend::PostgresRedis)
+    }
+    pub fn uses_redis(self) -> bool {
+        matches!(self, Backend::SqliteRedis | Backend::PostgresRedis)
+    }
 }
 
 /// Runs a behavioural test once per database backend: `both_backends!(name);` expects
@@ -38,6 +50,58 @@ macro_rules! both_backends {
             }
         )*
     };
+}
+
+/// Like `both_backends!`, plus both databases with Redis for the shared state.
+#[macro_export]
+macro_rules! all_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::support::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if $crate::support::postgres_admin_url().await.is_some() {
+                        super::$name($crate::support::Backend::Postgres).await
+                    }
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite_redis() {
+                    if $crate::support::redis_url().await.is_some() {
+                        super::$name($crate::support::Backend::SqliteRedis).await
+                    }
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres_redis() {
+                    if $crate::support::postgres_admin_url().await.is_some() && $crate::support::redis_url().await.is_some() {
+                        super::$name($crate::support::Backend::PostgresRedis).await
+                    }
+                }
+            }
+        )*
+    };
+}
+
+/// A Redis database of its own for one test (keys are namespaced by test through the DB number
+/// and random ids, and tests never FLUSH), or `None` (skip) when unreachable outside CI.
+pub async fn redis_url() -> Option<String> {
+    let url = std::env::var("QETTA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/15".into());
+    let ok = async {
+        let client = redis::Client::open(url.as_str()).ok()?;
+        let mut c = client.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("PING").query_async::<String>(&mut c).await.ok()
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(3), ok).await {
+        Ok(Some(_)) => Some(url),
+        _ if !must_run_everything() => {
+            eprintln!("SKIPPED: Redis at {url} is unreachable; set QETTA_TEST_REDIS_URL or run .ci/run");
+            None
+        }
+        _ => panic!("Redis at {url} is unreachable under CI"),
+    }
 }
 
 fn must_run_everything() -> bool {
@@ -64,8 +128,8 @@ pub async fn postgres_admin_url() -> Option<String> {
 /// A fresh, empty database for one test; returns its URL.
 pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
     match backend {
-        Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.join("test.db").display()),
-        Backend::Postgres => {
+        Backend::Sqlite | Backend::SqliteRedis => format!("sqlite://{}?mode=rwc", dir.join("test.db").display()),
+        Backend::Postgres | Backend::PostgresRedis => {
             let admin = postgres_admin_url().await.expect("PostgreSQL reachable");
             let name = format!("qetta_t_{}", uuid::Uuid::new_v4().simple());
             let pool = sqlx::PgPool::connect(&admin).await.expect("connect admin");
@@ -117,6 +181,10 @@ impl Spawn {
             ("JWT_SECRET", JWT_SECRET.to_string()),
             ("QETTA_ENCRYPTION_KEYS", ENCRYPTION_KEYS.to_string()),
         ]);
+        if self.backend.uses_redis() {
+            sources.set("REDIS_URL", redis_url().await.expect("Redis reachable"));
+            sources.set("QETTA_REDIS_PREFIX", format!("qetta-test-{}", uuid::Uuid::new_v4().simple()));
+        }
         for (k, v) in &self.vars {
             sources.set(k, v.clone());
         }

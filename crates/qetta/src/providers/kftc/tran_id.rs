@@ -30,7 +30,7 @@ impl From<TranIdError> for crate::error::ApiError {
 
 enum Counter {
     Database(Db),
-    Redis(ConnectionManager),
+    Redis(ConnectionManager, String),
 }
 
 pub struct TranIds {
@@ -58,8 +58,8 @@ impl TranIds {
         Self { client_use_code, counter: Counter::Database(db), block: Mutex::new((String::new(), 0, 0)) }
     }
 
-    pub fn with_redis(client_use_code: String, conn: ConnectionManager) -> Self {
-        Self { client_use_code, counter: Counter::Redis(conn), block: Mutex::new((String::new(), 0, 0)) }
+    pub fn with_redis(client_use_code: String, conn: ConnectionManager, prefix: &str) -> Self {
+        Self { client_use_code, counter: Counter::Redis(conn, prefix.to_string()), block: Mutex::new((String::new(), 0, 0)) }
     }
 
     pub fn client_use_code(&self) -> &str {
@@ -101,9 +101,9 @@ impl TranIds {
                 .map_err(StoreError::from)?;
                 Ok(last)
             }
-            Counter::Redis(conn) => {
+            Counter::Redis(conn, prefix) => {
                 let mut conn = conn.clone();
-                let key = format!("qetta:kftc:tran_id:{day}");
+                let key = format!("{prefix}:kftc:tran_id:{day}");
                 let last: i64 = redis::cmd("INCRBY").arg(&key).arg(BLOCK).query_async(&mut conn).await?;
                 let _: () = redis::cmd("EXPIRE").arg(&key).arg(3 * 86400).query_async(&mut conn).await?;
                 Ok(last)
