@@ -57,7 +57,8 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(layers::json_errors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::per_ip))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.config.request_timeout))
-        .layer(TraceLayer::new_for_http().make_span_with(tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::DEBUG)))
+        // Spans name the path only: query strings carry OAuth codes and states.
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())))
         .layer(axum::middleware::from_fn(layers::security_headers));
 
     if !state.config.cors_origins.is_empty() {

@@ -125,7 +125,8 @@ enum Reason {
     Rejected { version: i64 },
 }
 
-pub(crate) fn aad<'a>(c: &'a Connection, field: &'a str) -> Aad<'a> {
+/// The associated data of a connection's token field.
+pub fn aad<'a>(c: &'a Connection, field: &'a str) -> Aad<'a> {
     Aad { row: &c.id, scope: &c.provider, field }
 }
 

@@ -9,5 +9,8 @@ mod support;
 
 mod auth_api;
 mod kftc_flow;
+mod procs;
+mod secrets;
 mod startup;
 mod store_suite;
+mod token_core;
