@@ -21,9 +21,20 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
             "unreachable"
         }
     };
+    let redis_check = if !state.shared.uses_redis() {
+        "not_configured"
+    } else {
+        match tokio::time::timeout(std::time::Duration::from_secs(2), state.shared.ping()).await {
+            Ok(Ok(())) => "ok",
+            _ => {
+                failing.push("redis");
+                "unreachable"
+            }
+        }
+    };
     let mut body = json!({
         "status": if failing.is_empty() { "ready" } else { "not_ready" },
-        "checks": { "database": database },
+        "checks": { "database": database, "redis": redis_check },
         "failing": failing,
     });
     if !failing.is_empty() {

@@ -325,6 +325,7 @@ fn result_page(state: &AppState, status: StatusCode, ok: bool, code: &str, messa
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'"),
     );
+    h.insert("cross-origin-opener-policy", HeaderValue::from_static("unsafe-none"));
     // The binding cookie has done its job.
     h.insert(header::SET_COOKIE, HeaderValue::from_str(&format!("{BIND_COOKIE}=; Max-Age=0; Path={COOKIE_PATH}; HttpOnly; SameSite=Lax")).expect("ASCII"));
     resp

@@ -35,7 +35,11 @@ pub async fn security_headers(req: Request, next: Next) -> Response<Body> {
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin-allow-popups"));
+    // The OAuth callback page sets `unsafe-none`: it is reached from the provider's origin and
+    // must keep `window.opener` to report back.
+    if !h.contains_key("cross-origin-opener-policy") {
+        h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin-allow-popups"));
+    }
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
         let csp = if sandbox {
             "default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'"

@@ -120,3 +120,24 @@ async fn jwt_rejections(backend: Backend) {
     let minted = forge(claims(now + 3600), JWT_SECRET.as_bytes(), jsonwebtoken::Algorithm::HS256);
     assert_eq!(app.get("/api/v1/oauth/status", Some(&minted)).await.status(), 200);
 }
+
+both_backends!(limits_answer_429_and_413);
+
+async fn limits_answer_429_and_413(backend: Backend) {
+    let app = crate::support::Spawn::new(backend).var("QETTA_RATE_LIMIT_API_PER_USER", "3").start().await;
+    let (token, _) = app.register("limits@example.com").await;
+    for _ in 0..3 {
+        assert_eq!(app.get("/api/v1/oauth/status", Some(&token)).await.status(), 200);
+    }
+    let r = app.get("/api/v1/oauth/status", Some(&token)).await;
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry));
+    assert_eq!(error_code(r, 429).await, "rate_limited");
+
+    // A body over the limit (64 KiB by default).
+    let big = json!({"email": "x@example.com", "password": "p".repeat(100_000)});
+    let r = app.post_json("/api/v1/auth/register", &big, None).await;
+    assert!(r.status() == 413 || r.status() == 400, "{}", r.status());
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"]["code"].is_string());
+}

@@ -64,3 +64,29 @@ fn an_empty_directory_serves_health_quickly_on_embedded_defaults() {
     assert!(dir.path().join("data/qetta.db").exists());
     assert!(dir.path().join("data/jwt_secret").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_reports_an_intact_and_a_tampered_chain() {
+    let app = crate::support::spawn(crate::support::Backend::Sqlite).await;
+    let (token, _) = app.register("audit@example.com").await;
+    // Two audited operations.
+    for _ in 0..2 {
+        assert_eq!(app.get("/api/v1/oauth/kftc/authorize", Some(&token)).await.status(), 200);
+    }
+    let url = format!("sqlite://{}", app.dir.path().join("test.db").display());
+    let run = || {
+        qetta(app.dir.path())
+            .args(["audit", "verify"])
+            .env("DATABASE_URL", &url)
+            .env("QETTA_ENCRYPTION_KEYS", crate::support::ENCRYPTION_KEYS)
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("intact: 2 entries"));
+    sqlx::query("UPDATE audit_log SET outcome = 'forged' WHERE id = 1").execute(app.state.db.pool()).await.unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("BROKEN at entry 1"), "{}", String::from_utf8_lossy(&out.stderr));
+}
