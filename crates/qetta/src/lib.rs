@@ -12,3 +12,4 @@ pub mod local_secrets;
 pub mod providers;
 pub mod store;
 pub mod telemetry;
+pub mod web;

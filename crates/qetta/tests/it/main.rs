@@ -3,10 +3,11 @@
 //!
 //! PostgreSQL tests use `QETTA_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
 //! When it is unreachable they are skipped with a message, except under CI (`CI=true`), where
-//! they fail.
+//! they fail. The browser tests (`web_e2e`) need Chromium and chromedriver in the same way.
 
 mod support;
 
 mod auth_api;
 mod startup;
 mod store_suite;
+mod web_e2e;
