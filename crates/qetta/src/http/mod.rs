@@ -51,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         app = app.nest_service("/sandbox/kftc", sb.kftc_router()).nest_service("/sandbox/toss", sb.toss_router());
     }
     let mut app = app
+        .merge(crate::web::routes())
         .fallback(|| async { ApiError::NotFound("No such route.".into()) })
         .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED })
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))

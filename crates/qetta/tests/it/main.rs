@@ -3,7 +3,7 @@
 //!
 //! PostgreSQL tests use `QETTA_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
 //! When it is unreachable they are skipped with a message, except under CI (`CI=true`), where
-//! they fail.
+//! they fail. The browser tests (`web_e2e`) need Chromium and chromedriver in the same way.
 
 mod support;
 
@@ -14,3 +14,4 @@ mod secrets;
 mod startup;
 mod store_suite;
 mod token_core;
+mod web_e2e;

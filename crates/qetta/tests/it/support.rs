@@ -104,7 +104,7 @@ pub async fn redis_url() -> Option<String> {
     }
 }
 
-fn must_run_everything() -> bool {
+pub fn must_run_everything() -> bool {
     std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
         || std::env::var("QETTA_TEST_REQUIRE_SERVICES").is_ok()
 }

@@ -1,0 +1,317 @@
+// The KFTC Open Banking card: connect / re-consent through a popup (full-page redirect when popups
+// are blocked), linked accounts with balances, and paged transactions of the last 3 months.
+
+import { t, formatDateTime, formatKRW } from "./i18n.js";
+import { api } from "./api.js";
+import { el, showError, announce, busy } from "./ui.js";
+
+const PAGE_SIZE = 20;
+const POPUP_NAME = "qetta-kftc";
+const POPUP_FEATURES = "popup,width=480,height=720";
+
+/** YYYYMMDD of a date in Korea (KFTC dates are KST). */
+function kstDate(d) {
+  const parts = new Intl.DateTimeFormat("en-CA", { timeZone: "Asia/Seoul", year: "numeric", month: "2-digit", day: "2-digit" }).format(d);
+  return parts.replace(/-/g, "");
+}
+
+function threeMonthsAgo(now) {
+  const d = new Date(now.getTime());
+  d.setUTCMonth(d.getUTCMonth() - 3);
+  return d;
+}
+
+/** A DOM id fragment from a fintech_use_num (digits in practice; anything else is dropped). */
+const idOf = (fintech) => String(fintech).replace(/[^A-Za-z0-9_-]/g, "");
+
+export function createKftc(card, ctx) {
+  const errorBox = card.querySelector("[data-role=error]");
+  const note = card.querySelector("[data-role=popup-note]");
+  const accountsBox = card.querySelector("[data-role=accounts]");
+  const list = card.querySelector("[data-role=account-list]");
+
+  // What the card shows, kept so that a language switch can re-render without refetching.
+  let state = "loading";
+  let accounts = null; // null: not loaded; [] : none
+  let accountsLoading = false;
+  let noteKey = null;
+  const balances = new Map(); // fintech -> {data} | {error}
+  const tx = new Map(); // fintech -> {open, items, next, loading, error, loaded}
+  let popupWatch = null;
+
+  function showNote(key) {
+    noteKey = key;
+    note.hidden = !key;
+    note.textContent = key ? t(key) : "";
+  }
+
+  // ---- connect / re-consent -------------------------------------------------------------
+
+  async function startConsent(button) {
+    showError(errorBox, null);
+    // Open the (blank) popup synchronously inside the click, before any await, so that popup
+    // blockers see the user's gesture; point it at the authorize URL once we have it.
+    let popup = window.open("", POPUP_NAME, POPUP_FEATURES);
+    let url;
+    try {
+      url = (await busy(button, t("working"), () => api("GET", "/oauth/kftc/authorize"))).authorize_url;
+    } catch (err) {
+      if (popup) popup.close();
+      showError(errorBox, err);
+      return;
+    }
+    if (popup && !popup.closed) {
+      popup.location.replace(url);
+    } else {
+      popup = window.open(url, POPUP_NAME, POPUP_FEATURES);
+    }
+    if (!popup) {
+      showNote("popup_redirect");
+      location.assign(url);
+      return;
+    }
+    popup.focus();
+    showNote("popup_open");
+    watchPopup(popup);
+  }
+
+  /**
+   * Fallback for when the callback page cannot message us (e.g. the opener link was cut by a
+   * Cross-Origin-Opener-Policy on the way through the bank's pages): refresh when the popup
+   * closes and when this window regains focus.
+   */
+  function watchPopup(popup) {
+    clearInterval(popupWatch);
+    popupWatch = setInterval(() => {
+      if (popup.closed) {
+        clearInterval(popupWatch);
+        popupWatch = null;
+        showNote(null);
+        ctx.refresh();
+      }
+    }, 800);
+  }
+
+  window.addEventListener("focus", () => {
+    if (popupWatch) ctx.refresh();
+  });
+
+  // The callback page (/static/oauth-callback.js) reports the result of the popup.
+  window.addEventListener("message", (event) => {
+    if (event.origin !== location.origin) return;
+    const data = event.data;
+    if (!data || data.source !== "qetta-oauth" || data.provider !== "kftc") return;
+    clearInterval(popupWatch);
+    popupWatch = null;
+    showNote(null);
+    if (data.ok) {
+      showError(errorBox, null);
+      announce(t("connected_ok", { provider: t("kftc_name") }));
+    } else {
+      showError(errorBox, { message: t("connect_failed", { message: data.message || data.code || "" }), providerCode: null, requestId: null });
+    }
+    accounts = null;
+    ctx.refresh();
+  });
+
+  card.querySelector("[data-action=connect]").addEventListener("click", (e) => startConsent(e.currentTarget));
+  card.querySelector("[data-action=reconsent]").addEventListener("click", (e) => startConsent(e.currentTarget));
+
+  // ---- accounts and balances --------------------------------------------------------------
+
+  /** Handles an API error of this card: 409 reauth_required flips the card to Re-consent. */
+  function failed(err) {
+    if (err && err.code === "reauth_required") {
+      ctx.needsReauth("kftc");
+      showNote("reauth_needed");
+      return true;
+    }
+    return false;
+  }
+
+  async function loadAccounts() {
+    if (accountsLoading) return;
+    accountsLoading = true;
+    try {
+      const body = await api("GET", "/oauth/kftc/accounts");
+      accounts = body.accounts || [];
+      renderAccounts();
+      await Promise.all(accounts.map((a) => loadBalance(a.fintech_use_num)));
+    } catch (err) {
+      if (!failed(err)) showError(errorBox, err);
+    } finally {
+      accountsLoading = false;
+    }
+  }
+
+  async function loadBalance(fintech) {
+    try {
+      balances.set(fintech, { data: await api("GET", `/oauth/kftc/balance/${encodeURIComponent(fintech)}`) });
+    } catch (err) {
+      failed(err);
+      balances.set(fintech, { error: err });
+    }
+    renderAccounts();
+  }
+
+  function balanceView(fintech) {
+    const b = balances.get(fintech);
+    if (!b) return el("p", { class: "balance muted", text: t("balance_loading") });
+    if (b.error) {
+      return el("p", { class: "balance muted", title: b.error.requestId ? `${t("request_id")}: ${b.error.requestId}` : null, text: t("balance_failed") });
+    }
+    const d = b.data;
+    return el("div", { class: "balance", dataset: { role: "balance" } },
+      el("span", { class: "visually-hidden", text: t("balance") + " " }),
+      el("strong", { class: d.balance < 0 ? "amount negative" : "amount", text: formatKRW(d.balance) }),
+      typeof d.available === "number" ? el("small", { class: "muted", text: `${t("available")} ${formatKRW(d.available)}` }) : null,
+    );
+  }
+
+  // ---- transactions ---------------------------------------------------------------------
+
+  async function loadTransactions(fintech, more) {
+    const cur = tx.get(fintech) || { open: true, items: [], next: null, loading: false, error: null, loaded: false };
+    if (cur.loading) return;
+    cur.loading = true;
+    cur.error = null;
+    tx.set(fintech, cur);
+    renderAccounts();
+    const now = new Date();
+    const body = { fintech_use_num: fintech, from_date: kstDate(threeMonthsAgo(now)), to_date: kstDate(now), limit: PAGE_SIZE };
+    if (more && cur.next) body.cursor = cur.next;
+    try {
+      const page = await api("POST", "/oauth/kftc/transactions", body);
+      cur.items = more ? cur.items.concat(page.transactions || []) : page.transactions || [];
+      cur.next = page.next_cursor || null;
+      cur.loaded = true;
+    } catch (err) {
+      failed(err);
+      cur.error = err;
+    }
+    cur.loading = false;
+    renderAccounts();
+  }
+
+  function toggleTransactions(fintech) {
+    const cur = tx.get(fintech);
+    if (cur) {
+      cur.open = !cur.open;
+      renderAccounts();
+      if (cur.open && !cur.loaded && !cur.loading) loadTransactions(fintech, false);
+    } else {
+      loadTransactions(fintech, false);
+    }
+  }
+
+  const DIRECTION_SIGN = { in: "+", out: "−" };
+
+  function transactionItem(item) {
+    const dir = ["in", "out"].includes(item.direction) ? item.direction : "other";
+    return el("li", { class: "tx-item" },
+      el("div", { class: "tx-what" },
+        el("span", { class: "tx-desc", text: item.description || item.kind || t("dir_" + dir) }),
+        el("time", { class: "muted", datetime: item.at, text: formatDateTime(item.at, "Asia/Seoul") }),
+      ),
+      el("div", { class: "tx-money" },
+        el("span", { class: "amount " + dir },
+          el("span", { class: "visually-hidden", text: t("dir_" + dir) + " " }),
+          (DIRECTION_SIGN[dir] || "") + formatKRW(Math.abs(item.amount))),
+        el("small", { class: "muted", text: `${t("col_balance")} ${formatKRW(item.balance_after)}` }),
+      ),
+    );
+  }
+
+  function transactionsView(account, panelId) {
+    const fintech = account.fintech_use_num;
+    const cur = tx.get(fintech);
+    const panel = el("div", { class: "tx", id: panelId, hidden: !(cur && cur.open) });
+    if (!cur || !cur.open) return panel;
+    const label = `${account.bank_name || ""} ${account.account_num_masked || ""}`.trim();
+    panel.append(el("h4", { text: t("transactions_of", { account: label }) }));
+    if (cur.items.length) {
+      panel.append(el("ol", { class: "tx-list", dataset: { role: "transactions" } }, cur.items.map(transactionItem)));
+    } else if (cur.loaded) {
+      panel.append(el("p", { class: "muted", text: t("no_transactions") }));
+    }
+    const errBox = el("div", { class: "error", role: "alert", hidden: true });
+    showError(errBox, cur.error);
+    panel.append(errBox);
+    if (cur.loading) panel.append(el("p", { class: "muted", role: "status", text: t("loading") }));
+    else if (cur.next) {
+      panel.append(el("button", {
+        type: "button", class: "secondary", dataset: { action: "more", key: "more-" + idOf(fintech) },
+        text: t("more"), onclick: () => loadTransactions(fintech, true),
+      }));
+    }
+    return panel;
+  }
+
+  function accountItem(account) {
+    const fintech = account.fintech_use_num;
+    const panelId = "tx-" + idOf(fintech);
+    const open = !!(tx.get(fintech) && tx.get(fintech).open);
+    return el("li", { class: "account", dataset: { fintech } },
+      el("div", { class: "account-row" },
+        el("div", { class: "account-main" },
+          el("strong", { text: account.bank_name || account.bank_code || "" }),
+          account.alias ? el("span", { class: "alias", text: account.alias }) : null,
+          el("span", { class: "mono muted", text: account.account_num_masked || "" }),
+        ),
+        balanceView(fintech),
+      ),
+      el("button", {
+        type: "button", class: "secondary small", "aria-expanded": String(open), "aria-controls": panelId,
+        dataset: { action: "transactions", key: "tx-toggle-" + idOf(fintech) },
+        text: open ? t("hide_transactions") : t("show_transactions"),
+        onclick: () => toggleTransactions(fintech),
+      }),
+      transactionsView(account, panelId),
+    );
+  }
+
+  /** Rebuilds the account list from the cached data, keeping keyboard focus where it was. */
+  function renderAccounts() {
+    const show = state === "active" && accounts !== null;
+    accountsBox.hidden = !show;
+    if (!show) return;
+    const focusKey = document.activeElement && list.contains(document.activeElement) ? document.activeElement.dataset.key : null;
+    list.replaceChildren(...(accounts.length ? accounts.map(accountItem) : [el("li", { class: "muted", text: t("no_accounts") })]));
+    if (focusKey) {
+      const again = list.querySelector(`[data-key="${focusKey}"]`);
+      if (again) again.focus();
+      else {
+        // "More" disappears on the last page: keep focus in the panel rather than losing it.
+        const toggle = list.querySelector(`[data-key="${focusKey.replace(/^more-/, "tx-toggle-")}"]`);
+        if (toggle) toggle.focus();
+      }
+    }
+  }
+
+  return {
+    facts() {
+      return [];
+    },
+    update(entry, newState) {
+      state = newState;
+      if (state === "active") {
+        if (noteKey === "reauth_needed") showNote(null);
+        if (accounts === null) loadAccounts();
+        else renderAccounts();
+      } else {
+        renderAccounts();
+      }
+    },
+    reset() {
+      accounts = null;
+      balances.clear();
+      tx.clear();
+      showNote(null);
+      renderAccounts();
+    },
+    relabel() {
+      showNote(noteKey);
+      renderAccounts();
+    },
+  };
+}

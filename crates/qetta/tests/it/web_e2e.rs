@@ -1,0 +1,456 @@
+//! End-to-end tests of the management page in real headless Chromium, driven over WebDriver.
+//!
+//! Each test starts the service (SQLite), its own `chromedriver` on a free loopback port and a
+//! Chromium with a fresh profile. Without Chromium and chromedriver (Debian: `chromium`,
+//! `chromium-driver`) the tests are skipped with a message, except under CI (`CI=true`) or with
+//! `QETTA_TEST_REQUIRE_SERVICES` set, where they fail. Screenshots of the main states go to
+//! `target/screenshots/` (override with `QETTA_SCREENSHOT_DIR`).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+
+use crate::support::{must_run_everything, Backend, Spawn, TestApp};
+
+/// One browser at a time: two cores cannot run several Chromiums and the server briskly.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn binary(env: &str, default: &str) -> PathBuf {
+    std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(default))
+}
+
+/// The Chromium and chromedriver paths, or `None` (skip) when they are missing outside CI.
+fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
+    let chromium = binary("QETTA_CHROMIUM", "/usr/bin/chromium");
+    let driver = binary("QETTA_CHROMEDRIVER", "/usr/bin/chromedriver");
+    let missing: Vec<String> = [&chromium, &driver].iter().filter(|p| !p.exists()).map(|p| p.display().to_string()).collect();
+    if missing.is_empty() {
+        return Some((chromium, driver));
+    }
+    let why = format!("{} not found; install the Debian packages chromium and chromium-driver (or set QETTA_CHROMIUM/QETTA_CHROMEDRIVER)", missing.join(", "));
+    if must_run_everything() {
+        panic!("browser tests are required here: {why}");
+    }
+    eprintln!("SKIPPED: browser tests: {why}");
+    None
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().unwrap().port()
+}
+
+/// A chromedriver process, a Chromium session in a fresh profile, and the page under test.
+struct Browser {
+    client: Client,
+    driver: Child,
+    driver_url: String,
+    profile: tempfile::TempDir,
+    base: String,
+    main_window: fantoccini::wd::WindowHandle,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Browser {
+    /// Starts a browser whose `navigator.language` is `lang`, or returns `None` to skip the test.
+    async fn start(app: &TestApp, lang: &str) -> Option<Browser> {
+        let (chromium, driver_bin) = browser_binaries()?;
+        let turn = ONE_BROWSER.lock().await;
+        let port = free_port();
+        let driver = Command::new(&driver_bin)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start chromedriver");
+        let driver_url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let ready = Instant::now() + Duration::from_secs(20);
+        while http.get(format!("{driver_url}/status")).send().await.is_err() {
+            assert!(Instant::now() < ready, "chromedriver did not start on port {port}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        let profile = tempfile::tempdir().expect("profile dir");
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), json!("chrome"));
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": chromium,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                    "--disable-dev-shm-usage", "--window-size=1280,900",
+                    format!("--lang={lang}"),
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+                "prefs": { "intl.accept_languages": lang },
+            }),
+        );
+        caps.insert("goog:loggingPrefs".into(), json!({ "browser": "ALL" }));
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector).capabilities(caps).connect(&driver_url).await.expect("WebDriver session");
+        let main_window = client.window().await.expect("window handle");
+        Some(Browser { client, driver, driver_url, profile, base: app.base.clone(), main_window, _turn: turn })
+    }
+
+    /// Ends the session (which quits Chromium) and stops chromedriver.
+    async fn finish(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill().await;
+    }
+
+    async fn goto(&self, path: &str) {
+        self.client.goto(&format!("{}{path}", self.base)).await.expect("navigate");
+    }
+
+    /// Runs `script` (a function body) and returns its result.
+    async fn js(&self, script: &str) -> Value {
+        self.client.execute(script, vec![]).await.unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+    }
+
+    /// Polls `expr` (a JavaScript expression) until it is truthy; returns its value.
+    async fn wait_for(&self, what: &str, expr: &str) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let v = self.client.execute(&format!("try {{ return ({expr}); }} catch (e) {{ return null; }}"), vec![]).await.unwrap_or(Value::Null);
+            let truthy = match &v {
+                Value::Null | Value::Bool(false) => false,
+                Value::String(s) => !s.is_empty(),
+                Value::Number(n) => n.as_f64() != Some(0.0),
+                _ => true,
+            };
+            if truthy {
+                return v;
+            }
+            if Instant::now() > deadline {
+                self.screenshot(&format!("timeout-{}", what.replace(' ', "-"))).await;
+                let text = self.js("return document.body ? document.body.innerText : ''").await;
+                panic!("timed out waiting for {what} ({expr}); page text:\n{}", text.as_str().unwrap_or_default());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn click(&self, css: &str) {
+        self.client.wait().at_most(WAIT).for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no {css}: {e}")).click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let field = self.client.wait().at_most(WAIT).for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no {css}: {e}"));
+        field.clear().await.expect("clear");
+        field.send_keys(text).await.expect("type");
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let v = self.js(&format!("const e = document.querySelector({}); return e ? e.textContent.trim() : null;", json!(css))).await;
+        v.as_str().unwrap_or_else(|| panic!("no element {css}")).to_string()
+    }
+
+    /// Saves a PNG of the current viewport to the screenshot directory.
+    async fn screenshot(&self, name: &str) {
+        let dir = std::env::var_os("QETTA_SCREENSHOT_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots"));
+        if let Ok(png) = self.client.screenshot().await {
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(dir.join(format!("{name}.png")), png);
+        }
+    }
+
+    /// The browser console entries at level SEVERE since the last call (chromedriver's log API).
+    async fn console_errors(&self) -> Vec<String> {
+        let session = self.client.session_id().await.expect("session id").expect("a session");
+        let r = reqwest::Client::new()
+            .post(format!("{}/session/{session}/se/log", self.driver_url))
+            .json(&json!({ "type": "browser" }))
+            .send()
+            .await
+            .expect("chromedriver log request");
+        let body: Value = r.json().await.expect("log JSON");
+        body["value"]
+            .as_array()
+            .map(|entries| {
+                entries.iter().filter(|e| e["level"] == "SEVERE").map(|e| e["message"].as_str().unwrap_or_default().to_string()).collect()
+            })
+            .unwrap_or_default()
+    }
+
+    async fn card_state(&self, provider: &str) -> String {
+        self.js(&format!("return document.getElementById('{provider}').dataset.state")).await.as_str().unwrap_or_default().to_string()
+    }
+
+    /// Waits for `#{provider}` to reach `state` (not_connected, active, …).
+    async fn wait_card(&self, provider: &str, state: &str) {
+        self.wait_for(&format!("{provider} {state}"), &format!("document.getElementById('{provider}').dataset.state === '{state}'")).await;
+    }
+}
+
+impl Drop for Browser {
+    /// A failed test never reaches `finish`: stop the Chromium of this profile (matched by its
+    /// unique user-data-dir, so no other process is touched); chromedriver dies with `kill_on_drop`.
+    fn drop(&mut self) {
+        let marker = format!("--user-data-dir={}", self.profile.path().display());
+        let Ok(procs) = std::fs::read_dir("/proc") else { return };
+        for p in procs.flatten() {
+            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            if let Ok(cmd) = std::fs::read(p.path().join("cmdline")) {
+                if String::from_utf8_lossy(&cmd).split('\0').any(|a| a == marker) {
+                    let _ = std::process::Command::new("kill").arg("-9").arg(pid.to_string()).status();
+                }
+            }
+        }
+    }
+}
+
+async fn register_via_api(app: &TestApp, email: &str) -> String {
+    app.register(email).await.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_on_the_page_then_switch_language_and_fit_a_phone() {
+    let app = Spawn::new(Backend::Sqlite).start().await;
+    let Some(b) = Browser::start(&app, "ko-KR").await else { return };
+
+    // The language comes from navigator.language.
+    b.goto("/register").await;
+    b.wait_for("Korean register page", "document.documentElement.lang === 'ko' && document.getElementById('auth-title').textContent.length > 0").await;
+    assert_eq!(b.text("#auth-title").await, "계정 만들기");
+    b.screenshot("register-ko").await;
+
+    b.fill("#email", "jiwoo@example.com").await;
+    b.fill("#password", "correct horse 7").await;
+    b.click("#auth-submit").await;
+    b.wait_for("the /oauth page", "location.pathname === '/oauth'").await;
+    b.wait_card("kftc", "not_connected").await;
+    b.wait_card("toss", "not_connected").await;
+    assert_eq!(b.text("#kftc [data-role=badge]").await, "연결 안 됨");
+    assert_eq!(b.text("#toss [data-role=badge]").await, "연결 안 됨");
+    assert_eq!(b.text("#who").await, "jiwoo@example.com");
+    assert!(b.js("return !document.querySelector('#kftc [data-action=connect]').hidden").await.as_bool().unwrap(), "Connect is offered");
+    b.screenshot("oauth-ko").await;
+
+    // Switch to English; the choice survives a reload; switch back.
+    b.click("#lang-toggle").await;
+    b.wait_for("English", "document.documentElement.lang === 'en'").await;
+    assert_eq!(b.text("#kftc [data-role=badge]").await, "Not connected");
+    assert_eq!(b.text("#lang-toggle").await, "한국어");
+    b.client.refresh().await.unwrap();
+    b.wait_card("toss", "not_connected").await;
+    assert_eq!(b.js("return document.documentElement.lang").await, "en", "language remembered");
+    assert_eq!(b.text("h1").await, "Connections");
+    b.screenshot("oauth-en").await;
+    b.click("#lang-toggle").await;
+    b.wait_for("Korean again", "document.documentElement.lang === 'ko'").await;
+    assert_eq!(b.text("#toss [data-role=badge]").await, "연결 안 됨");
+
+    // A 360 px wide phone: nothing scrolls sideways.
+    b.client.set_window_size(360, 780).await.unwrap();
+    let width = b.wait_for("a narrow viewport", "window.innerWidth <= 360 && window.innerWidth").await;
+    assert_eq!(width, 360, "the viewport is 360 px wide");
+    for path in ["/oauth", "/login", "/register"] {
+        b.goto(path).await;
+        b.wait_for("translated page", "document.querySelector('h1').textContent.length > 0").await;
+        // clientWidth excludes a vertical scrollbar, which innerWidth includes.
+        let overflow = b.js("return document.documentElement.scrollWidth - document.documentElement.clientWidth").await;
+        assert_eq!(overflow, 0, "horizontal overflow on {path}");
+        if path == "/oauth" {
+            b.wait_card("kftc", "not_connected").await;
+            b.screenshot("oauth-360").await;
+        }
+    }
+    b.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_with_a_wrong_password_shows_the_error_and_its_request_id() {
+    let app = Spawn::new(Backend::Sqlite).start().await;
+    register_via_api(&app, "minsu@example.com").await;
+    let Some(b) = Browser::start(&app, "en-US").await else { return };
+
+    b.goto("/login").await;
+    b.wait_for("English login page", "document.documentElement.lang === 'en' && document.getElementById('auth-title').textContent === 'Sign in'").await;
+    b.fill("#email", "minsu@example.com").await;
+    b.fill("#password", "wrong horse 7").await;
+    b.click("#auth-submit").await;
+    let shown = b.wait_for("the error", "!document.getElementById('auth-error').hidden && document.getElementById('auth-error').textContent").await;
+    let shown = shown.as_str().unwrap();
+    let rid = b.text("#auth-error .request-id").await;
+    let id = rid.strip_prefix("Request ID: ").unwrap_or_else(|| panic!("request id line: {rid}"));
+    assert_eq!(id.len(), 36, "a UUID request id in {shown}");
+    assert!(shown.len() > rid.len() + 5, "a message besides the request id: {shown}");
+    assert_eq!(b.js("return location.pathname").await, "/login", "still on the login page");
+    assert_eq!(b.js("return sessionStorage.getItem('qetta.token')").await, Value::Null, "no session");
+    assert_eq!(b.js("return document.activeElement.id").await, "password", "focus back on the password");
+    b.screenshot("login-error").await;
+
+    // The right password signs in.
+    b.fill("#password", "correct horse 7").await;
+    b.click("#auth-submit").await;
+    b.wait_for("the /oauth page", "location.pathname === '/oauth'").await;
+    b.wait_card("kftc", "not_connected").await;
+    b.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_have_a_strict_csp_and_no_console_errors() {
+    let app = Spawn::new(Backend::Sqlite).start().await;
+
+    // Headers, over plain HTTP.
+    for path in ["/login", "/register", "/oauth"] {
+        let r = app.get(path, None).await;
+        assert_eq!(r.status(), 200, "{path}");
+        let h = r.headers();
+        assert!(h["content-type"].to_str().unwrap().starts_with("text/html"), "{path} content type");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{path}: {csp}");
+        for d in ["script-src 'self'", "style-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"] {
+            assert!(csp.contains(d), "{path} CSP has {d}: {csp}");
+        }
+        let html = r.text().await.unwrap();
+        assert!(!html.contains(" style=") && !html.contains("<style"), "{path} has inline style");
+    }
+    let r = app.get("/", None).await;
+    assert!(r.status().is_redirection());
+    assert_eq!(r.headers()["location"], "/oauth");
+
+    // Static files: content types; versioned URLs are immutable, bare ones revalidate.
+    let html = app.get("/oauth", None).await.text().await.unwrap();
+    let css = html.split('"').find(|s| s.starts_with("/static/app.css?v=")).expect("versioned stylesheet URL").to_string();
+    let r = app.get(&css, None).await;
+    assert_eq!(r.headers()["content-type"], "text/css; charset=utf-8");
+    assert!(r.headers()["cache-control"].to_str().unwrap().contains("immutable"));
+    let etag = r.headers()["etag"].clone();
+    let r = app.get("/static/oauth-callback.js", None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    let r = app.client.get(app.url("/static/app.css")).header("if-none-match", etag).send().await.unwrap();
+    assert_eq!(r.status(), 304);
+    let r = app.get("/static/nope.js", None).await;
+    assert_eq!(r.status(), 404);
+
+    // In the browser: no CSP violation or other error on any page, also with a handed-over JWT.
+    let token = register_via_api(&app, "ara@example.com").await;
+    let Some(b) = Browser::start(&app, "en-US").await else { return };
+    for path in ["/login", "/register"] {
+        b.goto(path).await;
+        b.wait_for("page scripts ran", "document.getElementById('auth-title').textContent.length > 0").await;
+    }
+    b.goto(&format!("/oauth#token={token}")).await;
+    b.wait_card("kftc", "not_connected").await;
+    b.wait_card("toss", "not_connected").await;
+    assert_eq!(b.js("return location.hash").await, "", "the token is taken out of the address bar");
+    assert_eq!(b.js("return sessionStorage.getItem('qetta.token')").await, token.as_str());
+    assert_eq!(b.text("#who").await, "ara@example.com");
+    let errors = b.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    b.screenshot("oauth-handover").await;
+
+    // Sign out clears the session.
+    b.click("#sign-out").await;
+    b.wait_for("the login page", "location.pathname === '/login'").await;
+    assert_eq!(b.js("return sessionStorage.getItem('qetta.token')").await, Value::Null);
+    let errors = b.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    b.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the KFTC/Toss endpoints"]
+async fn full_flow_connect_kftc_browse_accounts_verify_with_toss_and_disconnect() {
+    let app = Spawn::new(Backend::Sqlite).var("QETTA_SANDBOX_TOSS_AUTO_COMPLETE", "0").start().await;
+    let token = register_via_api(&app, "flow@example.com").await;
+    let Some(b) = Browser::start(&app, "en-US").await else { return };
+    b.goto(&format!("/oauth#token={token}")).await;
+    b.wait_card("kftc", "not_connected").await;
+
+    // Connect KFTC: the consent page opens in a popup; approving closes it and updates the page.
+    b.click("#kftc [data-action=connect]").await;
+    let deadline = Instant::now() + WAIT;
+    let popup = loop {
+        let windows = b.client.windows().await.unwrap();
+        if let Some(w) = windows.into_iter().find(|w| *w != b.main_window) {
+            break w;
+        }
+        if Instant::now() > deadline {
+            b.screenshot("timeout-popup").await;
+            panic!("no popup opened; page text:\n{}", b.js("return document.body.innerText").await);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    b.client.switch_to_window(popup).await.unwrap();
+    b.wait_for("the consent page", "document.querySelector('button.approve')").await;
+    b.screenshot("kftc-consent-popup").await;
+    // The popup may close itself before the click command returns: ignore that error.
+    let approve = b.client.find(Locator::Css("button.approve")).await.expect("an approve button");
+    let _ = approve.click().await;
+    b.client.switch_to_window(b.main_window.clone()).await.unwrap();
+    b.wait_card("kftc", "active").await;
+    let deadline = Instant::now() + WAIT;
+    while b.client.windows().await.unwrap().len() > 1 {
+        assert!(Instant::now() < deadline, "the popup did not close itself");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(b.text("#kftc [data-role=badge]").await, "Active");
+    let facts = b.text("#kftc [data-role=facts]").await;
+    assert!(facts.contains("inquiry") || facts.contains("login"), "scopes shown: {facts}");
+    assert!(facts.contains("(in ") && facts.contains(" days)"), "relative expiry shown: {facts}");
+
+    // Accounts with balances.
+    b.wait_for("an account", "document.querySelectorAll('#kftc .account').length > 0").await;
+    b.wait_for("a balance", "document.querySelector('#kftc .account [data-role=balance] .amount')").await;
+    let balance = b.text("#kftc .account [data-role=balance] .amount").await;
+    assert!(balance.contains('₩'), "balance in won: {balance}");
+    b.screenshot("kftc-accounts").await;
+
+    // Transactions of the first account, 20 per page, "More" loads the next page.
+    b.click("#kftc .account [data-action=transactions]").await;
+    let first = b.wait_for("transactions", "document.querySelectorAll('#kftc .tx-list li').length").await.as_u64().unwrap();
+    assert!(first <= 20, "at most 20 per page, got {first}");
+    let has_more = b.js("return !!document.querySelector('#kftc [data-action=more]')").await.as_bool().unwrap();
+    if has_more {
+        assert_eq!(first, 20, "a full first page before More");
+        b.click("#kftc [data-action=more]").await;
+        b.wait_for("the second page", &format!("document.querySelectorAll('#kftc .tx-list li').length > {first}")).await;
+    }
+    b.screenshot("kftc-transactions").await;
+
+    // Toss: connection test.
+    b.click("#toss [data-action=test]").await;
+    b.wait_for("the test result", "document.querySelector('#toss [data-role=test-result]').dataset.ok === 'true'").await;
+    let result = b.text("#toss [data-role=test-result]").await;
+    assert!(result.contains("ms"), "latency shown: {result}");
+
+    // Toss: a USER_PERSONAL verification, completed at once by the sandbox.
+    b.fill("#v-name", "홍길동").await;
+    b.fill("#v-phone", "01012345678").await;
+    b.fill("#v-birthday", "19900101").await;
+    b.click("#toss [data-role=verify-form] button[type=submit]").await;
+    b.wait_for("the verification to complete", "document.querySelector('#toss [data-role=verification]').dataset.status === 'COMPLETED'").await;
+    b.wait_for("the verified identity", "document.querySelector('#toss [data-role=identity] dd')").await;
+    b.screenshot("toss-verified").await;
+
+    // Disconnect both, through the confirm dialog.
+    for provider in ["kftc", "toss"] {
+        if b.card_state(provider).await == "not_connected" {
+            continue;
+        }
+        b.click(&format!("#{provider} [data-action=disconnect]")).await;
+        b.wait_for("the confirm dialog", "document.getElementById('confirm').open").await;
+        b.screenshot(&format!("{provider}-confirm")).await;
+        b.click("#confirm-ok").await;
+        b.wait_card(provider, "not_connected").await;
+    }
+    assert!(b.js("return document.querySelector('#kftc [data-role=accounts]').hidden").await.as_bool().unwrap());
+    b.screenshot("disconnected").await;
+    b.finish().await;
+}
