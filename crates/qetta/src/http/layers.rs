@@ -30,14 +30,16 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
 pub async fn security_headers(req: Request, next: Next) -> Response<Body> {
     // The embedded sandbox serves pages with a stylesheet of its own.
     let sandbox = req.uri().path().starts_with("/sandbox/");
+    // Pages of the OAuth popup (launch, the provider's consent page, the callback) must keep
+    // `window.opener`: any COOP other than unsafe-none on them would cut it. Our own pages
+    // (/oauth …) get `same-origin-allow-popups`, which keeps popups that set none.
+    let popup_flow = sandbox || req.uri().path().starts_with("/api/");
     let mut response = next.run(req).await;
     let h = response.headers_mut();
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    // The OAuth callback page sets `unsafe-none`: it is reached from the provider's origin and
-    // must keep `window.opener` to report back.
-    if !h.contains_key("cross-origin-opener-policy") {
+    if !popup_flow && !h.contains_key("cross-origin-opener-policy") {
         h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin-allow-popups"));
     }
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
