@@ -280,6 +280,32 @@ async fn upstream_errors_map_to_ours(backend: Backend) {
     assert_eq!(app.status_of(&token, "kftc").await["status"], "needs_reauth", "O0002 marked the connection");
 }
 
+both_backends!(duplicate_ids_and_timeouts);
+
+async fn duplicate_ids_and_timeouts(backend: Backend) {
+    let app = Spawn::new(backend).var("QETTA_UPSTREAM_TIMEOUT_MS", "300").start().await;
+    let (token, _) = app.register("timeouts@example.com").await;
+    app.connect_kftc(&token, "kim").await;
+    let fin = app.accounts(&token).await[0]["fintech_use_num"].as_str().unwrap().to_string();
+    let calls = |stats: &Value| count(stats, &["calls", "/v2.0/account/balance/fin_num"]);
+
+    // A0326 (bank_tran_id already used today): a new id and exactly one retry.
+    let before = calls(&app.sandbox_stats("kftc").await);
+    app.sandbox_control("kftc", "faults", json!({"error_rate": 1.0, "error": "A0326"})).await;
+    let r = app.get(&balance_path(&fin), Some(&token)).await;
+    assert_eq!(r.status(), 502);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["provider_code"], "A0326");
+    assert_eq!(calls(&app.sandbox_stats("kftc").await) - before, 2, "one retry with a new id");
+
+    // The provider does not answer in time: retried (read-only), then 504.
+    app.sandbox_control("kftc", "faults", json!({"latency_ms": 1500})).await;
+    let r = app.get(&balance_path(&fin), Some(&token)).await;
+    assert_eq!(error_code(r, 504).await, "upstream_timeout");
+    app.sandbox_control("kftc", "faults", json!({})).await;
+    assert_eq!(app.get(&balance_path(&fin), Some(&token)).await.status(), 200, "the connection is unharmed");
+}
+
 async fn input_is_validated(backend: Backend) {
     let app = spawn(backend).await;
     let (token, _) = app.register("input@example.com").await;
