@@ -352,11 +352,8 @@ impl Config {
                 api_base: base_url(src, "KFTC_API_BASE")?,
                 client_id: src.get("KFTC_CLIENT_ID"),
                 client_secret: src.get("KFTC_CLIENT_SECRET").map(SecretString::from),
-                redirect_uri: match src.get("KFTC_REDIRECT_URI") {
-                    // The sandbox accepts a list; the service uses the first.
-                    Some(list) => Some(list.split(',').next().unwrap_or("").trim().to_string()),
-                    None => None,
-                },
+                // The sandbox accepts a list; the service uses the first.
+                redirect_uri: src.get("KFTC_REDIRECT_URI").map(|list| list.split(',').next().unwrap_or("").trim().to_string()),
                 client_use_code: match src.get("KFTC_CLIENT_USE_CODE") {
                     Some(c) if c.len() == 10 && c.bytes().all(|b| b.is_ascii_alphanumeric()) => Some(c),
                     Some(_) => return Err(ConfigError::invalid("KFTC_CLIENT_USE_CODE", "expected the 10-character 이용기관코드, e.g. M202601315")),

@@ -202,7 +202,7 @@ impl TokenManager {
     fn satisfied(&self, row: &Connection, reason: Reason, now: i64) -> bool {
         match reason {
             Reason::Due => !self.is_due(row, now),
-            Reason::Ahead => !row.expires_at.is_some_and(|e| e - self.settings.refresher_lookahead_secs <= now),
+            Reason::Ahead => row.expires_at.is_none_or(|e| e - self.settings.refresher_lookahead_secs > now),
             Reason::Rejected { version } => row.version != version && !Self::is_expired(row, now),
         }
     }

@@ -30,7 +30,7 @@ impl From<TranIdError> for crate::error::ApiError {
 
 enum Counter {
     Database(Db),
-    Redis(ConnectionManager, String),
+    Redis(Box<ConnectionManager>, String),
 }
 
 pub struct TranIds {
@@ -59,7 +59,7 @@ impl TranIds {
     }
 
     pub fn with_redis(client_use_code: String, conn: ConnectionManager, prefix: &str) -> Self {
-        Self { client_use_code, counter: Counter::Redis(conn, prefix.to_string()), block: Mutex::new((String::new(), 0, 0)) }
+        Self { client_use_code, counter: Counter::Redis(Box::new(conn), prefix.to_string()), block: Mutex::new((String::new(), 0, 0)) }
     }
 
     pub fn client_use_code(&self) -> &str {
@@ -102,7 +102,7 @@ impl TranIds {
                 Ok(last)
             }
             Counter::Redis(conn, prefix) => {
-                let mut conn = conn.clone();
+                let mut conn = ConnectionManager::clone(conn);
                 let key = format!("{prefix}:kftc:tran_id:{day}");
                 let last: i64 = redis::cmd("INCRBY").arg(&key).arg(BLOCK).query_async(&mut conn).await?;
                 let _: () = redis::cmd("EXPIRE").arg(&key).arg(3 * 86400).query_async(&mut conn).await?;
