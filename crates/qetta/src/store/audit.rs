@@ -42,22 +42,54 @@ pub struct Entry {
 
 const COLUMNS: &str = "id, at, actor, user_id, provider, connection_id, action, outcome, request_id, ip, detail, prev_hash, hash";
 
-/// The hash of an entry: every field but `id` and `hash`, length-prefixed so that no two
+/// The hashed content of an entry: every field but `id`, `at`, `prev_hash` and `hash`.
+struct Fields<'a> {
+    actor: &'a str,
+    user_id: Option<&'a str>,
+    provider: Option<&'a str>,
+    connection_id: Option<&'a str>,
+    action: &'a str,
+    outcome: &'a str,
+    request_id: Option<&'a str>,
+    ip: Option<&'a str>,
+    detail: &'a str,
+}
+
+impl NewEntry {
+    fn fields<'a>(&'a self, detail: &'a str) -> Fields<'a> {
+        Fields {
+            actor: &self.actor,
+            user_id: self.user_id.as_deref(),
+            provider: self.provider.as_deref(),
+            connection_id: self.connection_id.as_deref(),
+            action: &self.action,
+            outcome: &self.outcome,
+            request_id: self.request_id.as_deref(),
+            ip: self.ip.as_deref(),
+            detail,
+        }
+    }
+}
+
+impl Entry {
+    fn fields(&self) -> Fields<'_> {
+        Fields {
+            actor: &self.actor,
+            user_id: self.user_id.as_deref(),
+            provider: self.provider.as_deref(),
+            connection_id: self.connection_id.as_deref(),
+            action: &self.action,
+            outcome: &self.outcome,
+            request_id: self.request_id.as_deref(),
+            ip: self.ip.as_deref(),
+            detail: &self.detail,
+        }
+    }
+}
+
+/// The hash of an entry, chained to the previous one. Fields are length-prefixed so that no two
 /// different entries serialise alike.
-#[allow(clippy::too_many_arguments)]
-pub fn entry_hash(
-    prev_hash: &str,
-    at: i64,
-    actor: &str,
-    user_id: Option<&str>,
-    provider: Option<&str>,
-    connection_id: Option<&str>,
-    action: &str,
-    outcome: &str,
-    request_id: Option<&str>,
-    ip: Option<&str>,
-    detail: &str,
-) -> String {
+fn entry_hash(prev_hash: &str, at: i64, f: &Fields<'_>) -> String {
     let mut h = Sha256::new();
     let mut field = |s: Option<&str>| match s {
         None => h.update(b"-"),
@@ -68,15 +100,15 @@ pub fn entry_hash(
     };
     field(Some(prev_hash));
     field(Some(&at.to_string()));
-    field(Some(actor));
-    field(user_id);
-    field(provider);
-    field(connection_id);
-    field(Some(action));
-    field(Some(outcome));
-    field(request_id);
-    field(ip);
-    field(Some(detail));
+    field(Some(f.actor));
+    field(f.user_id);
+    field(f.provider);
+    field(f.connection_id);
+    field(Some(f.action));
+    field(Some(f.outcome));
+    field(f.request_id);
+    field(f.ip);
+    field(Some(f.detail));
     hex::encode(h.finalize())
 }
 
@@ -94,19 +126,7 @@ pub async fn append(db: &Db, e: &NewEntry, now: i64) -> Result<i64, StoreError> 
     }
     let prev: Option<(String,)> = sqlx::query_as("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetch_optional(&mut *tx).await?;
     let prev_hash = prev.map(|p| p.0).unwrap_or_else(|| GENESIS.to_string());
-    let hash = entry_hash(
-        &prev_hash,
-        now,
-        &e.actor,
-        e.user_id.as_deref(),
-        e.provider.as_deref(),
-        e.connection_id.as_deref(),
-        &e.action,
-        &e.outcome,
-        e.request_id.as_deref(),
-        e.ip.as_deref(),
-        &detail,
-    );
+    let hash = entry_hash(&prev_hash, now, &e.fields(&detail));
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO audit_log (at, actor, user_id, provider, connection_id, action, outcome, request_id, ip, detail, prev_hash, hash) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
@@ -166,19 +186,7 @@ pub async fn verify(db: &Db) -> Result<Verification, StoreError> {
             if e.prev_hash != expected_prev {
                 return Ok(Verification::Broken { id: e.id, reason: "an entry before it was changed or removed" });
             }
-            let recomputed = entry_hash(
-                &e.prev_hash,
-                e.at,
-                &e.actor,
-                e.user_id.as_deref(),
-                e.provider.as_deref(),
-                e.connection_id.as_deref(),
-                &e.action,
-                &e.outcome,
-                e.request_id.as_deref(),
-                e.ip.as_deref(),
-                &e.detail,
-            );
+            let recomputed = entry_hash(&e.prev_hash, e.at, &e.fields());
             if recomputed != e.hash {
                 return Ok(Verification::Broken { id: e.id, reason: "its content was changed" });
             }
