@@ -15,4 +15,5 @@ pub mod providers;
 pub mod store;
 pub mod telemetry;
 pub mod tokens;
+pub mod toss_service;
 pub mod vault;

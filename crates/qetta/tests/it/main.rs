@@ -11,3 +11,4 @@ mod auth_api;
 mod kftc_flow;
 mod startup;
 mod store_suite;
+mod toss_flow;
