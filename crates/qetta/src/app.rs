@@ -15,12 +15,14 @@ use crate::local_secrets;
 use crate::providers::kftc::client::KftcRefresher;
 use crate::providers::kftc::tran_id::TranIds;
 use crate::providers::kftc::{KftcClient, KftcEndpoints};
+use crate::providers::toss::{TossClient, TOSS_PRODUCTION_PUBLIC_KEY};
 use crate::providers::upstream;
 use crate::shared_state::SharedState;
 use crate::store::{Db, StoreError};
 use crate::tokens::locks::RedisLock;
 use crate::tokens::refresher::RefresherStats;
 use crate::tokens::TokenManager;
+use crate::toss_service::TossService;
 use crate::vault::Vault;
 
 /// What every handler can reach. Cheap to clone.
@@ -35,6 +37,7 @@ pub struct AppState {
     pub tokens: Arc<TokenManager>,
     pub kftc: Arc<KftcClient>,
     pub kftc_settings: Arc<KftcResolved>,
+    pub toss: Arc<TossService>,
     pub refresher_stats: Arc<RefresherStats>,
     pub sandbox: Option<qetta_sandbox::Sandbox>,
 }
@@ -67,6 +70,8 @@ pub enum StartError {
     Redis { url: String, source: redis::RedisError },
     #[error("sandbox: {0}")]
     Sandbox(String),
+    #[error("toss: {0}")]
+    Toss(String),
 }
 
 /// Notes for the startup banner: which parts run on embedded defaults.
@@ -229,6 +234,45 @@ impl App {
         let kftc = Arc::new(KftcClient::new(http.clone(), kftc_endpoints, tran_ids));
 
         let redis_lock = redis.as_ref().map(|r| RedisLock::new(r.clone(), crate::tokens::lock_ttl(&config.tokens), &config.redis_prefix));
+
+        // Toss: the configured hosts and key, or the embedded sandbox with its registration and key.
+        let (toss_client, toss_sandbox) = match (&config.toss.oauth_base, &config.toss.api_base, sandbox.as_ref().zip(sandbox_config.as_ref())) {
+            (Some(oauth), Some(api), _) => (
+                TossClient::new(
+                    http.clone(),
+                    oauth.clone(),
+                    api.clone(),
+                    config.toss.client_id.clone().expect("checked by config"),
+                    config.toss.client_secret.clone().expect("checked by config"),
+                    config.toss.rsa_public_key.as_deref().unwrap_or(TOSS_PRODUCTION_PUBLIC_KEY),
+                ),
+                false,
+            ),
+            (_, None, Some((sb, sc))) => (
+                TossClient::new(
+                    http.clone(),
+                    format!("{loopback}/sandbox/toss"),
+                    format!("{loopback}/sandbox/toss"),
+                    sc.toss.client_id.clone(),
+                    SecretString::from(sc.toss.client_secret.clone()),
+                    &config.toss.rsa_public_key.clone().unwrap_or_else(|| sb.toss_public_key_base64()),
+                ),
+                true,
+            ),
+            _ => unreachable!("the sandbox runs when TOSS_API_BASE is unset, and config requires both Toss bases or neither"),
+        };
+        let toss_client = toss_client.map_err(|e| StartError::Toss(format!("TOSS_RSA_PUBLIC_KEY: {e}")))?;
+        let toss = Arc::new(TossService::new(
+            toss_client,
+            db.clone(),
+            vault.clone(),
+            clock.clone(),
+            config.tokens.clone(),
+            config.toss.request_url.clone(),
+            redis_lock.clone(),
+            toss_sandbox,
+        ));
+
         let mut manager = TokenManager::new(db.clone(), vault.clone(), clock.clone(), config.tokens.clone(), redis_lock);
         manager.register("kftc", Arc::new(KftcRefresher(kftc.clone())));
 
@@ -242,6 +286,7 @@ impl App {
             tokens: Arc::new(manager),
             kftc,
             kftc_settings: Arc::new(kftc_resolved),
+            toss,
             refresher_stats: Arc::new(RefresherStats::default()),
             sandbox,
         };

@@ -169,7 +169,7 @@ async fn rotate(config: Config, batch: i64) -> anyhow::Result<()> {
     };
     crate::store::audit::append(&db, &entry, chrono::Utc::now().timestamp()).await?;
     println!(
-        "active key {}: re-encrypted {} connection(s), {} changed meanwhile (already on the active key), {} remaining",
+        "active key {}: re-encrypted {} row(s) (connections, Toss token and identities), {} changed meanwhile (already on the active key), {} remaining",
         vault.active_key_id(),
         report.resealed,
         report.skipped,

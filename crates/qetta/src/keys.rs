@@ -4,7 +4,7 @@
 use secrecy::ExposeSecret;
 
 use crate::config::Config;
-use crate::store::{connections, meta, Db, StoreError};
+use crate::store::{connections, meta, toss, Db, StoreError};
 use crate::tokens::aad;
 use crate::vault::{KeyRing, Vault, VaultError};
 
@@ -75,7 +75,8 @@ pub struct RotationReport {
     pub remaining: u64,
 }
 
-/// Re-encrypts every connection that is not on the active key, `batch` rows at a time. Safe while
+/// Re-encrypts every connection, the Toss service token and every Toss identity that is not on
+/// the active key, `batch` rows at a time. Safe while
 /// the service runs (a row written meanwhile is left to its writer) and resumable: run it again.
 pub async fn rotate(db: &Db, vault: &Vault, batch: i64) -> Result<RotationReport, KeyError> {
     let active = vault.active_key_id().to_string();
@@ -102,6 +103,57 @@ pub async fn rotate(db: &Db, vault: &Vault, batch: i64) -> Result<RotationReport
             }
         }
     }
-    report.remaining = connections::ids_not_on_key(db, &active, 1_000_000).await?.len() as u64;
+    rotate_toss(db, vault, batch, &mut report).await?;
+    report.remaining = connections::ids_not_on_key(db, &active, 1_000_000).await?.len() as u64
+        + toss::service_tokens_not_on_key(db, &active).await?.len() as u64
+        + toss::identities_not_on_key(db, &active, 1_000_000).await?.len() as u64;
     Ok(report)
+}
+
+/// Re-encrypts the shared Toss service token and the sealed Toss identities.
+async fn rotate_toss(db: &Db, vault: &Vault, batch: i64, report: &mut RotationReport) -> Result<(), KeyError> {
+    let active = vault.active_key_id().to_string();
+    for provider in toss::service_tokens_not_on_key(db, &active).await? {
+        let Some(row) = toss::read_service_row(db.pool(), &provider, false).await? else { continue };
+        if !row.has_token() {
+            continue;
+        }
+        let aad = crate::toss_service::service_token_aad();
+        let sealed = vault.seal(&vault.open(&row.access_token, aad)?, aad);
+        if toss::reseal_service_token(db, &provider, row.version, &sealed, &active).await? {
+            report.resealed += 1;
+        } else {
+            report.skipped += 1;
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let ids = toss::identities_not_on_key(db, &active, batch).await?;
+        let fresh: Vec<String> = ids.into_iter().filter(|id| seen.insert(id.clone())).collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        for user_id in fresh {
+            let Some(mut i) = toss::get_identity(db, &user_id).await? else { continue };
+            let reseal = |blob: &[u8], field: &str| -> Result<Vec<u8>, VaultError> {
+                let aad = crate::toss_service::identity_aad(&user_id, field);
+                Ok(vault.seal(&vault.open(blob, aad)?, aad))
+            };
+            i.ci = reseal(&i.ci, "ci")?;
+            i.di = reseal(&i.di, "di")?;
+            i.name = reseal(&i.name, "name")?;
+            i.birthday = reseal(&i.birthday, "birthday")?;
+            i.signature = reseal(&i.signature, "signature")?;
+            i.phone = match i.phone.as_deref() {
+                Some(p) => Some(reseal(p, "phone")?),
+                None => None,
+            };
+            i.key_id = active.clone();
+            if toss::reseal_identity(db, &i).await? {
+                report.resealed += 1;
+            } else {
+                report.skipped += 1;
+            }
+        }
+    }
 }

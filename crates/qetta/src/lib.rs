@@ -15,5 +15,6 @@ pub mod providers;
 pub mod store;
 pub mod telemetry;
 pub mod tokens;
+pub mod toss_service;
 pub mod vault;
 pub mod web;

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod oauth_status;
 pub mod rate_limit;
 pub mod request_id;
+pub mod toss;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
@@ -40,7 +41,13 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/kftc/accounts", get(kftc::accounts))
         .route("/oauth/kftc/balance/{fintech_use_num}", get(kftc::balance))
         .route("/oauth/kftc/transactions", post(kftc::transactions))
-        .route("/oauth/kftc/disconnect", delete(kftc::disconnect));
+        .route("/oauth/kftc/disconnect", delete(kftc::disconnect))
+        .route("/oauth/toss/token", get(toss::token))
+        .route("/oauth/toss/test", post(toss::test))
+        .route("/oauth/toss/verifications", post(toss::create_verification))
+        .route("/oauth/toss/verifications/{tx_id}", get(toss::get_verification))
+        .route("/oauth/toss/verifications/{tx_id}/result", post(toss::fetch_result_route))
+        .route("/oauth/toss/disconnect", delete(toss::disconnect));
 
     let mut app = Router::new()
         .route("/health", get(health::health))

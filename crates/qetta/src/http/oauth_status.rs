@@ -15,8 +15,9 @@ pub const PROVIDERS: [&str; 2] = ["kftc", "toss"];
 
 pub async fn status(State(state): State<AppState>, user: AuthUser) -> Result<Json<Value>, ApiError> {
     let rows = connections::list_for_user(&state.db, &user.id).await?;
-    let providers: Vec<Value> = PROVIDERS
+    let mut providers: Vec<Value> = PROVIDERS
         .iter()
+        .filter(|p| **p != crate::toss_service::PROVIDER)
         .map(|p| match rows.iter().find(|c| c.provider == *p) {
             Some(c) => json!({
                 "provider": p,
@@ -33,5 +34,9 @@ pub async fn status(State(state): State<AppState>, user: AuthUser) -> Result<Jso
             }),
         })
         .collect();
+    // Toss has no per-user tokens: connected means the user's identity is verified.
+    let toss = crate::http::toss::status_entry(&state, &user.id).await?;
+    let at = PROVIDERS.iter().position(|p| *p == crate::toss_service::PROVIDER).unwrap_or(providers.len()).min(providers.len());
+    providers.insert(at, toss);
     Ok(Json(json!({ "providers": providers })))
 }

@@ -206,10 +206,13 @@ pub async fn reseal(db: &Db, id: &str, version: i64, access: &[u8], refresh: Opt
     Ok(done.rows_affected() == 1)
 }
 
-/// Key ids in use by stored ciphertexts.
+/// Key ids in use by stored ciphertexts (connections, service tokens except the empty
+/// placeholder row, Toss identities).
 pub async fn key_ids_in_use(db: &Db) -> Result<Vec<String>, StoreError> {
     let rows: Vec<(String,)> = sqlx::query_as(
-        "SELECT DISTINCT key_id FROM connections WHERE key_id IS NOT NULL UNION SELECT DISTINCT key_id FROM service_tokens",
+        "SELECT DISTINCT key_id FROM connections WHERE key_id IS NOT NULL \
+         UNION SELECT DISTINCT key_id FROM service_tokens WHERE key_id <> '' \
+         UNION SELECT DISTINCT key_id FROM toss_identities",
     )
     .fetch_all(db.pool())
     .await?;

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod connections;
 pub mod meta;
 pub mod oauth_states;
+pub mod toss;
 pub mod users;
 
 use std::sync::Arc;

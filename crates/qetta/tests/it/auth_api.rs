@@ -25,7 +25,8 @@ async fn register_login_and_status(backend: Backend) {
         body,
         json!({"providers": [
             {"provider": "kftc", "connected": false, "status": null, "scope": null, "expires_at": null, "connected_at": null, "last_refreshed_at": null},
-            {"provider": "toss", "connected": false, "status": null, "scope": null, "expires_at": null, "connected_at": null, "last_refreshed_at": null},
+            {"provider": "toss", "connected": false, "status": null, "scope": null, "expires_at": null, "connected_at": null, "last_refreshed_at": null,
+             "verified": false, "identity": null, "last_test": null},
         ]})
     );
 

@@ -14,4 +14,5 @@ mod secrets;
 mod startup;
 mod store_suite;
 mod token_core;
+mod toss_flow;
 mod web_e2e;

@@ -147,6 +147,8 @@ pub struct TestApp {
     pub clock: Arc<OffsetClock>,
     pub state: AppState,
     pub dir: tempfile::TempDir,
+    /// The database this instance uses (a second instance can share it: [`Spawn::database`]).
+    pub database_url: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -161,11 +163,18 @@ impl Drop for TestApp {
 pub struct Spawn {
     pub backend: Backend,
     pub vars: Vec<(String, String)>,
+    /// Use this database instead of a fresh one (a second replica).
+    pub database: Option<String>,
 }
 
 impl Spawn {
     pub fn new(backend: Backend) -> Self {
-        Self { backend, vars: Vec::new() }
+        Self { backend, vars: Vec::new(), database: None }
+    }
+    /// Shares an existing database (already migrated) instead of creating a fresh one.
+    pub fn database(mut self, url: &str) -> Self {
+        self.database = Some(url.to_string());
+        self
     }
     pub fn var(mut self, k: &str, v: &str) -> Self {
         self.vars.push((k.into(), v.into()));
@@ -173,11 +182,14 @@ impl Spawn {
     }
     pub async fn start(self) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = fresh_database(self.backend, dir.path()).await;
+        let url = match &self.database {
+            Some(u) => u.clone(),
+            None => fresh_database(self.backend, dir.path()).await,
+        };
         let mut sources = Sources::from_pairs([
             ("PORT", "0".to_string()),
             ("QETTA_DATA_DIR", dir.path().display().to_string()),
-            ("DATABASE_URL", url),
+            ("DATABASE_URL", url.clone()),
             ("JWT_SECRET", JWT_SECRET.to_string()),
             ("QETTA_ENCRYPTION_KEYS", ENCRYPTION_KEYS.to_string()),
         ]);
@@ -198,7 +210,7 @@ impl Spawn {
             let _ = rx.await;
         }));
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        TestApp { base, client, clock, state, dir, shutdown: Some(tx) }
+        TestApp { base, client, clock, state, dir, database_url: url, shutdown: Some(tx) }
     }
 }
 

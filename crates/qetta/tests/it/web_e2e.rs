@@ -365,7 +365,6 @@ async fn pages_have_a_strict_csp_and_no_console_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the Toss endpoints (being merged)"]
 async fn full_flow_connect_kftc_browse_accounts_verify_with_toss_and_disconnect() {
     let app = Spawn::new(Backend::Sqlite).var("QETTA_SANDBOX_TOSS_AUTO_COMPLETE", "0").start().await;
     let token = register_via_api(&app, "flow@example.com").await;

@@ -1,0 +1,319 @@
+//! `/api/v1/oauth/toss/*`: the shared service token, a connection test, and identity
+//! verification (본인확인), which is what "connecting Toss" means for a user.
+//!
+//! A verification: `POST verifications` sends Toss the request (the user's name, phone and
+//! birthday encrypted under a fresh session for `USER_PERSONAL`) and answers the links that open
+//! the Toss app; `GET verifications/{txId}` asks Toss how far the user got and, once COMPLETED,
+//! fetches the result with a new session, stores the identity sealed and answers a masked
+//! summary. `POST verifications/{txId}/result` fetches the result again explicitly (Toss allows
+//! two result calls per txId). Browsers never see CI, DI, the full name or the birthday.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::TimeZone;
+use chrono_tz::Asia::Seoul;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::json::ApiJson;
+use crate::app::AppState;
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::http::kftc::mask_token;
+use crate::http::rfc3339;
+use crate::providers::toss::{TossAuthStatus, TossError, TossUser};
+use crate::store::toss::{self as store, Verification};
+use crate::store::users;
+use crate::toss_service::{input, Request, TossServiceError, PROVIDER};
+
+fn ip(peer: &SocketAddr) -> Option<String> {
+    Some(peer.ip().to_string())
+}
+
+fn scope_list(scope: &str) -> Vec<&str> {
+    let mut s: Vec<&str> = scope.split_whitespace().collect();
+    s.sort_unstable();
+    s
+}
+
+// ---------------------------------------------------------------------------------------------
+// token and test
+
+/// The shared service token: masked for browsers, raw for the app's backend (service key).
+pub async fn token(State(state): State<AppState>, user: AuthUser, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Result<Json<Value>, ApiError> {
+    let t = state.toss.service_token().await?;
+    let mut body = json!({
+        "provider": PROVIDER,
+        "shared": true,
+        "scope": scope_list(&t.scope),
+        "token_type": t.token_type,
+        "expires_at": t.expires_at.map(rfc3339),
+        "fetched_at": rfc3339(t.fetched_at),
+        "token_masked": mask_token(t.token.expose_secret()),
+    });
+    if user.is_backend {
+        body["access_token"] = json!(t.token.expose_secret());
+        state.toss.audit(Some(&user.id), ip(&peer), "token_fetch", "raw_token_returned", json!({"version": t.version})).await;
+    }
+    Ok(Json(body))
+}
+
+/// Gets a token if needed and makes one harmless authenticated call.
+pub async fn test(State(state): State<AppState>, user: AuthUser, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Result<Json<Value>, ApiError> {
+    let o = state.toss.test().await?;
+    let detail = json!({"step": o.step, "provider_code": o.provider_code, "latency_ms": o.latency_ms});
+    state.toss.audit(Some(&user.id), ip(&peer), "test", if o.ok { "ok" } else { "failed" }, detail).await;
+    let mut body = json!({"ok": o.ok, "step": o.step, "latency_ms": o.latency_ms});
+    if let Some(pc) = &o.provider_code {
+        body["provider_code"] = json!(pc);
+    }
+    if let Some(m) = &o.message {
+        body["message"] = json!(m);
+    }
+    Ok(Json(body))
+}
+
+// ---------------------------------------------------------------------------------------------
+// verifications
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewVerification {
+    request_type: Option<String>,
+    name: Option<String>,
+    phone: Option<String>,
+    birthday: Option<String>,
+    trigger: Option<String>,
+}
+
+fn today_in_seoul(now: i64) -> chrono::NaiveDate {
+    Seoul.timestamp_opt(now, 0).single().map(|d| d.date_naive()).unwrap_or_default()
+}
+
+/// Checks the body and builds the request: every message says what to fix.
+fn parse_request(body: NewVerification, now: i64) -> Result<(Request, &'static str), TossServiceError> {
+    let bad = |code: &'static str, message: &str| TossServiceError::Invalid(input::InputError { code, message: message.into() });
+    let kind = match body.request_type.as_deref() {
+        Some("USER_PERSONAL") => "USER_PERSONAL",
+        Some("USER_NONE") => "USER_NONE",
+        Some(_) => return Err(bad("invalid_request_type", "request_type must be USER_PERSONAL or USER_NONE.")),
+        None => return Err(bad("invalid_request_type", "request_type is required: USER_PERSONAL or USER_NONE.")),
+    };
+    match body.trigger.as_deref() {
+        None | Some("APP_SCHEME") => {}
+        Some("PUSH") => return Err(bad("invalid_trigger", "trigger PUSH is not offered: the current Toss API opens the Toss app with APP_SCHEME.")),
+        Some(_) => return Err(bad("invalid_trigger", "trigger must be APP_SCHEME (the default).")),
+    }
+    if kind == "USER_NONE" {
+        if body.name.is_some() || body.phone.is_some() || body.birthday.is_some() {
+            return Err(bad("unexpected_field", "USER_NONE takes no name, phone or birthday; use USER_PERSONAL to have Toss check them."));
+        }
+        return Ok((Request::None, kind));
+    }
+    let required = |v: Option<String>, field: &str| v.ok_or_else(|| bad("missing_field", &format!("{field} is required for USER_PERSONAL.")));
+    let name = input::name(&required(body.name, "name")?)?;
+    let phone = input::phone(&required(body.phone, "phone")?)?;
+    let birthday = input::birthday(&required(body.birthday, "birthday")?, today_in_seoul(now))?;
+    Ok((Request::Personal(TossUser { name, phone, birthday }), kind))
+}
+
+pub async fn create_verification(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(body): ApiJson<NewVerification>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let now = state.clock.now();
+    let (request, kind) = parse_request(body, now)?;
+    // A JWT minted by the app's backend may name a user this service has not seen yet.
+    users::ensure_external(&state.db, &user.id, now).await?;
+    let r = match state.toss.request(&request).await {
+        Ok(r) => r,
+        Err(e) => {
+            let detail = json!({"request_type": kind, "error": e.api_code(), "provider_code": e.provider_code()});
+            state.toss.audit(Some(&user.id), ip(&peer), "verification_request", "failed", detail).await;
+            return Err(e.into());
+        }
+    };
+    drop(request);
+    let requested_at = r.requested_dt.timestamp();
+    store::insert_verification(
+        &state.db,
+        &Verification {
+            tx_id: r.tx_id.clone(),
+            user_id: user.id.clone(),
+            request_type: kind.into(),
+            status: store::REQUESTED.into(),
+            requested_at,
+            completed_at: None,
+            result_calls: 0,
+            created_at: now,
+            updated_at: now,
+        },
+    )
+    .await?;
+    state.toss.audit(Some(&user.id), ip(&peer), "verification_request", "requested", json!({"tx_id": r.tx_id, "request_type": kind})).await;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "tx_id": r.tx_id,
+            "request_type": kind,
+            "status": store::REQUESTED,
+            "app_scheme": r.app_scheme,
+            "android_app_uri": r.android_app_uri,
+            "ios_app_uri": r.ios_app_uri,
+            "requested_at": rfc3339(requested_at),
+        })),
+    ))
+}
+
+fn valid_tx_id(tx_id: &str) -> bool {
+    (1..=64).contains(&tx_id.len()) && tx_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// The verification if it is the caller's; another user's txId is as unknown as a made-up one.
+async fn own_verification(state: &AppState, user_id: &str, tx_id: &str) -> Result<Verification, ApiError> {
+    if !valid_tx_id(tx_id) {
+        return Err(ApiError::invalid("invalid_tx_id", "txId must be the tx_id a verification request returned."));
+    }
+    store::get_verification(&state.db, tx_id, user_id).await?.ok_or_else(|| ApiError::NotFound("No such verification among yours.".into()))
+}
+
+async fn verification_body(state: &AppState, v: &Verification) -> Result<Value, ApiError> {
+    let identity = match store::get_identity(&state.db, &v.user_id).await? {
+        Some(i) if i.tx_id == v.tx_id => Some(state.toss.identity_summary(&i)?),
+        _ => None,
+    };
+    Ok(json!({
+        "tx_id": v.tx_id,
+        "request_type": v.request_type,
+        "status": v.status,
+        "requested_at": rfc3339(v.requested_at),
+        "completed_at": v.completed_at.map(rfc3339),
+        "result_calls": v.result_calls,
+        "verified": identity.is_some(),
+        "identity": identity,
+    }))
+}
+
+pub async fn get_verification(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(tx_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let mut v = own_verification(&state, &user.id, &tx_id).await?;
+    // Final states need no call to Toss (and a result already fetched is not fetched again).
+    if v.status == store::EXPIRED || (v.status == store::COMPLETED && v.result_calls > 0) {
+        return Ok(Json(verification_body(&state, &v).await?));
+    }
+    let now = state.clock.now();
+    let status = state.toss.status(&v.tx_id).await?;
+    let new_status = match status.status {
+        TossAuthStatus::Requested => store::REQUESTED,
+        TossAuthStatus::InProgress => store::IN_PROGRESS,
+        TossAuthStatus::Completed => store::COMPLETED,
+        TossAuthStatus::Expired => store::EXPIRED,
+        // An unknown status is treated as still pending.
+        TossAuthStatus::Unknown => v.status.as_str(),
+    }
+    .to_string();
+    if new_status != v.status {
+        store::set_verification_status(&state.db, &v.tx_id, &new_status, None, now).await?;
+        v.status = new_status;
+    }
+    if v.status == store::COMPLETED {
+        return fetch_result(&state, &user, &peer, v).await;
+    }
+    Ok(Json(verification_body(&state, &v).await?))
+}
+
+/// Fetches the result again (Toss allows two result calls per txId, within 60 minutes of
+/// completion).
+pub async fn fetch_result_route(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(tx_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let v = own_verification(&state, &user.id, &tx_id).await?;
+    fetch_result(&state, &user, &peer, v).await
+}
+
+async fn fetch_result(state: &AppState, user: &AuthUser, peer: &SocketAddr, mut v: Verification) -> Result<Json<Value>, ApiError> {
+    let now = state.clock.now();
+    let result = match state.toss.result(&v.tx_id).await {
+        Ok(r) if r.tx_id == v.tx_id => r,
+        Ok(_) => {
+            state.toss.audit(Some(&user.id), ip(peer), "verification_result", "failed", json!({"tx_id": v.tx_id, "error": "tx_id_mismatch"})).await;
+            return Err(ApiError::Upstream { code: "upstream_invalid", message: "Toss answered the result of another verification.".into(), provider_code: None });
+        }
+        Err(e) => {
+            if matches!(e, TossServiceError::Toss(TossError::Expired)) {
+                store::set_verification_status(&state.db, &v.tx_id, store::EXPIRED, None, now).await?;
+            }
+            let detail = json!({"tx_id": v.tx_id, "error": e.api_code(), "provider_code": e.provider_code()});
+            state.toss.audit(Some(&user.id), ip(peer), "verification_result", "failed", detail).await;
+            return Err(e.into());
+        }
+    };
+    let identity = state.toss.seal_identity(&user.id, &result, now);
+    drop(result);
+    store::upsert_identity(&state.db, &identity).await?;
+    let completed_at = v.completed_at.unwrap_or(now);
+    v.result_calls = store::add_result_call(&state.db, &v.tx_id, completed_at, now).await?;
+    v.status = store::COMPLETED.into();
+    v.completed_at = Some(completed_at);
+    state
+        .toss
+        .audit(Some(&user.id), ip(peer), "verification_result", "verified", json!({"tx_id": v.tx_id, "request_type": v.request_type, "result_calls": v.result_calls}))
+        .await;
+    Ok(Json(verification_body(state, &v).await?))
+}
+
+// ---------------------------------------------------------------------------------------------
+// disconnect and status
+
+/// Forgets the user's verified identity and their verifications.
+pub async fn disconnect(State(state): State<AppState>, user: AuthUser, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Result<Json<Value>, ApiError> {
+    let forgot = store::delete_identity(&state.db, &user.id).await?;
+    let deleted = store::delete_verifications_for_user(&state.db, &user.id).await?;
+    if !forgot && deleted == 0 {
+        return Err(ApiError::NotFound("Toss is not connected: there is no verified identity to forget.".into()));
+    }
+    state.toss.audit(Some(&user.id), ip(&peer), "disconnect", "ok", json!({"identity_forgotten": forgot, "verifications_deleted": deleted})).await;
+    Ok(Json(json!({"disconnected": true, "provider": PROVIDER, "identity_forgotten": forgot, "verifications_deleted": deleted})))
+}
+
+/// The Toss entry of `GET /api/v1/oauth/status`: connected = identity verified.
+pub async fn status_entry(state: &AppState, user_id: &str) -> Result<Value, ApiError> {
+    let identity = store::get_identity(&state.db, user_id).await?;
+    let summary = match &identity {
+        Some(i) => Some(state.toss.identity_summary(i)?),
+        None => None,
+    };
+    let token = state.toss.stored_token_row().await?;
+    let last_test = state.toss.last_test().await?.map(|t| {
+        let mut v = json!({"ok": t.ok, "step": t.step, "latency_ms": t.latency_ms, "at": rfc3339(t.at)});
+        if let Some(pc) = t.provider_code {
+            v["provider_code"] = json!(pc);
+        }
+        v
+    });
+    Ok(json!({
+        "provider": PROVIDER,
+        "connected": identity.is_some(),
+        "status": identity.as_ref().map(|_| "active"),
+        "scope": token.as_ref().map(|t| scope_list(&t.scope)),
+        "expires_at": token.as_ref().and_then(|t| t.expires_at).map(rfc3339),
+        "connected_at": identity.as_ref().map(|i| rfc3339(i.verified_at)),
+        "last_refreshed_at": token.as_ref().map(|t| rfc3339(t.updated_at)),
+        "verified": identity.is_some(),
+        "identity": summary,
+        "last_test": last_test,
+    }))
+}

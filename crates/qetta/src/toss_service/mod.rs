@@ -1,0 +1,559 @@
+//! The Toss Certification service layer: the one shared client-credentials token, calls with a
+//! single retry on a rejected token, and the verified identity sealed at rest.
+//!
+//! # The service token
+//!
+//! Toss asks partners not to call `/token` while they hold a valid token (SPEC B2), so one token
+//! serves every user and every replica. It lives in `service_tokens` (provider `toss`), sealed
+//! with the vault, and is reused until `expires_at - margin`, where the margin is
+//! `QETTA_REFRESH_MARGIN_SECS` but never more than half the token's lifetime. A new one is
+//! fetched once however many callers want it:
+//!
+//! 1. callers in this process queue on one lock;
+//! 2. the winner takes the cross-replica lock: Redis when configured, else PostgreSQL's row lock
+//!    (`SELECT … FOR UPDATE` on the row, which a placeholder insert makes sure exists), else on
+//!    SQLite a lease column on the row (so that two processes on one file also agree);
+//! 3. it re-reads the row under the lock and calls `/token` only if the token is still missing,
+//!    expiring, or still the one Toss rejected;
+//! 4. the new token is written with the row version as fencing token and committed before use.
+//!
+//! A call that Toss answers with CE1000/401 gets a new token (unless another caller already
+//! replaced the rejected one) and is retried once.
+
+pub mod input;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+
+use crate::clock::Clock;
+use crate::config::{DatabaseKind, TokenSettings};
+use crate::error::ApiError;
+use crate::providers::toss::{AuthRequest, AuthResult, AuthStatus, TossClient, TossError, TossUser};
+use crate::store::toss::{self as store, Identity, ServiceTokenRow, ServiceTokenWrite};
+use crate::store::{audit, meta, Db, StoreError};
+use crate::tokens::locks::{LockError, RedisLock};
+use crate::vault::{Aad, Vault, VaultError};
+
+pub const PROVIDER: &str = "toss";
+/// Where the service token's ciphertext is bound.
+const SERVICE_AAD: Aad<'static> = Aad { row: "service", scope: "toss", field: "access_token" };
+/// The scope of sealed identity fields.
+pub const IDENTITY_SCOPE: &str = "toss_identity";
+const LAST_TEST_KEY: &str = "toss.last_test";
+
+/// The associated data of one sealed identity field.
+pub fn identity_aad<'a>(user_id: &'a str, field: &'a str) -> Aad<'a> {
+    Aad { row: user_id, scope: IDENTITY_SCOPE, field }
+}
+
+/// The associated data of the service token.
+pub fn service_token_aad() -> Aad<'static> {
+    SERVICE_AAD
+}
+
+/// Everything that can go wrong in the Toss service layer; [`ApiError`] is made from it in one
+/// place (the `From` impl below).
+#[derive(Debug, thiserror::Error)]
+pub enum TossServiceError {
+    #[error("{0}")]
+    Invalid(#[from] input::InputError),
+    #[error(transparent)]
+    Toss(#[from] TossError),
+    #[error("another replica is fetching the Toss token; try again")]
+    Busy,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("a stored Toss value cannot be decrypted: {0}")]
+    Vault(#[from] VaultError),
+}
+
+impl TossServiceError {
+    /// The API error code this becomes (for audit entries).
+    pub fn api_code(&self) -> &'static str {
+        match self {
+            Self::Invalid(i) => i.code,
+            Self::Toss(t) => toss_api_error(t).code(),
+            Self::Busy => "unavailable",
+            Self::Store(_) | Self::Redis(_) | Self::Vault(_) => "internal_error",
+        }
+    }
+
+    /// Toss's own code for the failure, when there is one.
+    pub fn provider_code(&self) -> Option<String> {
+        match self {
+            Self::Toss(e) => toss_code(e),
+            _ => None,
+        }
+    }
+}
+
+fn toss_code(e: &TossError) -> Option<String> {
+    match e {
+        TossError::InvalidToken => Some("CE1000".into()),
+        TossError::NotFound => Some("CE3100".into()),
+        TossError::ResultLimit => Some("CE3101".into()),
+        TossError::NotCompleted => Some("CE3102".into()),
+        TossError::Expired => Some("CE3103".into()),
+        TossError::Provider { code, .. } => Some(code.clone()),
+        TossError::TokenRejected { error, .. } => error.clone(),
+        _ => None,
+    }
+}
+
+impl From<TossServiceError> for ApiError {
+    fn from(e: TossServiceError) -> Self {
+        match e {
+            TossServiceError::Invalid(i) => ApiError::invalid(i.code, i.message),
+            TossServiceError::Toss(t) => toss_api_error(&t),
+            TossServiceError::Busy => ApiError::Unavailable("Another replica is fetching the Toss token; try again.".into()),
+            TossServiceError::Store(s) => s.into(),
+            TossServiceError::Redis(r) => ApiError::internal(r),
+            TossServiceError::Vault(v) => ApiError::internal(v),
+        }
+    }
+}
+
+/// Toss's answers as ours: CE1000 (after the one retry) and refused credentials 502
+/// `upstream_auth`, CE3100 404, CE3102 409 `not_completed`, CE3103 409, CE3101 409
+/// `result_limit`, any other code 502 with `provider_code`, a timeout 504.
+fn toss_api_error(t: &TossError) -> ApiError {
+    let upstream = |code: &'static str, message: String, provider_code: Option<String>| ApiError::Upstream { code, message, provider_code };
+    match t {
+        TossError::InvalidToken => upstream("upstream_auth", "Toss refused the service's access token, also a newly issued one.".into(), Some("CE1000".into())),
+        TossError::NotFound => ApiError::NotFound("Toss has no such verification request.".into()),
+        TossError::NotCompleted => {
+            ApiError::conflict("not_completed", "The user has not completed the verification in the Toss app yet; fetch the result once the status is COMPLETED.")
+        }
+        TossError::Expired => ApiError::conflict("verification_expired", "This verification has expired; start a new one."),
+        TossError::ResultLimit => ApiError::conflict(
+            "result_limit",
+            "Toss gives the result of a verification at most twice, within 60 minutes of completion; start a new verification.",
+        ),
+        TossError::Provider { code, reason } => {
+            let message = if reason.is_empty() { format!("Toss answered {code}.") } else { format!("Toss answered {code}: {reason}") };
+            upstream("upstream_error", message, Some(code.clone()))
+        }
+        TossError::TokenRejected { status, error } => upstream(
+            "upstream_auth",
+            format!("Toss refused the service's client credentials (HTTP {status}); check TOSS_CLIENT_ID and TOSS_CLIENT_SECRET."),
+            error.clone(),
+        ),
+        TossError::Http { status } => upstream("upstream_error", format!("Toss answered HTTP {status}."), None),
+        TossError::Timeout => ApiError::UpstreamTimeout { message: "Toss did not answer in time.".into() },
+        TossError::Network(_) => upstream("upstream_unreachable", "Could not reach Toss.".into(), None),
+        TossError::Decode(what) => upstream("upstream_invalid", format!("Toss sent an unreadable {what}."), None),
+        TossError::Crypto(_) => upstream(
+            "upstream_invalid",
+            "Toss's encrypted data could not be decrypted and verified (it may have been altered); nothing was stored.".into(),
+            None,
+        ),
+    }
+}
+
+/// A usable service token. The token is a `SecretString`: never logged.
+pub struct ServiceToken {
+    pub token: SecretString,
+    /// The row version it was read at (the fencing token of a later invalidation).
+    pub version: i64,
+    pub expires_at: Option<i64>,
+    pub scope: String,
+    pub token_type: String,
+    /// When it was fetched from Toss.
+    pub fetched_at: i64,
+}
+
+/// Why a token is wanted.
+#[derive(Clone, Copy, Debug)]
+enum Want {
+    /// Any token that is not within the margin of its expiry.
+    Fresh,
+    /// Toss rejected the token at `version`: anything else that has not expired.
+    Replacing { version: i64 },
+}
+
+impl Want {
+    fn reason(self) -> &'static str {
+        match self {
+            Want::Fresh => "missing_or_expiring",
+            Want::Replacing { .. } => "rejected_by_toss",
+        }
+    }
+}
+
+/// The outcome of `POST /api/v1/oauth/toss/test`, kept for the status page.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TestOutcome {
+    pub ok: bool,
+    /// `token` (getting a token failed), `api` (the authenticated call failed) or `done`.
+    pub step: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_code: Option<String>,
+    pub latency_ms: u64,
+    /// Unix seconds.
+    pub at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// What a user asks Toss to verify.
+pub enum Request {
+    Personal(TossUser),
+    None,
+}
+
+pub struct TossService {
+    client: TossClient,
+    db: Db,
+    vault: Vault,
+    clock: Arc<dyn Clock>,
+    settings: TokenSettings,
+    request_url: String,
+    local: tokio::sync::Mutex<()>,
+    redis_lock: Option<RedisLock>,
+    /// Names this process as the holder of a SQLite lease.
+    instance: String,
+    /// The client talks to the embedded sandbox.
+    pub sandbox: bool,
+}
+
+impl TossService {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: TossClient,
+        db: Db,
+        vault: Vault,
+        clock: Arc<dyn Clock>,
+        settings: TokenSettings,
+        request_url: String,
+        redis_lock: Option<RedisLock>,
+        sandbox: bool,
+    ) -> Self {
+        Self {
+            client,
+            db,
+            vault,
+            clock,
+            settings,
+            request_url,
+            local: tokio::sync::Mutex::new(()),
+            redis_lock,
+            instance: uuid::Uuid::new_v4().to_string(),
+            sandbox,
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The service token
+
+    /// A token valid beyond the margin, fetched from Toss only when the stored one is not.
+    pub async fn service_token(&self) -> Result<ServiceToken, TossServiceError> {
+        self.ensure(Want::Fresh).await
+    }
+
+    /// The stored token's row as it is (for the status page); `None` when none was fetched yet.
+    pub async fn stored_token_row(&self) -> Result<Option<ServiceTokenRow>, TossServiceError> {
+        Ok(store::read_service_row(self.db.pool(), PROVIDER, false).await?.filter(ServiceTokenRow::has_token))
+    }
+
+    fn margin(&self, row: &ServiceTokenRow) -> i64 {
+        let lifetime = row.expires_at.map(|e| e - row.updated_at).unwrap_or(i64::MAX);
+        self.settings.refresh_margin_secs.min(lifetime / 2).max(0)
+    }
+
+    /// The row's token if it satisfies `want` at `now`.
+    fn usable(&self, row: &ServiceTokenRow, want: Want, now: i64) -> Option<ServiceToken> {
+        if !row.has_token() {
+            return None;
+        }
+        let ok = match want {
+            Want::Fresh => row.expires_at.is_none_or(|e| now < e - self.margin(row)),
+            Want::Replacing { version } => row.version != version && row.expires_at.is_none_or(|e| now < e),
+        };
+        if !ok {
+            return None;
+        }
+        match self.vault.open_string(&row.access_token, SERVICE_AAD) {
+            Ok(token) => Some(ServiceToken {
+                token,
+                version: row.version,
+                expires_at: row.expires_at,
+                scope: row.scope.clone(),
+                token_type: row.token_type.clone(),
+                fetched_at: row.updated_at,
+            }),
+            Err(e) => {
+                // Not fatal: a new token replaces the unreadable one.
+                tracing::warn!(error = %e, "the stored Toss service token cannot be decrypted; fetching a new one");
+                None
+            }
+        }
+    }
+
+    async fn read_usable(&self, want: Want) -> Result<Option<ServiceToken>, TossServiceError> {
+        let row = store::read_service_row(self.db.pool(), PROVIDER, false).await?;
+        Ok(row.and_then(|r| self.usable(&r, want, self.clock.now())))
+    }
+
+    async fn ensure(&self, want: Want) -> Result<ServiceToken, TossServiceError> {
+        if let Some(t) = self.read_usable(want).await? {
+            return Ok(t);
+        }
+        let _local = self.local.lock().await;
+        // Someone in this process may have fetched while we queued.
+        if let Some(t) = self.read_usable(want).await? {
+            return Ok(t);
+        }
+        store::ensure_service_row(&self.db, PROVIDER, self.clock.now()).await?;
+        let wait = self.settings.upstream_timeout * 3;
+        let outcome = if let Some(lock) = &self.redis_lock {
+            let guard = match lock.acquire("toss:service_token", wait).await {
+                Ok(g) => g,
+                Err(LockError::Timeout) => return Err(TossServiceError::Busy),
+                Err(LockError::Redis(e)) => return Err(e.into()),
+            };
+            let r = self.fetch_under_lock(want, None).await;
+            guard.release().await;
+            r
+        } else if self.db.kind() == DatabaseKind::Postgres {
+            let mut tx = self.db.pool().begin().await.map_err(StoreError::from)?;
+            let r = self.fetch_under_lock(want, Some(&mut tx)).await;
+            tx.commit().await.map_err(StoreError::from)?;
+            r
+        } else {
+            self.fetch_under_lease(want, wait).await
+        };
+        match outcome {
+            Ok((token, fetched)) => {
+                if fetched {
+                    let detail = json!({"reason": want.reason(), "expires_at": token.expires_at, "version": token.version});
+                    self.audit(None, None, "service_token_fetch", "ok", detail).await;
+                }
+                Ok(token)
+            }
+            Err(e) => {
+                if let TossServiceError::Toss(t) = &e {
+                    let detail = json!({"reason": want.reason(), "error": t.to_string(), "provider_code": toss_code(t)});
+                    self.audit(None, None, "service_token_fetch", "failed", detail).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// SQLite: a lease on the row, so that several processes (or app instances) on one database
+    /// file fetch once. Waits for the holder by re-reading the row.
+    async fn fetch_under_lease(&self, want: Want, wait: Duration) -> Result<(ServiceToken, bool), TossServiceError> {
+        let deadline = Instant::now() + wait;
+        let ttl = crate::tokens::lock_ttl(&self.settings).as_secs() as i64;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let now = self.clock.now();
+            if store::try_lease(&self.db, PROVIDER, &self.instance, now, now + ttl).await? {
+                let r = self.fetch_under_lock(want, None).await;
+                if let Err(e) = store::release_lease(&self.db, PROVIDER, &self.instance).await {
+                    tracing::warn!(error = %e, "could not release the Toss token lease (it expires on its own)");
+                }
+                return r;
+            }
+            if let Some(t) = self.read_usable(want).await? {
+                return Ok((t, false));
+            }
+            if Instant::now() >= deadline {
+                return Err(TossServiceError::Busy);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// With the cross-replica lock held (inside `tx` on PostgreSQL): re-read, fetch only if still
+    /// needed, write with the version check. Returns the token and whether it was fetched.
+    async fn fetch_under_lock(&self, want: Want, tx: Option<&mut sqlx::Transaction<'static, sqlx::Any>>) -> Result<(ServiceToken, bool), TossServiceError> {
+        let (row, tx) = match tx {
+            Some(tx) => (store::read_service_row(&mut **tx, PROVIDER, true).await?, Some(tx)),
+            None => (store::read_service_row(self.db.pool(), PROVIDER, false).await?, None),
+        };
+        let row = row.ok_or(StoreError::NotFound)?;
+        let now = self.clock.now();
+        if let Some(t) = self.usable(&row, want, now) {
+            return Ok((t, false));
+        }
+        let issued = self.client.issue_token().await?;
+        let expires_at = i64::try_from(issued.expires_in).ok().map(|s| now.saturating_add(s));
+        let sealed = self.vault.seal_str(issued.access_token.expose_secret(), SERVICE_AAD);
+        let write = ServiceTokenWrite {
+            access_token: &sealed,
+            key_id: self.vault.active_key_id(),
+            token_type: &issued.token_type,
+            scope: &issued.scope,
+            expires_at,
+        };
+        let written = match tx {
+            Some(tx) => store::write_service_token(&mut **tx, PROVIDER, row.version, &write, now).await?,
+            None => store::write_service_token(self.db.pool(), PROVIDER, row.version, &write, now).await?,
+        };
+        if !written {
+            // Our lock expired while Toss answered and someone else wrote a newer token; ours is
+            // valid too, so use it this once (a rejection then re-reads the row).
+            tracing::warn!("the Toss service token row changed while a new token was fetched");
+        }
+        let version = if written { row.version + 1 } else { row.version };
+        Ok((
+            ServiceToken { token: issued.access_token, version, expires_at, scope: issued.scope, token_type: issued.token_type, fetched_at: now },
+            true,
+        ))
+    }
+
+    /// Runs `call` with the service token; on CE1000/401 gets a new token (unless another caller
+    /// already replaced the rejected one) and retries once.
+    async fn with_token<T, F, Fut>(&self, call: F) -> Result<T, TossServiceError>
+    where
+        F: Fn(SecretString) -> Fut,
+        Fut: Future<Output = Result<T, TossError>>,
+    {
+        let token = self.service_token().await?;
+        match call(token.token).await {
+            Err(TossError::InvalidToken) => {
+                let fresh = self.ensure(Want::Replacing { version: token.version }).await?;
+                Ok(call(fresh.token).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Calls
+
+    /// Gets a token if needed and makes one harmless authenticated call (the status of a random
+    /// txId: Toss answering "no such request" proves the token works). Records the outcome.
+    pub async fn test(&self) -> Result<TestOutcome, TossServiceError> {
+        let started = Instant::now();
+        let failed = |step: &str, e: &TossServiceError| {
+            let message = match e {
+                TossServiceError::Toss(t) => toss_api_error(t).to_string(),
+                other => other.to_string(),
+            };
+            (false, step.to_string(), e.provider_code(), Some(message))
+        };
+        let (ok, step, provider_code, message) = match self.service_token().await {
+            Err(e @ (TossServiceError::Store(_) | TossServiceError::Redis(_))) => return Err(e),
+            Err(e) => failed("token", &e),
+            Ok(_) => {
+                let probe = uuid::Uuid::new_v4().to_string();
+                let client = &self.client;
+                let probe = probe.as_str();
+                match self.with_token(|t| async move { client.status(&t, probe).await }).await {
+                    Ok(_) | Err(TossServiceError::Toss(TossError::NotFound)) => (true, "done".to_string(), None, None),
+                    Err(e @ (TossServiceError::Store(_) | TossServiceError::Redis(_))) => return Err(e),
+                    Err(e) => failed("api", &e),
+                }
+            }
+        };
+        let outcome = TestOutcome { ok, step, provider_code, latency_ms: started.elapsed().as_millis() as u64, at: self.clock.now(), message };
+        let stored = serde_json::to_string(&outcome).expect("the outcome serialises");
+        meta::set(&self.db, LAST_TEST_KEY, &stored).await?;
+        Ok(outcome)
+    }
+
+    /// The last recorded test outcome.
+    pub async fn last_test(&self) -> Result<Option<TestOutcome>, TossServiceError> {
+        Ok(meta::get(&self.db, LAST_TEST_KEY).await?.and_then(|s| serde_json::from_str(&s).ok()))
+    }
+
+    /// Starts a verification; `USER_PERSONAL` encrypts the person with a fresh session.
+    pub async fn request(&self, request: &Request) -> Result<AuthRequest, TossServiceError> {
+        let client = &self.client;
+        let url = self.request_url.as_str();
+        match request {
+            Request::Personal(user) => self.with_token(|t| async move { client.request_user_personal(&t, url, user).await }).await,
+            Request::None => self.with_token(|t| async move { client.request_user_none(&t, url).await }).await,
+        }
+    }
+
+    pub async fn status(&self, tx_id: &str) -> Result<AuthStatus, TossServiceError> {
+        let client = &self.client;
+        self.with_token(|t| async move { client.status(&t, tx_id).await }).await
+    }
+
+    /// Fetches and decrypts the result (a new session for every call, retry included).
+    pub async fn result(&self, tx_id: &str) -> Result<AuthResult, TossServiceError> {
+        let client = &self.client;
+        self.with_token(|t| async move { client.result(&t, tx_id).await }).await
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Identity at rest
+
+    /// Seals a verified result for `user_id` (every personal field bound to the user and field).
+    pub fn seal_identity(&self, user_id: &str, r: &AuthResult, now: i64) -> Identity {
+        let p = &r.personal_data;
+        let seal = |field: &str, v: &str| self.vault.seal_str(v, identity_aad(user_id, field));
+        Identity {
+            user_id: user_id.to_string(),
+            tx_id: r.tx_id.clone(),
+            ci: seal("ci", &p.ci),
+            di: seal("di", &p.di),
+            name: seal("name", &p.name),
+            birthday: seal("birthday", &p.birthday),
+            signature: seal("signature", &r.signature),
+            phone: p.phone.as_deref().map(|ph| seal("phone", ph)),
+            gender: p.gender.clone(),
+            nationality: p.nationality.clone(),
+            age_group: p.age_group.clone(),
+            key_id: self.vault.active_key_id().to_string(),
+            verified_at: now,
+            version: 0,
+        }
+    }
+
+    /// What a browser may see of an identity: the name masked, the birth year, no CI or DI.
+    pub fn identity_summary(&self, i: &Identity) -> Result<Value, TossServiceError> {
+        let name = self.vault.open_string(&i.name, identity_aad(&i.user_id, "name"))?;
+        let birthday = self.vault.open_string(&i.birthday, identity_aad(&i.user_id, "birthday"))?;
+        Ok(json!({
+            "name_masked": input::mask_name(name.expose_secret()),
+            "birth_year": input::birth_year(birthday.expose_secret()),
+            "gender": i.gender,
+            "nationality": i.nationality,
+            "age_group": i.age_group,
+            "verified_at": crate::http::rfc3339(i.verified_at),
+            "tx_id": i.tx_id,
+        }))
+    }
+
+    // -----------------------------------------------------------------------------------------
+
+    pub(crate) async fn audit(&self, user_id: Option<&str>, ip: Option<String>, action: &str, outcome: &str, detail: Value) {
+        let entry = audit::NewEntry {
+            actor: match user_id {
+                Some(u) => format!("user:{u}"),
+                None => "service".into(),
+            },
+            user_id: user_id.map(str::to_string),
+            provider: Some(PROVIDER.to_string()),
+            connection_id: None,
+            action: action.into(),
+            outcome: outcome.into(),
+            request_id: Some(crate::http::request_id::current()).filter(|r| !r.is_empty()),
+            ip,
+            detail,
+        };
+        if let Err(e) = audit::append(&self.db, &entry, self.clock.now()).await {
+            tracing::error!(error = %e, "could not write an audit entry");
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+}
