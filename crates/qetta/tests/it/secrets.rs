@@ -75,6 +75,33 @@ async fn no_secret_in_trace_logs_database_or_browser_responses() {
     let r = client.delete(format!("{base}/api/v1/oauth/kftc/disconnect")).bearer_auth(&token).send().await.unwrap();
     browser_bodies.push(r.text().await.unwrap());
 
+    // Toss: the shared token, a test call, and a full identity verification (the sandbox's
+    // fictitious person, SPEC B2.1, plus what we typed).
+    let toss_token: Value = client.get(format!("{base}/api/v1/oauth/toss/token")).bearer_auth(&token).header("x-qetta-service-key", SERVICE_KEY).send().await.unwrap().json().await.unwrap();
+    let toss_access = toss_token["access_token"].as_str().expect("raw Toss token for the backend").to_string();
+    browser_bodies.push(client.get(format!("{base}/api/v1/oauth/toss/token")).bearer_auth(&token).send().await.unwrap().text().await.unwrap());
+    browser_bodies.push(client.post(format!("{base}/api/v1/oauth/toss/test")).bearer_auth(&token).send().await.unwrap().text().await.unwrap());
+    let v: Value = client
+        .post(format!("{base}/api/v1/oauth/toss/verifications"))
+        .bearer_auth(&token)
+        .json(&json!({"request_type": "USER_PERSONAL", "name": "홍길동", "phone": "01098765432", "birthday": "19880512"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tx_id = v["tx_id"].as_str().expect("a verification started").to_string();
+    browser_bodies.push(v.to_string());
+    let r = client.post(format!("{base}/sandbox/toss/_sandbox/requests/{tx_id}")).json(&json!({"action": "approve"})).send().await.unwrap();
+    assert!(r.status().is_success());
+    let done = client.get(format!("{base}/api/v1/oauth/toss/verifications/{tx_id}")).bearer_auth(&token).send().await.unwrap().text().await.unwrap();
+    assert!(done.contains("COMPLETED"), "{done}");
+    browser_bodies.push(done);
+    for path in ["/api/v1/oauth/status", "/api/v1/oauth/audit"] {
+        browser_bodies.push(client.get(format!("{base}{path}")).bearer_auth(&token).send().await.unwrap().text().await.unwrap());
+    }
+
     let log = replica.log_text();
     assert!(log.contains("TRACE") || log.contains("trace"), "tracing ran at TRACE level");
     let key_b64 = ENCRYPTION_KEYS.split_once(':').unwrap().1;
@@ -86,6 +113,15 @@ async fn no_secret_in_trace_logs_database_or_browser_responses() {
         ("encryption key", key_b64.to_string()),
         ("service key", SERVICE_KEY.to_string()),
         ("password", "correct horse 7".to_string()),
+        ("Toss access token", toss_access.clone()),
+        ("Toss client secret", qetta_sandbox::config::TOSS_TEST_CLIENT_SECRET.to_string()),
+        ("verified name", "김토스".to_string()),
+        ("CI", "CI0110000000001".to_string()),
+        ("DI", "DI0110000000001".to_string()),
+        ("verified birthday", "19930324".to_string()),
+        ("typed name", "홍길동".to_string()),
+        ("typed phone", "01098765432".to_string()),
+        ("typed birthday", "19880512".to_string()),
     ];
     let mut db_bytes = Vec::new();
     for entry in std::fs::read_dir(dir.path()).unwrap() {
@@ -99,9 +135,7 @@ async fn no_secret_in_trace_logs_database_or_browser_responses() {
         for body in &browser_bodies {
             assert!(!body.contains(secret.as_str()), "{what} appears in a browser response: {body}");
         }
-        if *what != "password" {
-            assert!(!db_bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{what} appears in the database file");
-        }
+        assert!(!db_bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{what} appears in the database file");
     }
 }
 

@@ -34,7 +34,16 @@ async fn cluster(with_redis: bool, n: usize, extra: &[(String, String)]) -> Opti
     let ports: Vec<u16> = (0..n).map(|_| procs::free_port()).collect();
     let callback = format!("http://127.0.0.1:{}/api/v1/oauth/kftc/callback", ports[0]);
     let sandbox = procs::sandbox(dir.path(), &[("KFTC_REDIRECT_URI".into(), callback.clone())]).await;
-    let mut env: Vec<(String, String)> = vec![("KFTC_REDIRECT_URI".into(), callback)];
+    // Toss too is the shared standalone sandbox, as real replicas share the real Toss.
+    let toss_key = qetta_sandbox::Sandbox::new(qetta_sandbox::SandboxConfig::default()).toss_public_key_base64();
+    let mut env: Vec<(String, String)> = vec![
+        ("KFTC_REDIRECT_URI".into(), callback),
+        ("TOSS_OAUTH_BASE".into(), format!("{}/toss", sandbox.base)),
+        ("TOSS_API_BASE".into(), format!("{}/toss", sandbox.base)),
+        ("TOSS_CLIENT_ID".into(), qetta_sandbox::config::TOSS_TEST_CLIENT_ID.into()),
+        ("TOSS_CLIENT_SECRET".into(), qetta_sandbox::config::TOSS_TEST_CLIENT_SECRET.into()),
+        ("TOSS_RSA_PUBLIC_KEY".into(), toss_key),
+    ];
     if let Some(r) = redis {
         env.push(("REDIS_URL".into(), r));
         env.push(("QETTA_REDIS_PREFIX".into(), format!("qetta-test-{}", uuid::Uuid::new_v4().simple())));
@@ -90,6 +99,21 @@ async fn refresh_once_across_three_processes(with_redis: bool) {
     let stats = sandbox_stats(&c.sandbox).await;
     assert_eq!(count(&stats, &["tokens", "issued", "refresh_token"]), 2, "exactly one more refresh: {stats}");
     assert_eq!(count(&stats, &["tokens", "refused", "refresh_token"]), 0, "no spent refresh token was ever sent: {stats}");
+
+    // The shared Toss service token: 200 concurrent requests on three processes, one token call.
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let path = if i % 2 == 0 { "/api/v1/oauth/toss/token" } else { "/api/v1/oauth/toss/test" };
+        let req = if i % 2 == 0 { client.get(format!("{}{path}", c.replicas[i % 3].base)) } else { client.post(format!("{}{path}", c.replicas[i % 3].base)) };
+        let req = req.bearer_auth(&token);
+        tasks.push(tokio::spawn(async move { req.send().await.unwrap().status().as_u16() }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let toss: Value = reqwest::get(format!("{}/toss/_sandbox/stats", c.sandbox.base)).await.unwrap().json().await.unwrap();
+    assert_eq!(count(&toss, &["tokens", "issued", "client_credentials"]), 1, "one Toss token for all: {toss}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -131,33 +131,17 @@ async fn one_token_for_many_requests_on_two_replicas(backend: Backend) {
     assert!(!detail.contains("eyJ"), "{detail}");
 }
 
-/// The test Redis (`QETTA_TEST_REDIS_URL`, default `redis://127.0.0.1:6379`), or `None` (skip)
-/// when it is unreachable outside CI.
-async fn redis_url() -> Option<String> {
-    let url = std::env::var("QETTA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let ping = async {
-        let client = redis::Client::open(url.as_str())?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await
-    };
-    match tokio::time::timeout(std::time::Duration::from_secs(2), ping).await {
-        Ok(Ok(_)) => Some(url),
-        _ if std::env::var("CI").is_ok() => panic!("Redis at {url} is unreachable under CI"),
-        _ => {
-            eprintln!("SKIPPED: Redis at {url} is unreachable; set QETTA_TEST_REDIS_URL");
-            None
-        }
-    }
-}
-
 async fn one_token_on_two_replicas_with_the_redis_lock(backend: Backend) {
-    let Some(redis) = redis_url().await else { return };
-    let a = spawn_toss(backend).var("REDIS_URL", &redis).start().await;
+    let Some(redis) = crate::support::redis_url().await else { return };
+    // Both replicas share one key namespace, as real replicas of one deployment do.
+    let prefix = format!("qetta-test-{}", uuid::Uuid::new_v4().simple());
+    let a = spawn_toss(backend).var("REDIS_URL", &redis).var("QETTA_REDIS_PREFIX", &prefix).start().await;
     let key = a.state.sandbox.as_ref().unwrap().toss_public_key_base64();
     let toss = format!("{}/sandbox/toss", a.base);
     let b = spawn_toss(backend)
         .database(&a.database_url)
         .var("REDIS_URL", &redis)
+        .var("QETTA_REDIS_PREFIX", &prefix)
         .var("TOSS_OAUTH_BASE", &toss)
         .var("TOSS_API_BASE", &toss)
         .var("TOSS_CLIENT_ID", TOSS_TEST_CLIENT_ID)
