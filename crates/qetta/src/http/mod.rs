@@ -28,10 +28,18 @@ pub fn rfc3339(secs: i64) -> String {
     chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// The OpenAPI document (hand-written; a test checks it against the routes and the README).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/auth/register", post(auth_routes::register))
         .route("/auth/login", post(auth_routes::login))
+        .route("/openapi.json", get(openapi))
         .route("/oauth/status", get(oauth_status::status))
         .route("/oauth/audit", get(audit_routes::list))
         .route("/oauth/kftc/authorize", get(kftc::authorize))

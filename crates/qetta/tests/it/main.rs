@@ -9,6 +9,7 @@ mod support;
 
 mod auth_api;
 mod kftc_flow;
+mod openapi;
 mod procs;
 mod secrets;
 mod startup;

@@ -1,0 +1,39 @@
+//! The OpenAPI document matches the routes the server has and the README's API table.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::support::{spawn, Backend};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_lists_every_route_and_only_real_ones() {
+    let app = spawn(Backend::Sqlite).await;
+    let doc: Value = app.get("/api/v1/openapi.json", None).await.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.0.3");
+    let mut documented = BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            documented.insert((method.to_uppercase(), path.clone()));
+            // The route exists: no 404 "no such route" and no 405 for the documented method.
+            let url = app.url(&path.replace("{fintech_use_num}", "x").replace("{tx_id}", "x"));
+            let r = app.client.request(method.to_uppercase().parse().unwrap(), url).send().await.unwrap();
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap_or_default();
+            assert_ne!(status, 405, "{method} {path}");
+            assert!(!(status == 404 && body.contains("No such route")), "{method} {path} is not a route");
+        }
+    }
+    // Every API row of the README is documented, and nothing else.
+    let readme = include_str!("../../../../README.md");
+    let mut listed = BTreeSet::new();
+    for line in readme.lines() {
+        let Some(rest) = line.strip_prefix("| `") else { continue };
+        let Some((route, _)) = rest.split_once('`') else { continue };
+        let Some((method, path)) = route.split_once(' ') else { continue };
+        if ["GET", "POST", "DELETE"].contains(&method) && (path.starts_with("/api/") || ["/health", "/ready", "/metrics"].contains(&path)) {
+            listed.insert((method.to_string(), path.to_string()));
+        }
+    }
+    assert_eq!(listed, documented, "README API table vs OpenAPI document");
+}
