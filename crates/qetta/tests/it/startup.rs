@@ -90,3 +90,71 @@ async fn audit_verify_reports_an_intact_and_a_tampered_chain() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("BROKEN at entry 1"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn a_toml_file_and_a_dotenv_file_are_read_with_the_environment_first() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("qetta.toml"), "PORT = \"from-toml\"\nQETTA_LOG_FORMAT = \"json\"\n").unwrap();
+    let out = qetta(dir.path()).arg("serve").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"from-toml\""), "TOML is read");
+    std::fs::write(dir.path().join(".env"), "PORT=from-dotenv\n").unwrap();
+    let out = qetta(dir.path()).arg("serve").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"from-dotenv\""), ".env wins over TOML");
+    let out = qetta(dir.path()).arg("serve").env("PORT", "from-env").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"from-env\""), "the environment wins");
+    std::fs::write(dir.path().join("qetta.toml"), "PORT = [\n").unwrap();
+    let out = qetta(dir.path()).arg("serve").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("qetta.toml"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn sigterm_stops_the_service_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = qetta(dir.path()).arg("serve").env("PORT", port.to_string()).stderr(Stdio::piped()).spawn().unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let waited = Instant::now();
+    loop {
+        if let Some(code) = child.try_wait().unwrap() {
+            assert!(code.success(), "exit status {code}");
+            break;
+        }
+        assert!(waited.elapsed() < Duration::from_secs(10), "did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("shutting down"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_names_the_failing_part_and_cors_allows_only_listed_origins() {
+    let app = crate::support::Spawn::new(crate::support::Backend::Sqlite).var("CORS_ORIGINS", "https://app.example.com").start().await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/api/v1/oauth/status"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let r = preflight("https://app.example.com").await.unwrap();
+    assert_eq!(r.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap()), Some("https://app.example.com"));
+    let r = preflight("https://evil.example").await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+
+    app.state.db.close().await;
+    let r = app.get("/ready", None).await;
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["failing"], serde_json::json!(["database"]));
+    assert_eq!(body["error"]["code"], "not_ready");
+    assert!(body["error"]["message"].as_str().unwrap().contains("database"));
+}
