@@ -38,6 +38,16 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Check a running deployment end to end (health, a throwaway user, status, the Toss test,
+    /// and with the embedded sandbox a KFTC connect, balance and disconnect). Exit 1 on failure.
+    Smoke {
+        /// The deployment's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// The sandbox user who consents (kim, lee, park, choi).
+        #[arg(long, default_value = "kim")]
+        sandbox_user: String,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -84,6 +94,9 @@ pub fn main() -> ExitCode {
             println!("{}", crate::vault::KeyRing::generate_entry(&id));
             return Ok(());
         }
+        if let Command::Smoke { url, sandbox_user } = &command {
+            return crate::smoke::run(url, sandbox_user).await.map_err(anyhow::Error::from);
+        }
         let config = load_config()?;
         crate::telemetry::init(config.log_format);
         match command {
@@ -93,11 +106,12 @@ pub fn main() -> ExitCode {
             Command::Keys { command: KeysCommand::Rotate { batch } } => rotate(config, batch).await,
             Command::Keys { command: KeysCommand::Generate { .. } } => unreachable!("handled above"),
             Command::Audit { command: AuditCommand::Verify } => audit_verify(config).await,
+            Command::Smoke { .. } => unreachable!("handled above"),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.downcast_ref::<AuditBroken>().is_some() => {
+        Err(e) if e.downcast_ref::<AuditBroken>().is_some() || e.downcast_ref::<crate::smoke::SmokeFailed>().is_some() => {
             eprintln!("{e}");
             ExitCode::FAILURE
         }

@@ -11,6 +11,7 @@ pub mod http;
 pub mod keys;
 pub mod local_secrets;
 pub mod shared_state;
+pub mod smoke;
 pub mod providers;
 pub mod store;
 pub mod telemetry;

@@ -158,3 +158,20 @@ async fn ready_names_the_failing_part_and_cors_allows_only_listed_origins() {
     assert_eq!(body["error"]["code"], "not_ready");
     assert!(body["error"]["message"].as_str().unwrap().contains("database"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_passes_against_a_running_service() {
+    let app = crate::support::spawn(crate::support::Backend::Sqlite).await;
+    let base = app.base.clone();
+    let dir = app.dir.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || qetta(&dir).args(["smoke", "--url", &base, "--sandbox-user", "lee"]).output().unwrap()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    for step in ["PASS GET /ready", "PASS Toss connection test", "PASS KFTC connect through the sandbox", "PASS KFTC balance", "PASS KFTC disconnect"] {
+        assert!(stdout.contains(step), "{stdout}");
+    }
+    // Against nothing: a clear failure.
+    let out = tokio::task::spawn_blocking(|| qetta(std::path::Path::new("/")).args(["smoke", "--url", "http://127.0.0.1:1"]).output().unwrap()).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL GET /health"));
+}
