@@ -346,3 +346,71 @@ async fn input_is_validated(backend: Backend) {
     let r = tx(json!({"fintech_use_num": theirs, "from_date": "20261001", "to_date": "20261101"})).await;
     assert_eq!(error_code(r, 404).await, "not_found");
 }
+
+both_backends!(failing_refresh_backs_off_and_answers_fast);
+
+async fn failing_refresh_backs_off_and_answers_fast(backend: Backend) {
+    let app = Spawn::new(backend).var("QETTA_UPSTREAM_TIMEOUT_MS", "2000").start().await;
+    let (token, _) = app.register("backoff@example.com").await;
+    app.connect_kftc(&token, "lee").await;
+    let fin = app.accounts(&token).await[0]["fintech_use_num"].as_str().unwrap().to_string();
+    let token_calls = |s: &Value| count(s, &["calls", "/oauth/2.0/token"]);
+
+    // The token expired (our clock) and KFTC fails every call.
+    app.clock.advance(7_775_999 + 60);
+    app.sandbox_control("kftc", "faults", json!({"error_rate": 1.0, "error": "http_503"})).await;
+    let before = token_calls(&app.sandbox_stats("kftc").await);
+    let r = app.get(&balance_path(&fin), Some(&token)).await;
+    assert_eq!(r.status(), 502);
+    assert_eq!(token_calls(&app.sandbox_stats("kftc").await), before + 1);
+
+    // While backing off: an immediate answer, no call upstream, the tokens kept.
+    for _ in 0..3 {
+        let r = app.get(&balance_path(&fin), Some(&token)).await;
+        assert!(r.headers().contains_key("retry-after"));
+        assert_eq!(error_code(r, 429).await, "refresh_backoff");
+    }
+    assert_eq!(token_calls(&app.sandbox_stats("kftc").await), before + 1, "no refresh attempt during the backoff");
+    assert_eq!(app.status_of(&token, "kftc").await["status"], "active");
+
+    // After the backoff, KFTC healthy again: refreshed and served.
+    app.sandbox_control("kftc", "faults", json!({})).await;
+    app.clock.advance(120);
+    assert_eq!(app.get(&balance_path(&fin), Some(&token)).await.status(), 200);
+    assert_eq!(count(&app.sandbox_stats("kftc").await, &["tokens", "issued", "refresh_token"]), 1);
+}
+
+both_backends!(spent_refresh_token_needs_reauth);
+
+/// Someone else (another deployment with a copy of the database, say) spent the refresh token:
+/// KFTC answers O0014 to ours, and the connection asks for consent again.
+async fn spent_refresh_token_needs_reauth(backend: Backend) {
+    let app = spawn(backend).await;
+    let (token, user_id) = app.register("spent@example.com").await;
+    app.connect_kftc(&token, "choi").await;
+    let fin = app.accounts(&token).await[0]["fintech_use_num"].as_str().unwrap().to_string();
+    let conn = qetta::store::connections::get(&app.state.db, &user_id, "kftc").await.unwrap().unwrap();
+    let refresh = app.state.vault.open_string(conn.refresh_token.as_deref().unwrap(), qetta::tokens::aad(&conn, "refresh_token")).unwrap();
+    let r = app
+        .client
+        .post(app.url("/sandbox/kftc/oauth/2.0/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", qetta_sandbox::config::DEFAULT_KFTC_CLIENT_ID),
+            ("client_secret", qetta_sandbox::config::DEFAULT_KFTC_CLIENT_SECRET),
+            ("refresh_token", secrecy::ExposeSecret::expose_secret(&refresh)),
+            ("scope", "login inquiry"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let rotated: Value = r.json().await.unwrap();
+    assert!(rotated["access_token"].is_string(), "{rotated}");
+
+    app.clock.advance(7_775_999);
+    let r = app.get(&balance_path(&fin), Some(&token)).await;
+    assert_eq!(error_code(r, 409).await, "reauth_required");
+    assert_eq!(app.status_of(&token, "kftc").await["status"], "needs_reauth");
+    let audit: Value = app.get("/api/v1/oauth/audit", Some(&token)).await.json().await.unwrap();
+    assert!(audit.to_string().contains("O0014"), "the refusal is audited with KFTC's code: {audit}");
+}

@@ -175,3 +175,16 @@ async fn smoke_passes_against_a_running_service() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL GET /health"));
 }
+
+#[test]
+fn keys_generate_prints_a_usable_key_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = qetta(dir.path()).args(["keys", "generate", "--id", "k2026"]).output().unwrap();
+    assert!(out.status.success());
+    let entry = String::from_utf8(out.stdout).unwrap();
+    let entry = entry.trim();
+    assert!(entry.starts_with("k2026:") && entry.len() == "k2026:".len() + 44, "{entry}");
+    assert_eq!(qetta::vault::KeyRing::parse(entry).unwrap().active_id(), "k2026");
+    let out = qetta(dir.path()).args(["keys", "generate", "--id", "bad id"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
