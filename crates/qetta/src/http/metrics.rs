@@ -20,7 +20,9 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ] {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"));
     }
-    let open = u8::from(state.kftc.breaker().is_open());
-    out.push_str(&format!("# HELP qetta_upstream_circuit_open Whether calls to a provider are paused.\n# TYPE qetta_upstream_circuit_open gauge\nqetta_upstream_circuit_open{{provider=\"kftc\"}} {open}\n"));
+    out.push_str("# HELP qetta_upstream_circuit_open Whether calls to a provider are paused.\n# TYPE qetta_upstream_circuit_open gauge\n");
+    for (provider, open) in [("kftc", state.kftc.breaker().is_open()), ("toss", state.toss.breaker().is_open())] {
+        out.push_str(&format!("qetta_upstream_circuit_open{{provider=\"{provider}\"}} {}\n", u8::from(open)));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -35,6 +35,7 @@ use crate::error::ApiError;
 use crate::providers::toss::{AuthRequest, AuthResult, AuthStatus, TossClient, TossError, TossUser};
 use crate::store::toss::{self as store, Identity, ServiceTokenRow, ServiceTokenWrite};
 use crate::store::{audit, meta, Db, StoreError};
+use crate::providers::upstream::CircuitBreaker;
 use crate::tokens::locks::{LockError, RedisLock};
 use crate::vault::{Aad, Vault, VaultError};
 
@@ -65,6 +66,9 @@ pub enum TossServiceError {
     Toss(#[from] TossError),
     #[error("another replica is fetching the Toss token; try again")]
     Busy,
+    /// Our circuit breaker is open after repeated upstream failures.
+    #[error("Toss is failing; calls are paused for {retry_after_secs} s")]
+    CircuitOpen { retry_after_secs: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("redis: {0}")]
@@ -80,6 +84,7 @@ impl TossServiceError {
             Self::Invalid(i) => i.code,
             Self::Toss(t) => toss_api_error(t).code(),
             Self::Busy => "unavailable",
+            Self::CircuitOpen { .. } => "upstream_unavailable",
             Self::Store(_) | Self::Redis(_) | Self::Vault(_) => "internal_error",
         }
     }
@@ -112,6 +117,11 @@ impl From<TossServiceError> for ApiError {
             TossServiceError::Invalid(i) => ApiError::invalid(i.code, i.message),
             TossServiceError::Toss(t) => toss_api_error(&t),
             TossServiceError::Busy => ApiError::Unavailable("Another replica is fetching the Toss token; try again.".into()),
+            TossServiceError::CircuitOpen { retry_after_secs } => ApiError::TooManyRequests {
+                code: "upstream_unavailable",
+                message: "Toss is failing right now; calls are paused briefly.".into(),
+                retry_after_secs,
+            },
             TossServiceError::Store(s) => s.into(),
             TossServiceError::Redis(r) => ApiError::internal(r),
             TossServiceError::Vault(v) => ApiError::internal(v),
@@ -220,6 +230,19 @@ pub struct TossService {
     instance: String,
     /// The client talks to the embedded sandbox.
     pub sandbox: bool,
+    /// Opens after repeated upstream failures (5xx, time-outs, CE0xxx), so that a failing Toss
+    /// gets a pause instead of every request waiting for its time-out.
+    breaker: CircuitBreaker,
+}
+
+/// Trouble on Toss's side (not a verdict about the request): counts against the breaker.
+fn is_upstream_failure(e: &TossError) -> bool {
+    match e {
+        TossError::Timeout | TossError::Network(_) => true,
+        TossError::Http { status } | TossError::TokenRejected { status, .. } => *status >= 500,
+        TossError::Provider { code, .. } => code.starts_with("CE0"),
+        _ => false,
+    }
 }
 
 impl TossService {
@@ -245,6 +268,37 @@ impl TossService {
             redis_lock,
             instance: uuid::Uuid::new_v4().to_string(),
             sandbox,
+            breaker: CircuitBreaker::new(5, Duration::from_secs(30)),
+        }
+    }
+
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// One upstream call through the circuit breaker.
+    async fn upstream<T>(&self, call: impl Future<Output = Result<T, TossError>>) -> Result<T, TossServiceError> {
+        self.breaker.check().map_err(|d| TossServiceError::CircuitOpen { retry_after_secs: d.as_secs().max(1) })?;
+        let r = call.await;
+        match &r {
+            Err(e) if is_upstream_failure(e) => self.breaker.failure(),
+            _ => self.breaker.success(),
+        }
+        Ok(r?)
+    }
+
+    /// The token call, retried on connection failures only (a request that reached Toss may have
+    /// issued a token; Toss asks partners not to ask again).
+    async fn issue_token(&self) -> Result<crate::providers::toss::TossAccessToken, TossServiceError> {
+        let mut attempt = 0;
+        loop {
+            match self.upstream(self.client.issue_token()).await {
+                Err(TossServiceError::Toss(TossError::Network(_))) if attempt < 2 => {
+                    attempt += 1;
+                    tokio::time::sleep(crate::providers::upstream::backoff(attempt)).await;
+                }
+                other => return other,
+            }
         }
     }
 
@@ -384,7 +438,7 @@ impl TossService {
         if let Some(t) = self.usable(&row, want, now) {
             return Ok((t, false));
         }
-        let issued = self.client.issue_token().await?;
+        let issued = self.issue_token().await?;
         let expires_at = i64::try_from(issued.expires_in).ok().map(|s| now.saturating_add(s));
         let sealed = self.vault.seal_str(issued.access_token.expose_secret(), SERVICE_AAD);
         let write = ServiceTokenWrite {
@@ -418,12 +472,12 @@ impl TossService {
         Fut: Future<Output = Result<T, TossError>>,
     {
         let token = self.service_token().await?;
-        match call(token.token).await {
-            Err(TossError::InvalidToken) => {
+        match self.upstream(call(token.token)).await {
+            Err(TossServiceError::Toss(TossError::InvalidToken)) => {
                 let fresh = self.ensure(Want::Replacing { version: token.version }).await?;
-                Ok(call(fresh.token).await?)
+                self.upstream(call(fresh.token)).await
             }
-            other => Ok(other?),
+            other => other,
         }
     }
 

@@ -493,3 +493,24 @@ async fn key_rotation_reseals_toss_data(backend: Backend) {
     let ids = qetta::store::connections::key_ids_in_use(&app.state.db).await.unwrap();
     assert_eq!(ids, vec!["test2".to_string()]);
 }
+
+both_backends!(a_failing_toss_opens_the_circuit_breaker);
+
+async fn a_failing_toss_opens_the_circuit_breaker(backend: Backend) {
+    let app = spawn_toss(backend).start().await;
+    let (token, _) = app.register("breaker@example.com").await;
+    // A token first, so that only the API calls fail.
+    assert_eq!(app.toss_get("/token", &token).await.status(), 200);
+    app.sandbox_control("toss", "faults", json!({"error_rate": 1.0, "error": "CE0001"})).await;
+    for _ in 0..5 {
+        let v: Value = app.toss_post("/test", &json!({}), &token).await.json().await.unwrap();
+        assert_eq!(v["ok"], false);
+        assert_eq!(v["provider_code"], "CE0001");
+    }
+    let calls = toss_calls(&app, "status").await;
+    let v: Value = app.toss_post("/test", &json!({}), &token).await.json().await.unwrap();
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(toss_calls(&app, "status").await, calls, "no call while the breaker is open");
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(metrics.contains("qetta_upstream_circuit_open{provider=\"toss\"} 1"), "{metrics}");
+}
