@@ -8,22 +8,36 @@ use axum::response::Response;
 
 use crate::error::{default_for_status, error_response};
 
-/// Any 4xx/5xx response that has no body type yet (unknown route, 405, 408, 413, …) gets the
+/// Any 4xx/5xx response that has no body type yet (unknown route, 405, 408, 413, …), or a plain
+/// text one (axum's extractor rejections: a bad path segment, a bad query string), gets the
 /// standard JSON error body, so clients only ever parse one error shape.
 pub async fn json_errors(req: Request, next: Next) -> Response {
     let response = next.run(req).await;
     let status = response.status();
-    if (status.is_client_error() || status.is_server_error()) && !response.headers().contains_key(header::CONTENT_TYPE) {
-        let (code, message) = default_for_status(status);
-        let mut fresh = error_response(status, code, message, None);
-        for name in [header::RETRY_AFTER, header::ALLOW] {
-            if let Some(v) = response.headers().get(&name) {
-                fresh.headers_mut().insert(name, v.clone());
-            }
-        }
-        return fresh;
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
     }
-    response
+    let content_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let plain = content_type.starts_with("text/plain");
+    if !content_type.is_empty() && !plain {
+        return response;
+    }
+    let (code, default_message) = default_for_status(status);
+    let headers = response.headers().clone();
+    let message = if plain {
+        let bytes = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes).trim().chars().take(300).collect::<String>();
+        if text.is_empty() { default_message.to_string() } else { text }
+    } else {
+        default_message.to_string()
+    };
+    let mut fresh = error_response(status, code, &message, None);
+    for name in [header::RETRY_AFTER, header::ALLOW] {
+        if let Some(v) = headers.get(&name) {
+            fresh.headers_mut().insert(name, v.clone());
+        }
+    }
+    fresh
 }
 
 /// Headers every response carries; a page handler may set its own Content-Security-Policy.

@@ -142,3 +142,16 @@ async fn limits_answer_429_and_413(backend: Backend) {
     let body: Value = r.json().await.unwrap();
     assert!(body["error"]["code"].is_string());
 }
+
+both_backends!(rejections_of_bad_urls_are_json_too);
+
+async fn rejections_of_bad_urls_are_json_too(backend: Backend) {
+    let app = crate::support::spawn(backend).await;
+    let (token, _) = app.register("urls@example.com").await;
+    let r = app.get("/api/v1/oauth/kftc/balance/%FF%FE", Some(&token)).await;
+    assert_eq!(error_code(r, 400).await, "bad_request");
+    let r = app.get("/api/v1/oauth/audit?limit=abc", Some(&token)).await;
+    assert_eq!(error_code(r, 422).await, "invalid_limit");
+    let r = app.get("/api/v1/oauth/kftc/launch?state=%FF", None).await;
+    assert!(r.status().is_client_error());
+}
