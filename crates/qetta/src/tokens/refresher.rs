@@ -64,11 +64,17 @@ pub async fn run_once(manager: &TokenManager, stats: &RefresherStats) -> Result<
     Ok(report)
 }
 
-/// Runs passes until `shutdown` fires.
+/// Runs passes until `shutdown` fires. Each pass also deletes OAuth states that expired a day
+/// ago (they are kept that long so that a late callback is told "expired", not "unknown").
 pub async fn run(manager: Arc<TokenManager>, stats: Arc<RefresherStats>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     loop {
         if let Err(e) = run_once(&manager, &stats).await {
             tracing::warn!(error = %e, "refresher pass failed");
+        }
+        match crate::store::oauth_states::purge_expired(manager.db(), manager.clock().now()).await {
+            Ok(n) if n > 0 => tracing::debug!(purged = n, "expired OAuth states deleted"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not purge expired OAuth states"),
         }
         let base = manager.settings().refresher_interval;
         let pause = base.mul_f64(rand::thread_rng().gen_range(0.75..1.25));

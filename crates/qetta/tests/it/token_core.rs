@@ -322,3 +322,57 @@ async fn raw_tokens_only_with_the_service_key() {
     let r = app2.client.get(app2.url("/api/v1/oauth/kftc/token")).bearer_auth(&t2).header("x-qetta-service-key", "backend-service-key-backend-service-key").send().await.unwrap();
     assert!(r.json::<Value>().await.unwrap().get("access_token").is_none());
 }
+
+/// Two replicas' background refreshers run at the same moment on one PostgreSQL: `FOR UPDATE
+/// SKIP LOCKED` claims hand each due connection to exactly one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_refreshers_share_the_due_connections_without_overlap() {
+    if crate::support::postgres_admin_url().await.is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = fresh_database(Backend::Postgres, dir.path()).await;
+    let ports: Vec<u16> = (0..2).map(|_| procs::free_port()).collect();
+    let callbacks: Vec<String> = ports.iter().map(|p| format!("http://127.0.0.1:{p}/api/v1/oauth/kftc/callback")).collect();
+    let sb = procs::sandbox(dir.path(), &[("KFTC_REDIRECT_URI".into(), callbacks.join(","))]).await;
+    let mut apps = Vec::new();
+    for i in 0..2 {
+        apps.push(
+            Spawn::new(Backend::Postgres)
+                .var("DATABASE_URL", &url)
+                .var("PORT", &ports[i].to_string())
+                .var("KFTC_API_BASE", &format!("{}/kftc", sb.base))
+                .var("KFTC_REDIRECT_URI", &callbacks[i])
+                .var("KFTC_CLIENT_ID", qetta_sandbox::config::DEFAULT_KFTC_CLIENT_ID)
+                .var("KFTC_CLIENT_SECRET", qetta_sandbox::config::DEFAULT_KFTC_CLIENT_SECRET)
+                .var("KFTC_CLIENT_USE_CODE", qetta_sandbox::config::DEFAULT_KFTC_CLIENT_USE_CODE)
+                .var("QETTA_REFRESHER_ENABLED", "false")
+                .var("QETTA_REFRESHER_BATCH", "3")
+                .start()
+                .await,
+        );
+    }
+    for i in 0..8 {
+        let (token, _) = apps[0].register(&format!("claims{i}@example.com")).await;
+        procs::connect(&apps[0].base, &token, ["kim", "lee", "park", "choi"][i % 4]).await;
+    }
+    // A day before expiry on both replicas' clocks: all eight are due (lookahead 3 days).
+    for a in &apps {
+        a.clock.advance(7_775_999 - 86_400);
+    }
+    let mut claimed = 0;
+    let mut refreshed = 0;
+    for _ in 0..3 {
+        let (r0, r1) = tokio::join!(
+            qetta::tokens::refresher::run_once(&apps[0].state.tokens, &apps[0].state.refresher_stats),
+            qetta::tokens::refresher::run_once(&apps[1].state.tokens, &apps[1].state.refresher_stats)
+        );
+        for r in [r0.unwrap(), r1.unwrap()] {
+            assert!(r.claimed <= 3, "batches are bounded: {r:?}");
+            claimed += r.claimed;
+            refreshed += r.refreshed;
+        }
+    }
+    assert_eq!((claimed, refreshed), (8, 8), "each connection claimed and refreshed once");
+    assert_eq!(count(&sandbox_stats(&sb).await, &["tokens", "issued", "refresh_token"]), 8);
+}
