@@ -2,6 +2,7 @@
 //! fintech app, keeping the providers' tokens encrypted and fresh.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod clock;

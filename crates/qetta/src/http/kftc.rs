@@ -68,13 +68,11 @@ pub(crate) async fn audit(state: &AppState, user_id: &str, connection_id: Option
         connection_id: connection_id.map(str::to_string),
         action: action.into(),
         outcome: outcome.into(),
-        request_id: Some(crate::http::request_id::current()).filter(|r| !r.is_empty()),
+        request_id: None,
         ip,
         detail,
     };
-    if let Err(e) = audit::append(&state.db, &entry, state.clock.now()).await {
-        tracing::error!(error = %e, "could not write an audit entry");
-    }
+    crate::audit::record(&state.db, entry, state.clock.now()).await;
 }
 
 // ---------------------------------------------------------------------------------------------

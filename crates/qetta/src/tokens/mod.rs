@@ -228,27 +228,29 @@ impl TokenManager {
         Ok(got.version != version)
     }
 
-    async fn ensure_fresh(&self, row: Connection, reason: Reason) -> Result<AccessToken, TokenError> {
+    /// What the row allows without a refresh: an answer (a usable token, or an error such as a
+    /// dead grant or an expired token in backoff), or `None` when a refresh is needed.
+    fn answer_without_refresh(&self, row: &Connection, reason: Reason) -> Option<Result<AccessToken, TokenError>> {
         let now = self.clock.now();
         if row.status != connections::STATUS_ACTIVE {
-            return Err(TokenError::ReauthRequired);
+            return Some(Err(TokenError::ReauthRequired));
         }
-        if self.satisfied(&row, reason, now) {
-            return self.usable(&row);
+        if self.satisfied(row, reason, now) {
+            return Some(self.usable(row));
         }
-        self.check_backoff(&row, now)?;
+        self.check_backoff(row, now).err().map(Err)
+    }
 
+    async fn ensure_fresh(&self, row: Connection, reason: Reason) -> Result<AccessToken, TokenError> {
+        if let Some(answer) = self.answer_without_refresh(&row, reason) {
+            return answer;
+        }
         let _local = self.flights.acquire(&row.id).await;
         // Someone in this process may have refreshed while we queued.
         let row = connections::get_by_id(&self.db, &row.id).await?.ok_or(TokenError::NotConnected)?;
-        let now = self.clock.now();
-        if row.status != connections::STATUS_ACTIVE {
-            return Err(TokenError::ReauthRequired);
+        if let Some(answer) = self.answer_without_refresh(&row, reason) {
+            return answer;
         }
-        if self.satisfied(&row, reason, now) {
-            return self.usable(&row);
-        }
-        self.check_backoff(&row, now)?;
 
         let wait = self.settings.upstream_timeout * 3;
         if let Some(lock) = &self.redis_lock {
@@ -397,13 +399,11 @@ impl TokenManager {
             connection_id: Some(row.id.clone()),
             action: action.into(),
             outcome: outcome.into(),
-            request_id: Some(crate::http::request_id::current()).filter(|r| !r.is_empty()),
+            request_id: None,
             ip: None,
             detail,
         };
-        if let Err(e) = audit::append(&self.db, &entry, self.clock.now()).await {
-            tracing::error!(error = %e, "could not write an audit entry");
-        }
+        crate::audit::record(&self.db, entry, self.clock.now()).await;
     }
 
     pub fn settings(&self) -> &TokenSettings {
