@@ -34,54 +34,61 @@ impl Backend {
 /// `async fn name(backend: Backend)` in the same module.
 #[macro_export]
 macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name($crate::support::Backend::Sqlite).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    if $crate::support::postgres_admin_url().await.is_some() {
-                        super::$name($crate::support::Backend::Postgres).await
-                    }
-                }
-            }
-        )*
-    };
+    ($($name:ident),* $(,)?) => { $crate::backend_tests!([sqlite, postgres]; $($name),*); };
 }
 
 /// Like `both_backends!`, plus both databases with Redis for the shared state.
 #[macro_export]
 macro_rules! all_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name($crate::support::Backend::Sqlite).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    if $crate::support::postgres_admin_url().await.is_some() {
-                        super::$name($crate::support::Backend::Postgres).await
-                    }
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite_redis() {
-                    if $crate::support::redis_url().await.is_some() {
-                        super::$name($crate::support::Backend::SqliteRedis).await
-                    }
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres_redis() {
-                    if $crate::support::postgres_admin_url().await.is_some() && $crate::support::redis_url().await.is_some() {
-                        super::$name($crate::support::Backend::PostgresRedis).await
-                    }
-                }
+    ($($name:ident),* $(,)?) => { $crate::backend_tests!([sqlite, postgres, sqlite_redis, postgres_redis]; $($name),*); };
+}
+
+/// One module per test, one `#[tokio::test]` per listed variant.
+#[macro_export]
+macro_rules! backend_tests {
+    ($variants:tt; $($name:ident),*) => {
+        $( mod $name { $crate::backend_variants!($variants, $name); } )*
+    };
+}
+
+#[macro_export]
+macro_rules! backend_variants {
+    ([$($variant:ident),*], $name:ident) => { $( $crate::backend_variant!($variant, $name); )* };
+}
+
+/// A variant runs when its services are reachable (they are skipped with a message otherwise,
+/// except under CI, where an unreachable service fails the test).
+#[macro_export]
+macro_rules! backend_variant {
+    (sqlite, $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn sqlite() {
+            super::$name($crate::support::Backend::Sqlite).await
+        }
+    };
+    (postgres, $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn postgres() {
+            if $crate::support::postgres_admin_url().await.is_some() {
+                super::$name($crate::support::Backend::Postgres).await
             }
-        )*
+        }
+    };
+    (sqlite_redis, $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn sqlite_redis() {
+            if $crate::support::redis_url().await.is_some() {
+                super::$name($crate::support::Backend::SqliteRedis).await
+            }
+        }
+    };
+    (postgres_redis, $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn postgres_redis() {
+            if $crate::support::postgres_admin_url().await.is_some() && $crate::support::redis_url().await.is_some() {
+                super::$name($crate::support::Backend::PostgresRedis).await
+            }
+        }
     };
 }
 
