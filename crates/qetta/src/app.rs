@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use crate::auth::JwtKeys;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::error::ApiError;
 use crate::keys::{self, KeyError};
 use crate::local_secrets;
 use crate::providers::kftc::client::KftcRefresher;
@@ -35,11 +36,45 @@ pub struct AppState {
     pub shared: Arc<SharedState>,
     pub vault: Vault,
     pub tokens: Arc<TokenManager>,
-    pub kftc: Arc<KftcClient>,
+    /// `None`: KFTC is not configured while another provider is real, so it is disabled.
+    pub kftc_client: Option<Arc<KftcClient>>,
     pub kftc_settings: Arc<KftcResolved>,
-    pub toss: Arc<TossService>,
+    /// `None`: Toss is not configured while another provider is real, so it is disabled.
+    pub toss_service: Option<Arc<TossService>>,
     pub refresher_stats: Arc<RefresherStats>,
     pub sandbox: Option<qetta_sandbox::Sandbox>,
+}
+
+impl AppState {
+    /// The KFTC client, or the error every KFTC route answers when KFTC is disabled.
+    pub fn kftc(&self) -> Result<&Arc<KftcClient>, ApiError> {
+        self.kftc_client.as_ref().ok_or_else(|| not_configured("kftc"))
+    }
+
+    /// The Toss service, or the error every Toss route answers when Toss is disabled.
+    pub fn toss(&self) -> Result<&Arc<TossService>, ApiError> {
+        self.toss_service.as_ref().ok_or_else(|| not_configured("toss"))
+    }
+
+    /// Whether `provider` can be used on this server.
+    pub fn provider_configured(&self, provider: &str) -> bool {
+        match provider {
+            "kftc" => self.kftc_client.is_some(),
+            "toss" => self.toss_service.is_some(),
+            _ => false,
+        }
+    }
+}
+
+/// A provider that is neither configured nor simulated (another provider is real, so the
+/// embedded sandbox is off).
+pub fn not_configured(provider: &str) -> ApiError {
+    let (name, vars) = match provider {
+        "kftc" => ("KFTC OpenBanking", "KFTC_API_BASE, KFTC_CLIENT_ID, KFTC_CLIENT_SECRET and KFTC_CLIENT_USE_CODE"),
+        "toss" => ("Toss Certification", "TOSS_OAUTH_BASE, TOSS_API_BASE, TOSS_CLIENT_ID and TOSS_CLIENT_SECRET"),
+        _ => ("This provider", "its settings"),
+    };
+    ApiError::ProviderNotConfigured(format!("{name} is not configured on this server (its operator sets {vars})."))
 }
 
 /// KFTC settings after defaults (sandbox registration, own callback URL) are applied.
@@ -72,6 +107,8 @@ pub enum StartError {
     Sandbox(String),
     #[error("toss: {0}")]
     Toss(String),
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Notes for the startup banner: which parts run on embedded defaults.
@@ -89,8 +126,12 @@ pub struct App {
 
 /// Connects to the database (creating the SQLite data directory first) and runs migrations.
 pub async fn open_database(config: &Config) -> Result<Db, StartError> {
+    let data_dir_err = |source| StartError::DataDir { path: config.data_dir.display().to_string(), source };
     if config.database_is_default {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir { path: config.data_dir.display().to_string(), source })?;
+        local_secrets::create_private_dir(&config.data_dir).map_err(data_dir_err)?;
+    }
+    if let Some(path) = config.sqlite_path() {
+        local_secrets::private_sqlite_file(&path).map_err(|source| StartError::DataDir { path: path.display().to_string(), source })?;
     }
     let db = Db::connect(config.database_url.expose_secret(), config.database_kind)
         .await
@@ -116,6 +157,7 @@ pub async fn open_redis(config: &Config) -> Result<Option<redis::aio::Connection
 
 impl App {
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+        config.check_serve_rules()?;
         let mut banner = Banner::default();
         let data_dir_err = |source| StartError::DataDir { path: config.data_dir.display().to_string(), source };
         let db = open_database(&config).await?;
@@ -128,7 +170,7 @@ impl App {
         let jwt_secret = match &config.jwt_secret {
             Some(s) => s.expose_secret().to_string(),
             None => {
-                std::fs::create_dir_all(&config.data_dir).map_err(data_dir_err)?;
+                local_secrets::create_private_dir(&config.data_dir).map_err(data_dir_err)?;
                 let (secret, _) = local_secrets::load_or_create(&config.data_dir, "jwt_secret").map_err(data_dir_err)?;
                 banner.warnings.push(format!(
                     "JWT_SECRET is not set: using a generated secret kept in {}. Set JWT_SECRET (32+ characters) in production, the same on every replica.",
@@ -167,9 +209,10 @@ impl App {
         let loopback = format!("http://127.0.0.1:{}", bound.port());
         let own_callback = format!("{}/api/v1/oauth/kftc/callback", config.public_url);
 
-        // The embedded sandbox serves every provider whose API base is not configured.
-        let needs_sandbox = config.kftc.api_base.is_none() || config.toss.api_base.is_none();
-        let (sandbox, sandbox_config) = if needs_sandbox {
+        // The embedded sandbox runs only when no provider is real (or on purpose, which config
+        // allows only then): its control API must never sit beside a real provider. A provider
+        // that is neither configured nor simulated is disabled.
+        let (sandbox, sandbox_config) = if config.sandbox_mounted() {
             let mut sc = qetta_sandbox::SandboxConfig::from_lookup(|k| config.sources.get(k)).map_err(|e| StartError::Sandbox(e.to_string()))?;
             if config.kftc.redirect_uri.is_none() {
                 sc.kftc.redirect_uris = vec![own_callback.clone()];
@@ -180,8 +223,15 @@ impl App {
         };
 
         let http = upstream::http_client(config.tokens.upstream_timeout);
-        let (kftc_endpoints, client_use_code, kftc_resolved) = match (&config.kftc.api_base, sandbox.as_ref().zip(sandbox_config.as_ref())) {
-            (Some(base), _) => (
+        let disabled_kftc = || KftcResolved {
+            scope: config.kftc.scope.clone(),
+            redirect_uri: config.kftc.redirect_uri.clone().unwrap_or_else(|| own_callback.clone()),
+            authorize_base: String::new(),
+            api_base: String::new(),
+            sandbox: false,
+        };
+        let kftc_parts = match (&config.kftc.api_base, sandbox.as_ref().zip(sandbox_config.as_ref())) {
+            (Some(base), _) => Some((
                 KftcEndpoints {
                     base: base.clone(),
                     client_id: config.kftc.client_id.clone().expect("checked by config"),
@@ -196,10 +246,10 @@ impl App {
                     api_base: base.clone(),
                     sandbox: false,
                 },
-            ),
+            )),
             (None, Some((sb, sc))) => {
                 let redirect_uri = config.kftc.redirect_uri.clone().unwrap_or_else(|| own_callback.clone());
-                (
+                Some((
                     KftcEndpoints {
                         base: format!("{loopback}/sandbox/kftc"),
                         client_id: sc.kftc.client_id.clone(),
@@ -214,30 +264,41 @@ impl App {
                         api_base: format!("{loopback}/sandbox/kftc"),
                         sandbox: true,
                     },
-                )
+                ))
             }
-            (None, None) => unreachable!("the sandbox runs when KFTC_API_BASE is unset"),
+            (None, None) => None,
         };
-        banner.notes.push(if kftc_resolved.sandbox {
-            format!("kftc: embedded sandbox at {}/sandbox/kftc", config.public_url)
-        } else {
-            format!("kftc: {}", kftc_resolved.api_base)
-        });
-        if config.toss.api_base.is_none() {
+        let (kftc, kftc_resolved) = match kftc_parts {
+            Some((endpoints, client_use_code, resolved)) => {
+                banner.notes.push(if resolved.sandbox {
+                    format!("kftc: embedded sandbox at {}/sandbox/kftc", config.public_url)
+                } else {
+                    format!("kftc: {}", resolved.api_base)
+                });
+                let tran_ids = match &redis {
+                    Some(r) => TranIds::with_redis(client_use_code, r.clone(), &config.redis_prefix),
+                    None => TranIds::with_database(client_use_code, db.clone()),
+                };
+                (Some(Arc::new(KftcClient::new(http.clone(), endpoints, tran_ids))), resolved)
+            }
+            None => {
+                banner.warnings.push("kftc: not configured, disabled (set KFTC_API_BASE and its credentials to enable it)".into());
+                (None, disabled_kftc())
+            }
+        };
+        if sandbox.is_some() {
             banner.notes.push(format!("toss: embedded sandbox at {}/sandbox/toss", config.public_url));
+            banner.warnings.push(format!(
+                "SANDBOX MODE: simulated banks and Toss, with an unauthenticated control API, are served at {}/sandbox/. Never use this with real users; configure the providers for production.",
+                config.public_url
+            ));
         }
-
-        let tran_ids = match &redis {
-            Some(r) => TranIds::with_redis(client_use_code, r.clone(), &config.redis_prefix),
-            None => TranIds::with_database(client_use_code, db.clone()),
-        };
-        let kftc = Arc::new(KftcClient::new(http.clone(), kftc_endpoints, tran_ids));
 
         let redis_lock = redis.as_ref().map(|r| RedisLock::new(r.clone(), crate::tokens::lock_ttl(&config.tokens), &config.redis_prefix));
 
         // Toss: the configured hosts and key, or the embedded sandbox with its registration and key.
-        let (toss_client, toss_sandbox) = match (&config.toss.oauth_base, &config.toss.api_base, sandbox.as_ref().zip(sandbox_config.as_ref())) {
-            (Some(oauth), Some(api), _) => (
+        let toss_parts = match (&config.toss.oauth_base, &config.toss.api_base, sandbox.as_ref().zip(sandbox_config.as_ref())) {
+            (Some(oauth), Some(api), _) => Some((
                 TossClient::new(
                     http.clone(),
                     oauth.clone(),
@@ -247,8 +308,8 @@ impl App {
                     config.toss.rsa_public_key.as_deref().unwrap_or(TOSS_PRODUCTION_PUBLIC_KEY),
                 ),
                 false,
-            ),
-            (_, None, Some((sb, sc))) => (
+            )),
+            (_, None, Some((sb, sc))) => Some((
                 TossClient::new(
                     http.clone(),
                     format!("{loopback}/sandbox/toss"),
@@ -258,23 +319,37 @@ impl App {
                     &config.toss.rsa_public_key.clone().unwrap_or_else(|| sb.toss_public_key_base64()),
                 ),
                 true,
-            ),
-            _ => unreachable!("the sandbox runs when TOSS_API_BASE is unset, and config requires both Toss bases or neither"),
+            )),
+            // Config requires both Toss bases or neither.
+            _ => None,
         };
-        let toss_client = toss_client.map_err(|e| StartError::Toss(format!("TOSS_RSA_PUBLIC_KEY: {e}")))?;
-        let toss = Arc::new(TossService::new(
-            toss_client,
-            db.clone(),
-            vault.clone(),
-            clock.clone(),
-            config.tokens.clone(),
-            config.toss.request_url.clone(),
-            redis_lock.clone(),
-            toss_sandbox,
-        ));
+        let toss = match toss_parts {
+            Some((client, toss_sandbox)) => {
+                if !toss_sandbox {
+                    banner.notes.push(format!("toss: {}", config.toss.api_base.as_deref().unwrap_or_default()));
+                }
+                let client = client.map_err(|e| StartError::Toss(format!("TOSS_RSA_PUBLIC_KEY: {e}")))?;
+                Some(Arc::new(TossService::new(
+                    client,
+                    db.clone(),
+                    vault.clone(),
+                    clock.clone(),
+                    config.tokens.clone(),
+                    config.toss.request_url.clone(),
+                    redis_lock.clone(),
+                    toss_sandbox,
+                )))
+            }
+            None => {
+                banner.warnings.push("toss: not configured, disabled (set TOSS_OAUTH_BASE, TOSS_API_BASE and the credentials to enable it)".into());
+                None
+            }
+        };
 
         let mut manager = TokenManager::new(db.clone(), vault.clone(), clock.clone(), config.tokens.clone(), redis_lock);
-        manager.register("kftc", Arc::new(KftcRefresher(kftc.clone())));
+        if let Some(k) = &kftc {
+            manager.register("kftc", Arc::new(KftcRefresher(k.clone())));
+        }
 
         let state = AppState {
             shared: Arc::new(SharedState::new(db.clone(), redis, &config.redis_prefix)),
@@ -284,9 +359,9 @@ impl App {
             clock,
             vault,
             tokens: Arc::new(manager),
-            kftc,
+            kftc_client: kftc,
             kftc_settings: Arc::new(kftc_resolved),
-            toss,
+            toss_service: toss,
             refresher_stats: Arc::new(RefresherStats::default()),
             sandbox,
         };

@@ -122,6 +122,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether the embedded provider sandbox (simulated KFTC and Toss, with their `_sandbox/*`
+/// control API) is mounted on the main port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SandboxMode {
+    /// Mounted only when no provider is configured at all (the zero-configuration demo).
+    Auto,
+    /// Mounted on purpose (also allowed on a non-loopback `HOST`); no provider may be configured.
+    On,
+    /// Never mounted: providers that are not configured are disabled.
+    Off,
+}
+
 /// Which database the service stores its data in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DatabaseKind {
@@ -162,6 +174,7 @@ pub struct Config {
     pub rate_limits: RateLimits,
     pub kftc: KftcSettings,
     pub toss: TossSettings,
+    pub sandbox_mode: SandboxMode,
     /// Every variable, for the sandbox, which reads its own settings from the same sources.
     pub sources: Sources,
 }
@@ -369,6 +382,12 @@ impl Config {
                 rsa_public_key: src.get("TOSS_RSA_PUBLIC_KEY"),
                 request_url: src.get("TOSS_REQUEST_URL").unwrap_or_else(|| "qetta://toss-cert".into()),
             },
+            sandbox_mode: match src.get("QETTA_SANDBOX").as_deref().map(str::to_ascii_lowercase).as_deref() {
+                None | Some("auto") => SandboxMode::Auto,
+                Some("on") | Some("true") | Some("1") => SandboxMode::On,
+                Some("off") | Some("false") | Some("0") => SandboxMode::Off,
+                Some(other) => return Err(ConfigError::invalid("QETTA_SANDBOX", format!("expected auto, on or off, got {other:?}"))),
+            },
             sources: src.clone(),
         }
         .check_production_rules()
@@ -397,7 +416,55 @@ impl Config {
         if self.toss.api_base.is_some() && (self.toss.client_id.is_none() || self.toss.client_secret.is_none()) {
             return Err(ConfigError::invalid("TOSS_API_BASE", "is set, so TOSS_CLIENT_ID and TOSS_CLIENT_SECRET must be set too"));
         }
+        if self.sandbox_mode == SandboxMode::On && self.any_provider_configured() {
+            // The sandbox's control API can reset every connection and approve identity checks:
+            // it must never run beside a real provider.
+            return Err(ConfigError::invalid(
+                "QETTA_SANDBOX",
+                "is on, but a real provider is configured (KFTC_API_BASE or TOSS_API_BASE); the sandbox never runs beside a real provider: unset one or the other",
+            ));
+        }
         Ok(self)
+    }
+
+    /// Whether a real KFTC or Toss is configured.
+    pub fn any_provider_configured(&self) -> bool {
+        self.kftc.api_base.is_some() || self.toss.api_base.is_some()
+    }
+
+    /// Whether the embedded sandbox is mounted: on purpose, or because nothing is configured.
+    pub fn sandbox_mounted(&self) -> bool {
+        match self.sandbox_mode {
+            SandboxMode::On => true,
+            SandboxMode::Off => false,
+            SandboxMode::Auto => !self.any_provider_configured(),
+        }
+    }
+
+    /// Rules for `qetta serve`: the sandbox and its control API are only reachable from this
+    /// machine unless the operator asked for it by name.
+    pub fn check_serve_rules(&self) -> Result<(), ConfigError> {
+        if self.sandbox_mounted() && !self.host.is_loopback() && self.sandbox_mode != SandboxMode::On {
+            return Err(ConfigError::invalid(
+                "HOST",
+                format!(
+                    "is {}, not a loopback address, and no provider is configured, so the embedded sandbox (simulated banks with a control API anyone could call) would be reachable from other machines; configure the providers (KFTC_API_BASE…, TOSS_API_BASE…), or set QETTA_SANDBOX=on to expose the sandbox on purpose",
+                    self.host
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The file of a SQLite database (`None` for PostgreSQL or an in-memory database).
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        if self.database_kind != DatabaseKind::Sqlite {
+            return None;
+        }
+        let url = self.database_url.expose_secret();
+        let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next().unwrap_or("");
+        (!path.is_empty() && !path.contains(":memory:") && !rest.contains("mode=memory")).then(|| PathBuf::from(path))
     }
 
     /// The database URL with any password replaced, for messages.
@@ -450,11 +517,34 @@ fn token_settings(src: &Sources) -> Result<TokenSettings, ConfigError> {
     Ok(t)
 }
 
+/// A provider's base URL: `https://`, or plain `http://` only to this machine (tests, a local
+/// sandbox), since provider calls carry client secrets and users' tokens.
 fn base_url(src: &Sources, var: &'static str) -> Result<Option<String>, ConfigError> {
-    match src.get(var) {
-        None => Ok(None),
-        Some(u) if u.starts_with("https://") || u.starts_with("http://") => Ok(Some(u.trim_end_matches('/').to_string())),
-        Some(u) => Err(ConfigError::invalid(var, format!("expected an http(s) base URL, got {u:?}"))),
+    let Some(u) = src.get(var) else { return Ok(None) };
+    let parsed = reqwest::Url::parse(&u).map_err(|_| ConfigError::invalid(var, format!("expected an https:// base URL, got {u:?}")))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() || parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(ConfigError::invalid(var, "expected a base URL without credentials, query or fragment"));
+    }
+    match parsed.scheme() {
+        "https" => {}
+        "http" if is_loopback_host(&parsed) => {}
+        "http" => {
+            return Err(ConfigError::invalid(
+                var,
+                format!("{u:?} is plain http to another machine: provider calls carry secrets and tokens, use https:// (plain http is allowed only to 127.0.0.1, [::1] or localhost)"),
+            ))
+        }
+        _ => return Err(ConfigError::invalid(var, format!("expected an https:// base URL, got {u:?}"))),
+    }
+    Ok(Some(u.trim_end_matches('/').to_string()))
+}
+
+fn is_loopback_host(url: &reqwest::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
     }
 }
 
@@ -518,6 +608,7 @@ mod tests {
             (vec![("DATABASE_URL", "postgres://h/db"), ("JWT_SECRET", "0123456789abcdef0123456789abcdef")], "QETTA_ENCRYPTION_KEYS"),
             (vec![("KFTC_API_BASE", "https://openapi.openbanking.or.kr")], "KFTC_API_BASE"),
             (vec![("KFTC_API_BASE", "ftp://x")], "KFTC_API_BASE"),
+            (vec![("QETTA_SANDBOX", "maybe")], "QETTA_SANDBOX"),
             (vec![("TOSS_API_BASE", "https://cert.toss.im")], "TOSS_API_BASE"),
             (vec![("KFTC_CLIENT_USE_CODE", "M2026")], "KFTC_CLIENT_USE_CODE"),
             (vec![("QETTA_REFRESHER_BATCH", "0")], "QETTA_REFRESHER_BATCH"),
@@ -525,6 +616,44 @@ mod tests {
             let err = cfg(&pairs).err().expect("must fail").to_string();
             assert!(err.starts_with(var), "{err}");
         }
+    }
+
+    fn kftc(base: &str) -> Vec<(&str, &str)> {
+        vec![("KFTC_API_BASE", base), ("KFTC_CLIENT_ID", "id"), ("KFTC_CLIENT_SECRET", "secret"), ("KFTC_CLIENT_USE_CODE", "M202600001")]
+    }
+
+    #[test]
+    fn provider_bases_need_https_except_to_this_machine() {
+        for base in ["http://openapi.openbanking.or.kr", "http://10.0.0.5:8080", "http://127.0.0.1.example.com"] {
+            let err = cfg(&kftc(base)).err().expect(base).to_string();
+            assert!(err.starts_with("KFTC_API_BASE") && err.contains("https"), "{err}");
+        }
+        for base in ["https://openapi.openbanking.or.kr", "http://127.0.0.1:8090/kftc", "http://localhost:8090", "http://[::1]:8090/kftc"] {
+            assert!(cfg(&kftc(base)).is_ok(), "{base}");
+        }
+        let err = cfg(&[("TOSS_OAUTH_BASE", "http://oauth2.cert.toss.im"), ("TOSS_API_BASE", "https://cert.toss.im"), ("TOSS_CLIENT_ID", "i"), ("TOSS_CLIENT_SECRET", "s")]).err().unwrap().to_string();
+        assert!(err.starts_with("TOSS_OAUTH_BASE"), "{err}");
+        assert!(cfg(&kftc("https://user:pw@openapi.openbanking.or.kr")).is_err());
+    }
+
+    #[test]
+    fn sandbox_mounts_only_without_real_providers() {
+        let c = cfg(&[]).unwrap();
+        assert!(c.sandbox_mounted());
+        let c = cfg(&kftc("https://openapi.openbanking.or.kr")).unwrap();
+        assert!(!c.sandbox_mounted(), "a real KFTC disables the sandbox (and with it an unconfigured Toss)");
+        let mut on = kftc("https://openapi.openbanking.or.kr");
+        on.push(("QETTA_SANDBOX", "on"));
+        assert!(cfg(&on).err().unwrap().to_string().starts_with("QETTA_SANDBOX"));
+        assert!(!cfg(&[("QETTA_SANDBOX", "off")]).unwrap().sandbox_mounted());
+        // Not on loopback: only on purpose.
+        let err = cfg(&[("HOST", "0.0.0.0")]).unwrap().check_serve_rules().err().unwrap().to_string();
+        assert!(err.starts_with("HOST") && err.contains("QETTA_SANDBOX=on"), "{err}");
+        assert!(cfg(&[("HOST", "0.0.0.0"), ("QETTA_SANDBOX", "on")]).unwrap().check_serve_rules().is_ok());
+        assert!(cfg(&[("HOST", "127.0.0.1")]).unwrap().check_serve_rules().is_ok());
+        let mut real = kftc("https://openapi.openbanking.or.kr");
+        real.push(("HOST", "0.0.0.0"));
+        assert!(cfg(&real).unwrap().check_serve_rules().is_ok());
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub enum ApiError {
     /// Well-formed input with invalid values.
     #[error("{message}")]
     Invalid { code: &'static str, message: String },
+    /// The body is over the configured limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("{message}")]
     TooManyRequests { code: &'static str, message: String, retry_after_secs: u64 },
     /// The provider answered with an error or an unusable response.
@@ -36,6 +39,9 @@ pub enum ApiError {
     UpstreamTimeout { message: String },
     #[error("{0}")]
     Unavailable(String),
+    /// The provider is disabled on this server (neither configured nor simulated).
+    #[error("{0}")]
+    ProviderNotConfigured(String),
     /// Anything unexpected: logged in full, answered as an opaque 500.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -63,10 +69,11 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::ProviderNotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -79,10 +86,12 @@ impl ApiError {
             | Self::TooManyRequests { code, .. }
             | Self::Upstream { code, .. } => code,
             Self::Unauthorized(_) => "unauthorized",
+            Self::PayloadTooLarge(_) => "payload_too_large",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
             Self::Unavailable(_) => "unavailable",
+            Self::ProviderNotConfigured(_) => "provider_not_configured",
             Self::Internal(_) => "internal_error",
         }
     }

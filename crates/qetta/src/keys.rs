@@ -34,7 +34,7 @@ pub fn load_ring(config: &Config) -> Result<(KeyRing, bool), KeyError> {
     }
     let dir = &config.data_dir;
     let file_err = |source| KeyError::File { path: dir.join("encryption_keys").display().to_string(), source };
-    std::fs::create_dir_all(dir).map_err(file_err)?;
+    crate::local_secrets::create_private_dir(dir).map_err(file_err)?;
     let (spec, _) = crate::local_secrets::load_or_create_with(dir, "encryption_keys", || {
         KeyRing::generate_entry(&format!("k{}", chrono::Utc::now().format("%Y%m%d")))
     })

@@ -19,6 +19,8 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Self(v)),
+            // Over `QETTA_BODY_LIMIT_BYTES` (declared by Content-Length or found while reading).
+            Err(r) if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::PayloadTooLarge("The request body is too large.".into())),
             Err(JsonRejection::JsonSyntaxError(_)) => Err(ApiError::bad_request("malformed_json", "The request body is not valid JSON.")),
             Err(JsonRejection::JsonDataError(e)) => Err(ApiError::invalid("invalid_body", describe_data_error(&e.body_text()))),
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::bad_request(

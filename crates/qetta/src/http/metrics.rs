@@ -21,7 +21,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"));
     }
     out.push_str("# HELP qetta_upstream_circuit_open Whether calls to a provider are paused.\n# TYPE qetta_upstream_circuit_open gauge\n");
-    for (provider, open) in [("kftc", state.kftc.breaker().is_open()), ("toss", state.toss.breaker().is_open())] {
+    let breakers = [("kftc", state.kftc_client.as_ref().map(|k| k.breaker().is_open())), ("toss", state.toss_service.as_ref().map(|t| t.breaker().is_open()))];
+    for (provider, open) in breakers.into_iter().filter_map(|(p, o)| Some((p, o?))) {
         out.push_str(&format!("qetta_upstream_circuit_open{{provider=\"{provider}\"}} {}\n", u8::from(open)));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)

@@ -35,6 +35,21 @@ async fn openapi() -> impl axum::response::IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
+/// Every route of a disabled provider (neither configured nor simulated) answers 503
+/// `provider_not_configured` before any work, except `disconnect`, which only forgets local data.
+async fn provider_gate(axum::extract::State(state): axum::extract::State<AppState>, req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = req.uri().path();
+    let path = path.strip_prefix("/api/v1").unwrap_or(path);
+    if let Some(rest) = path.strip_prefix("/oauth/") {
+        let (provider, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        if oauth_status::PROVIDERS.contains(&provider) && tail != "disconnect" && !state.provider_configured(provider) {
+            return crate::app::not_configured(provider).into_response();
+        }
+    }
+    next.run(req).await
+}
+
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/auth/register", post(auth_routes::register))
@@ -55,7 +70,8 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/toss/verifications", post(toss::create_verification))
         .route("/oauth/toss/verifications/{tx_id}", get(toss::get_verification))
         .route("/oauth/toss/verifications/{tx_id}/result", post(toss::fetch_result_route))
-        .route("/oauth/toss/disconnect", delete(toss::disconnect));
+        .route("/oauth/toss/disconnect", delete(toss::disconnect))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), provider_gate));
 
     let mut app = Router::new()
         .route("/health", get(health::health))

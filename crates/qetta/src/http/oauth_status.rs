@@ -19,8 +19,13 @@ pub async fn status(State(state): State<AppState>, user: AuthUser) -> Result<Jso
         .iter()
         .filter(|p| **p != crate::toss_service::PROVIDER)
         .map(|p| match rows.iter().find(|c| c.provider == *p) {
+            _ if !state.provider_configured(p) => json!({
+                "provider": p, "configured": false, "connected": false, "status": "not_configured", "scope": null,
+                "expires_at": null, "connected_at": null, "last_refreshed_at": null,
+            }),
             Some(c) => json!({
                 "provider": p,
+                "configured": true,
                 "connected": c.status != connections::STATUS_REVOKED && c.access_token.is_some(),
                 "status": c.status,
                 "scope": c.scope.as_deref().map(|s| s.split_whitespace().collect::<Vec<_>>()),
@@ -29,7 +34,7 @@ pub async fn status(State(state): State<AppState>, user: AuthUser) -> Result<Jso
                 "last_refreshed_at": c.last_refreshed_at.map(rfc3339),
             }),
             None => json!({
-                "provider": p, "connected": false, "status": null, "scope": null,
+                "provider": p, "configured": true, "connected": false, "status": null, "scope": null,
                 "expires_at": null, "connected_at": null, "last_refreshed_at": null,
             }),
         })

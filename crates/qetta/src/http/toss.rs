@@ -45,7 +45,7 @@ fn scope_list(scope: &str) -> Vec<&str> {
 
 /// The shared service token: masked for browsers, raw for the app's backend (service key).
 pub async fn token(State(state): State<AppState>, user: AuthUser, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Result<Json<Value>, ApiError> {
-    let t = state.toss.service_token().await?;
+    let t = state.toss()?.service_token().await?;
     let mut body = json!({
         "provider": PROVIDER,
         "shared": true,
@@ -57,16 +57,16 @@ pub async fn token(State(state): State<AppState>, user: AuthUser, ConnectInfo(pe
     });
     if user.is_backend {
         body["access_token"] = json!(t.token.expose_secret());
-        state.toss.audit(Some(&user.id), ip(&peer), "token_fetch", "raw_token_returned", json!({"version": t.version})).await;
+        state.toss()?.audit(Some(&user.id), ip(&peer), "token_fetch", "raw_token_returned", json!({"version": t.version})).await;
     }
     Ok(Json(body))
 }
 
 /// Gets a token if needed and makes one harmless authenticated call.
 pub async fn test(State(state): State<AppState>, user: AuthUser, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Result<Json<Value>, ApiError> {
-    let o = state.toss.test().await?;
+    let o = state.toss()?.test().await?;
     let detail = json!({"step": o.step, "provider_code": o.provider_code, "latency_ms": o.latency_ms});
-    state.toss.audit(Some(&user.id), ip(&peer), "test", if o.ok { "ok" } else { "failed" }, detail).await;
+    state.toss()?.audit(Some(&user.id), ip(&peer), "test", if o.ok { "ok" } else { "failed" }, detail).await;
     let mut body = json!({"ok": o.ok, "step": o.step, "latency_ms": o.latency_ms});
     if let Some(pc) = &o.provider_code {
         body["provider_code"] = json!(pc);
@@ -131,11 +131,11 @@ pub async fn create_verification(
     let (request, kind) = parse_request(body, now)?;
     // A JWT minted by the app's backend may name a user this service has not seen yet.
     users::ensure_external(&state.db, &user.id, now).await?;
-    let r = match state.toss.request(&request).await {
+    let r = match state.toss()?.request(&request).await {
         Ok(r) => r,
         Err(e) => {
             let detail = json!({"request_type": kind, "error": e.api_code(), "provider_code": e.provider_code()});
-            state.toss.audit(Some(&user.id), ip(&peer), "verification_request", "failed", detail).await;
+            state.toss()?.audit(Some(&user.id), ip(&peer), "verification_request", "failed", detail).await;
             return Err(e.into());
         }
     };
@@ -156,7 +156,7 @@ pub async fn create_verification(
         },
     )
     .await?;
-    state.toss.audit(Some(&user.id), ip(&peer), "verification_request", "requested", json!({"tx_id": r.tx_id, "request_type": kind})).await;
+    state.toss()?.audit(Some(&user.id), ip(&peer), "verification_request", "requested", json!({"tx_id": r.tx_id, "request_type": kind})).await;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -185,7 +185,7 @@ async fn own_verification(state: &AppState, user_id: &str, tx_id: &str) -> Resul
 
 async fn verification_body(state: &AppState, v: &Verification) -> Result<Value, ApiError> {
     let identity = match store::get_identity(&state.db, &v.user_id).await? {
-        Some(i) if i.tx_id == v.tx_id => Some(state.toss.identity_summary(&i)?),
+        Some(i) if i.tx_id == v.tx_id => Some(state.toss()?.identity_summary(&i)?),
         _ => None,
     };
     Ok(json!({
@@ -212,7 +212,7 @@ pub async fn get_verification(
         return Ok(Json(verification_body(&state, &v).await?));
     }
     let now = state.clock.now();
-    let status = state.toss.status(&v.tx_id).await?;
+    let status = state.toss()?.status(&v.tx_id).await?;
     let new_status = match status.status {
         TossAuthStatus::Requested => store::REQUESTED,
         TossAuthStatus::InProgress => store::IN_PROGRESS,
@@ -246,10 +246,10 @@ pub async fn fetch_result_route(
 
 async fn fetch_result(state: &AppState, user: &AuthUser, peer: &SocketAddr, mut v: Verification) -> Result<Json<Value>, ApiError> {
     let now = state.clock.now();
-    let result = match state.toss.result(&v.tx_id).await {
+    let result = match state.toss()?.result(&v.tx_id).await {
         Ok(r) if r.tx_id == v.tx_id => r,
         Ok(_) => {
-            state.toss.audit(Some(&user.id), ip(peer), "verification_result", "failed", json!({"tx_id": v.tx_id, "error": "tx_id_mismatch"})).await;
+            state.toss()?.audit(Some(&user.id), ip(peer), "verification_result", "failed", json!({"tx_id": v.tx_id, "error": "tx_id_mismatch"})).await;
             return Err(ApiError::Upstream { code: "upstream_invalid", message: "Toss answered the result of another verification.".into(), provider_code: None });
         }
         Err(e) => {
@@ -257,11 +257,11 @@ async fn fetch_result(state: &AppState, user: &AuthUser, peer: &SocketAddr, mut 
                 store::set_verification_status(&state.db, &v.tx_id, store::EXPIRED, None, now).await?;
             }
             let detail = json!({"tx_id": v.tx_id, "error": e.api_code(), "provider_code": e.provider_code()});
-            state.toss.audit(Some(&user.id), ip(peer), "verification_result", "failed", detail).await;
+            state.toss()?.audit(Some(&user.id), ip(peer), "verification_result", "failed", detail).await;
             return Err(e.into());
         }
     };
-    let identity = state.toss.seal_identity(&user.id, &result, now);
+    let identity = state.toss()?.seal_identity(&user.id, &result, now);
     drop(result);
     store::upsert_identity(&state.db, &identity).await?;
     let completed_at = v.completed_at.unwrap_or(now);
@@ -269,7 +269,7 @@ async fn fetch_result(state: &AppState, user: &AuthUser, peer: &SocketAddr, mut 
     v.status = store::COMPLETED.into();
     v.completed_at = Some(completed_at);
     state
-        .toss
+        .toss()?
         .audit(Some(&user.id), ip(peer), "verification_result", "verified", json!({"tx_id": v.tx_id, "request_type": v.request_type, "result_calls": v.result_calls}))
         .await;
     Ok(Json(verification_body(state, &v).await?))
@@ -285,19 +285,26 @@ pub async fn disconnect(State(state): State<AppState>, user: AuthUser, ConnectIn
     if !forgot && deleted == 0 {
         return Err(ApiError::NotFound("Toss is not connected: there is no verified identity to forget.".into()));
     }
-    state.toss.audit(Some(&user.id), ip(&peer), "disconnect", "ok", json!({"identity_forgotten": forgot, "verifications_deleted": deleted})).await;
+    // Works while Toss is disabled too: forgetting a user's identity never needs Toss.
+    crate::toss_service::audit_entry(&state.db, &state.clock, Some(&user.id), ip(&peer), "disconnect", "ok", json!({"identity_forgotten": forgot, "verifications_deleted": deleted})).await;
     Ok(Json(json!({"disconnected": true, "provider": PROVIDER, "identity_forgotten": forgot, "verifications_deleted": deleted})))
 }
 
 /// The Toss entry of `GET /api/v1/oauth/status`: connected = identity verified.
 pub async fn status_entry(state: &AppState, user_id: &str) -> Result<Value, ApiError> {
+    let Ok(toss) = state.toss() else {
+        return Ok(json!({
+            "provider": PROVIDER, "configured": false, "connected": false, "status": "not_configured", "scope": null,
+            "expires_at": null, "connected_at": null, "last_refreshed_at": null, "verified": false, "identity": null, "last_test": null,
+        }));
+    };
     let identity = store::get_identity(&state.db, user_id).await?;
     let summary = match &identity {
-        Some(i) => Some(state.toss.identity_summary(i)?),
+        Some(i) => Some(toss.identity_summary(i)?),
         None => None,
     };
-    let token = state.toss.stored_token_row().await?;
-    let last_test = state.toss.last_test().await?.map(|t| {
+    let token = toss.stored_token_row().await?;
+    let last_test = toss.last_test().await?.map(|t| {
         let mut v = json!({"ok": t.ok, "step": t.step, "latency_ms": t.latency_ms, "at": rfc3339(t.at)});
         if let Some(pc) = t.provider_code {
             v["provider_code"] = json!(pc);
@@ -306,6 +313,7 @@ pub async fn status_entry(state: &AppState, user_id: &str) -> Result<Value, ApiE
     });
     Ok(json!({
         "provider": PROVIDER,
+        "configured": true,
         "connected": identity.is_some(),
         "status": identity.as_ref().map(|_| "active"),
         "scope": token.as_ref().map(|t| scope_list(&t.scope)),

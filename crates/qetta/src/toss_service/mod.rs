@@ -584,21 +584,7 @@ impl TossService {
     // -----------------------------------------------------------------------------------------
 
     pub(crate) async fn audit(&self, user_id: Option<&str>, ip: Option<String>, action: &str, outcome: &str, detail: Value) {
-        let entry = audit::NewEntry {
-            actor: match user_id {
-                Some(u) => format!("user:{u}"),
-                None => "service".into(),
-            },
-            user_id: user_id.map(str::to_string),
-            provider: Some(PROVIDER.to_string()),
-            connection_id: None,
-            action: action.into(),
-            outcome: outcome.into(),
-            request_id: None,
-            ip,
-            detail,
-        };
-        crate::audit::record(&self.db, entry, self.clock.now()).await;
+        audit_entry(&self.db, &self.clock, user_id, ip, action, outcome, detail).await;
     }
 
     pub fn db(&self) -> &Db {
@@ -608,4 +594,24 @@ impl TossService {
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
     }
+}
+
+/// Records a Toss audit entry (also usable while Toss is disabled, e.g. when a user forgets
+/// their identity).
+pub(crate) async fn audit_entry(db: &Db, clock: &Arc<dyn Clock>, user_id: Option<&str>, ip: Option<String>, action: &str, outcome: &str, detail: Value) {
+    let entry = audit::NewEntry {
+        actor: match user_id {
+            Some(u) => format!("user:{u}"),
+            None => "service".into(),
+        },
+        user_id: user_id.map(str::to_string),
+        provider: Some(PROVIDER.to_string()),
+        connection_id: None,
+        action: action.into(),
+        outcome: outcome.into(),
+        request_id: None,
+        ip,
+        detail,
+    };
+    crate::audit::record(db, entry, clock.now()).await;
 }

@@ -107,6 +107,20 @@ pub async fn replica(dir: &Path, name: &str, port: u16, database_url: &str, kftc
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    // Toss is the same standalone sandbox: a server with one real provider runs no embedded
+    // sandbox, so the other provider must be configured too.
+    if let Some(root) = kftc_base.strip_suffix("/kftc") {
+        let key = qetta_sandbox::Sandbox::new(qetta_sandbox::SandboxConfig::default()).toss_public_key_base64();
+        for (k, v) in [
+            ("TOSS_OAUTH_BASE", format!("{root}/toss")),
+            ("TOSS_API_BASE", format!("{root}/toss")),
+            ("TOSS_CLIENT_ID", qetta_sandbox::config::TOSS_TEST_CLIENT_ID.to_string()),
+            ("TOSS_CLIENT_SECRET", qetta_sandbox::config::TOSS_TEST_CLIENT_SECRET.to_string()),
+            ("TOSS_RSA_PUBLIC_KEY", key),
+        ] {
+            env.push((k.to_string(), v));
+        }
+    }
     env.extend(extra.iter().cloned());
     let (mut child, log) = spawn(&data, name, &["serve"], &env);
     let base = format!("http://127.0.0.1:{port}");

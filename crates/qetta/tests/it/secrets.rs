@@ -93,7 +93,7 @@ async fn no_secret_in_trace_logs_database_or_browser_responses() {
         .unwrap();
     let tx_id = v["tx_id"].as_str().expect("a verification started").to_string();
     browser_bodies.push(v.to_string());
-    let r = client.post(format!("{base}/sandbox/toss/_sandbox/requests/{tx_id}")).json(&json!({"action": "approve"})).send().await.unwrap();
+    let r = client.post(format!("{}/toss/_sandbox/requests/{tx_id}", sb.base)).json(&json!({"action": "approve"})).send().await.unwrap();
     assert!(r.status().is_success());
     let done = client.get(format!("{base}/api/v1/oauth/toss/verifications/{tx_id}")).bearer_auth(&token).send().await.unwrap().text().await.unwrap();
     assert!(done.contains("COMPLETED"), "{done}");

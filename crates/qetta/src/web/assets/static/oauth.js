@@ -41,8 +41,9 @@ document.getElementById("sign-out").addEventListener("click", () => {
 const pageError = document.getElementById("page-error");
 const providerName = (p) => t(p + "_name");
 
-/** not_connected | active | needs_reauth | revoked, from a status entry. */
+/** not_configured | not_connected | active | needs_reauth | revoked, from a status entry. */
 function stateOf(entry) {
+  if (entry.status === "not_configured") return "not_configured";
   if (entry.status === "needs_reauth") return "needs_reauth";
   if (entry.status === "revoked") return "revoked";
   return entry.connected ? "active" : "not_connected";
@@ -81,6 +82,14 @@ function renderCard(card, entry, state, extraFacts) {
   badge.textContent = t("state_" + state);
   badge.dataset.state = state;
   const facts = card.querySelector("[data-role=facts]");
+  const off = state === "not_configured";
+  if (off) {
+    // The operator has not set this provider up: nothing on the card can work.
+    facts.replaceChildren(...fact(t("availability"), t("not_configured_note")));
+    facts.hidden = false;
+    card.querySelectorAll(".actions button, form").forEach((node) => { node.hidden = true; });
+    return;
+  }
   facts.replaceChildren(...(state === "not_connected" ? [] : commonFacts(entry)), ...extraFacts);
   facts.hidden = facts.childElementCount === 0;
   const show = (action, visible) => {
@@ -119,6 +128,10 @@ function render(provider) {
   if (!entry) return;
   const card = document.getElementById(provider);
   const state = stateOf(entry);
+  if (state === "not_configured") {
+    renderCard(card, entry, state, []);
+    return;
+  }
   renderCard(card, entry, state, modules[provider].facts(entry, state));
   modules[provider].update(entry, state);
 }
