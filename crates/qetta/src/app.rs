@@ -86,6 +86,18 @@ pub struct KftcResolved {
     pub authorize_base: String,
     pub api_base: String,
     pub sandbox: bool,
+    /// Authenticates the transaction cursors we hand out (derived from the JWT secret, so every
+    /// replica accepts every other's cursors).
+    pub cursor_key: [u8; 32],
+}
+
+/// A key for `purpose` derived from the JWT secret (HMAC-SHA256), so that one configured secret
+/// serves several uses without reusing the same key for two.
+fn derive_key(secret: &str, purpose: &str) -> [u8; 32] {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(purpose.as_bytes());
+    mac.finalize().into_bytes().into()
 }
 
 /// Why the service could not start. Each message says what to change.
@@ -179,6 +191,7 @@ impl App {
                 secret
             }
         };
+        let cursor_key = derive_key(&jwt_secret, "qetta-connect transactions cursor v1");
         let jwt = JwtKeys::new(jwt_secret.as_bytes(), &config.jwt_issuer, &config.jwt_audience, config.jwt_ttl.as_secs() as i64);
 
         let (ring, generated) = keys::load_ring(&config)?;
@@ -229,6 +242,7 @@ impl App {
             authorize_base: String::new(),
             api_base: String::new(),
             sandbox: false,
+            cursor_key,
         };
         let kftc_parts = match (&config.kftc.api_base, sandbox.as_ref().zip(sandbox_config.as_ref())) {
             (Some(base), _) => Some((
@@ -245,6 +259,7 @@ impl App {
                     authorize_base: base.clone(),
                     api_base: base.clone(),
                     sandbox: false,
+                    cursor_key,
                 },
             )),
             (None, Some((sb, sc))) => {
@@ -263,6 +278,7 @@ impl App {
                         authorize_base: format!("{}/sandbox/kftc", config.public_url),
                         api_base: format!("{loopback}/sandbox/kftc"),
                         sandbox: true,
+                        cursor_key,
                     },
                 ))
             }

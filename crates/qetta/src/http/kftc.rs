@@ -321,7 +321,7 @@ fn result_page(state: &AppState, status: StatusCode, ok: bool, code: &str, messa
         msg_text = text(message),
         rid = text(&crate::http::request_id::current()),
     );
-    let _ = state;
+    let secure = if state.config.public_url.starts_with("https://") { "; Secure" } else { "" };
     let mut resp = (status, Html(body)).into_response();
     let h = resp.headers_mut();
     h.insert(
@@ -330,7 +330,7 @@ fn result_page(state: &AppState, status: StatusCode, ok: bool, code: &str, messa
     );
     h.insert("cross-origin-opener-policy", HeaderValue::from_static("unsafe-none"));
     // The binding cookie has done its job.
-    h.insert(header::SET_COOKIE, HeaderValue::from_str(&format!("{BIND_COOKIE}=; Max-Age=0; Path={COOKIE_PATH}; HttpOnly; SameSite=Lax")).expect("ASCII"));
+    h.insert(header::SET_COOKIE, HeaderValue::from_str(&format!("{BIND_COOKIE}=; Max-Age=0; Path={COOKIE_PATH}; HttpOnly; SameSite=Lax{secure}")).expect("ASCII"));
     resp
 }
 
@@ -471,6 +471,42 @@ struct Cursor {
     q: String,
 }
 
+/// Bytes of HMAC-SHA256 kept in a cursor (128 bits).
+const CURSOR_MAC_LEN: usize = 16;
+
+fn cursor_mac(key: &[u8; 32], user_id: &str, payload: &[u8]) -> hmac::Hmac<Sha256> {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(user_id.as_bytes());
+    mac.update(b"\0");
+    mac.update(payload);
+    mac
+}
+
+impl Cursor {
+    /// `base64(json).base64(mac)`: the MAC (over the user and the JSON) makes a cursor we did
+    /// not hand to this user worthless, so a forged trace value never reaches KFTC.
+    fn seal(&self, key: &[u8; 32], user_id: &str) -> String {
+        use hmac::Mac;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let payload = serde_json::to_vec(self).expect("cursor serialises");
+        let tag = cursor_mac(key, user_id, &payload).finalize().into_bytes();
+        format!("{}.{}", b64.encode(&payload), b64.encode(&tag[..CURSOR_MAC_LEN]))
+    }
+
+    fn open(sealed: &str, key: &[u8; 32], user_id: &str) -> Option<Self> {
+        use hmac::Mac;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (payload, tag) = sealed.split_once('.')?;
+        let (payload, tag) = (b64.decode(payload).ok()?, b64.decode(tag).ok()?);
+        if tag.len() != CURSOR_MAC_LEN {
+            return None;
+        }
+        cursor_mac(key, user_id, &payload).verify_truncated_left(&tag).ok()?;
+        serde_json::from_slice(&payload).ok()
+    }
+}
+
 fn parse_date(s: &str, field: &str) -> Result<NaiveDate, ApiError> {
     let t = s.trim();
     NaiveDate::parse_from_str(t, "%Y%m%d")
@@ -527,17 +563,14 @@ pub async fn transactions(State(state): State<AppState>, user: AuthUser, ApiJson
         sort_order,
     };
     let fingerprint = sha256_hex(&format!("{}|{}|{}|{}|{}", query.fintech_use_num, query.inquiry_type, query.from_date, query.to_date, query.sort_order))[..16].to_string();
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let cursor_key = &state.kftc_settings.cursor_key;
     let (mut trace, mut offset) = match &body.cursor {
         None => (None, 0),
         Some(c) => {
-            let cursor: Cursor = b64
-                .decode(c)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .ok_or_else(|| ApiError::invalid("invalid_cursor", "cursor is not one this service returned."))?;
+            let cursor = Cursor::open(c, cursor_key, &user.id)
+                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not one this service returned to you."))?;
             if cursor.q != fingerprint {
-                return Err(ApiError::invalid("invalid_cursor", "cursor belongs to a different query; send the same fintech_use_num, dates, inquiry_type and sort_order."));
+                return Err(ApiError::bad_request("invalid_cursor", "cursor belongs to a different query; send the same fintech_use_num, dates, inquiry_type and sort_order."));
             }
             (cursor.t, cursor.o)
         }
@@ -582,7 +615,7 @@ pub async fn transactions(State(state): State<AppState>, user: AuthUser, ApiJson
         trace = Some(page.befor_inquiry_trace_info.clone());
         offset = 0;
     }
-    let next_cursor = next_cursor.map(|c| b64.encode(serde_json::to_vec(&c).expect("cursor serialises")));
+    let next_cursor = next_cursor.map(|c| c.seal(cursor_key, &user.id));
     Ok(Json(json!({
         "fintech_use_num": body.fintech_use_num,
         "balance": balance,

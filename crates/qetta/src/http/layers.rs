@@ -1,7 +1,7 @@
 //! Cross-cutting middleware: JSON bodies for errors produced below the handlers, security headers.
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -40,8 +40,13 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
     fresh
 }
 
+/// Whether browsers reach this service over https (`QETTA_PUBLIC_URL`): then every response
+/// tells them to keep doing so (HSTS).
+#[derive(Clone, Copy)]
+pub struct Https(pub bool);
+
 /// Headers every response carries; a page handler may set its own Content-Security-Policy.
-pub async fn security_headers(req: Request, next: Next) -> Response<Body> {
+pub async fn security_headers(State(Https(https)): State<Https>, req: Request, next: Next) -> Response<Body> {
     // The embedded sandbox serves pages with a stylesheet of its own.
     let sandbox = req.uri().path().starts_with("/sandbox/");
     // Pages of the OAuth popup (launch, the provider's consent page, the callback) must keep
@@ -63,6 +68,9 @@ pub async fn security_headers(req: Request, next: Next) -> Response<Body> {
             "default-src 'none'; frame-ancestors 'none'"
         };
         h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+    }
+    if https {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
     }
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -91,7 +91,7 @@ pub fn router(state: AppState) -> Router {
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.config.request_timeout))
         // Spans name the path only: query strings carry OAuth codes and states.
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())))
-        .layer(axum::middleware::from_fn(layers::security_headers));
+        .layer(axum::middleware::from_fn_with_state(layers::Https(state.config.public_url.starts_with("https://")), layers::security_headers));
 
     if !state.config.cors_origins.is_empty() {
         let origins: Vec<HeaderValue> = state.config.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();

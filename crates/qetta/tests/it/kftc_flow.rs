@@ -337,7 +337,6 @@ async fn input_is_validated(backend: Backend) {
         (json!({"fintech_use_num": mine, "from_date": "20261001", "to_date": "20261101", "limit": 0}), "invalid_limit"),
         (json!({"fintech_use_num": mine, "from_date": "20261001", "to_date": "20261101", "limit": 101}), "invalid_limit"),
         (json!({"fintech_use_num": mine, "from_date": "20261001", "to_date": "20261101", "inquiry_type": "X"}), "invalid_inquiry_type"),
-        (json!({"fintech_use_num": mine, "from_date": "20261001", "to_date": "20261101", "cursor": "garbage"}), "invalid_cursor"),
         (json!({"fintech_use_num": mine, "from_date": "20261001"}), "invalid_body"),
     ] {
         let r = tx(body.clone()).await;
@@ -345,6 +344,29 @@ async fn input_is_validated(backend: Backend) {
     }
     let r = tx(json!({"fintech_use_num": theirs, "from_date": "20261001", "to_date": "20261101"})).await;
     assert_eq!(error_code(r, 404).await, "not_found");
+
+    // Forged cursors: garbage, a well-formed cursor of the old unsigned shape (any trace value an
+    // attacker likes), a real cursor with its payload altered, and one with a made-up MAC.
+    let calls = |s: Value| count(&s, &["calls", "/v2.0/account/transaction_list/fin_num"]);
+    let today = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Seoul).date_naive();
+    let (from, to) = ((today - chrono::Duration::days(89)).format("%Y%m%d").to_string(), today.format("%Y%m%d").to_string());
+    let page: Value = tx(json!({"fintech_use_num": mine, "from_date": from, "to_date": to, "limit": 1})).await.json().await.unwrap();
+    let real = page["next_cursor"].as_str().expect("a long history has a next page").to_string();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (payload, tag) = real.split_once('.').unwrap();
+    let mut json_payload: Value = serde_json::from_slice(&base64::Engine::decode(&b64, payload).unwrap()).unwrap();
+    json_payload["t"] = json!("ATTACKER-CONTROLLED-TRACE");
+    let altered = format!("{}.{tag}", base64::Engine::encode(&b64, serde_json::to_vec(&json_payload).unwrap()));
+    let unsigned = base64::Engine::encode(&b64, serde_json::to_vec(&json_payload).unwrap());
+    let before = calls(app.sandbox_stats("kftc").await);
+    for forged in ["garbage".to_string(), unsigned, altered, format!("{payload}.AAAAAAAAAAAAAAAAAAAAAA")] {
+        let r = tx(json!({"fintech_use_num": mine, "from_date": from, "to_date": to, "limit": 1, "cursor": forged})).await;
+        assert_eq!(error_code(r, 400).await, "invalid_cursor", "{forged}");
+    }
+    assert_eq!(calls(app.sandbox_stats("kftc").await), before, "no forged cursor reached KFTC");
+    // The real cursor still works for its owner.
+    let r = tx(json!({"fintech_use_num": mine, "from_date": from, "to_date": to, "limit": 1, "cursor": real})).await;
+    assert_eq!(r.status(), 200);
 }
 
 both_backends!(failing_refresh_backs_off_and_answers_fast);

@@ -1,0 +1,43 @@
+//! Security hardening that is not tied to one route: transport headers, files at rest.
+
+use crate::support::{Backend, Spawn};
+
+#[tokio::test]
+async fn https_deployments_get_hsts_and_secure_cookies() {
+    let app = Spawn::new(Backend::Sqlite).var("QETTA_PUBLIC_URL", "https://connect.example.test").start().await;
+    for path in ["/health", "/oauth", "/api/v1/nothing"] {
+        let r = app.get(path, None).await;
+        let hsts = r.headers().get("strict-transport-security").map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(hsts.as_deref(), Some("max-age=31536000; includeSubDomains"), "{path}");
+    }
+    // The page that clears the browser-binding cookie clears it as Secure too.
+    let r = app.get("/api/v1/oauth/kftc/callback?state=unknown-state&code=x", None).await;
+    let cookie = r.headers().get("set-cookie").expect("clearing cookie").to_str().unwrap().to_string();
+    assert!(cookie.contains("Max-Age=0") && cookie.contains("; Secure"), "{cookie}");
+
+    // Plain-http deployments (development) send no HSTS.
+    let plain = Spawn::new(Backend::Sqlite).start().await;
+    assert!(plain.get("/health", None).await.headers().get("strict-transport-security").is_none());
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_embedded_data_dir_and_database_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("fresh/data");
+    let sources = qetta::config::Sources::from_pairs([("PORT", "0"), ("QETTA_DATA_DIR", data.to_str().unwrap())]);
+    let config = qetta::config::Config::from_sources(&sources).unwrap();
+    let app = qetta::app::App::build(config, qetta::clock::OffsetClock::new()).await.unwrap();
+    // Writes happened (migrations), so SQLite's WAL files exist.
+    qetta::store::users::create(&app.state().db, "perm@example.com", "!", 0).await.unwrap();
+    let mode = |name: &str| std::fs::metadata(data.join(name)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(""), 0o700, "data dir");
+    for f in ["qetta.db", "qetta.db-wal", "qetta.db-shm", "jwt_secret", "encryption_keys"] {
+        if data.join(f).exists() {
+            assert_eq!(mode(f), 0o600, "{f}");
+        } else {
+            assert!(f.ends_with("-shm"), "{f} should exist");
+        }
+    }
+}
