@@ -362,7 +362,7 @@ impl App {
             }
         };
 
-        let mut manager = TokenManager::new(db.clone(), vault.clone(), clock.clone(), config.tokens.clone(), redis_lock);
+        let mut manager = TokenManager::new(db.clone(), vault.clone(), clock.clone(), config.tokens.clone());
         if let Some(k) = &kftc {
             manager.register("kftc", Arc::new(KftcRefresher(k.clone())));
         }

@@ -173,6 +173,17 @@ async fn rotate(config: Config, batch: i64) -> anyhow::Result<()> {
     let (ring, _) = crate::keys::load_ring(&config)?;
     crate::keys::verify_against_store(&db, &ring).await?;
     let vault = crate::vault::Vault::new(ring);
+    // A rotation never runs unaudited: record its start first, or refuse.
+    let started = crate::store::audit::NewEntry {
+        actor: "cli:keys-rotate".into(),
+        action: "key_rotation".into(),
+        outcome: "started".into(),
+        detail: serde_json::json!({"active_key": vault.active_key_id(), "batch": batch}),
+        ..Default::default()
+    };
+    crate::store::audit::append(&db, &started, chrono::Utc::now().timestamp())
+        .await
+        .map_err(|e| anyhow::anyhow!("the audit log cannot be written ({e}); nothing was re-encrypted"))?;
     let report = crate::keys::rotate(&db, &vault, batch).await?;
     let entry = crate::store::audit::NewEntry {
         actor: "cli:keys-rotate".into(),
@@ -201,7 +212,10 @@ struct AuditBroken {
 }
 
 async fn audit_verify(config: Config) -> anyhow::Result<()> {
-    let db = app::open_database(&config).await?;
+    // Read-only: no migrations, nothing created.
+    let db = crate::store::Db::connect(secrecy::ExposeSecret::expose_secret(&config.database_url), config.database_kind)
+        .await
+        .map_err(|source| app::StartError::DatabaseConnect { url: config.database_url_for_display(), source })?;
     let result = crate::store::audit::verify(&db).await?;
     db.close().await;
     match result {

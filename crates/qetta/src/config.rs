@@ -202,6 +202,14 @@ pub struct TokenSettings {
     pub backoff_base_secs: i64,
     pub backoff_max_secs: i64,
     pub upstream_timeout: Duration,
+    /// How long a refreshing replica's lease lasts without renewal (it renews every third of it),
+    /// i.e. how long a crashed holder blocks the others.
+    pub refresh_lease: Duration,
+    /// How long a request waits for another replica's refresh before answering 503.
+    pub lock_wait: Duration,
+    /// How long new tokens that the provider granted are retried against storage before they are
+    /// given up (`QETTA_GRANT_RETRY_SECS`).
+    pub grant_retry: Duration,
 }
 
 /// KFTC OpenBanking. Unset values fall back to the sandbox's registration.
@@ -355,7 +363,11 @@ impl Config {
             login_max_failures: parse_or(src, "QETTA_LOGIN_MAX_FAILURES", 5u32, "a whole number")?,
             login_lockout: Duration::from_secs(parse_or(src, "QETTA_LOGIN_LOCKOUT_SECS", 900u64, "a number of seconds")?),
             encryption_keys: encryption_keys(src)?,
-            tokens: token_settings(src)?,
+            tokens: TokenSettings {
+                // A request waits for another replica's refresh at most a third of its own time.
+                lock_wait: (request_timeout / 3).clamp(Duration::from_secs(1), Duration::from_secs(10)),
+                ..token_settings(src)?
+            },
             rate_limits: RateLimits {
                 auth_per_ip_per_min: parse_or(src, "QETTA_RATE_LIMIT_AUTH_PER_IP", 30i64, "a whole number")?.max(1),
                 api_per_ip_per_min: parse_or(src, "QETTA_RATE_LIMIT_API_PER_IP", 600i64, "a whole number")?.max(1),
@@ -495,7 +507,14 @@ fn token_settings(src: &Sources) -> Result<TokenSettings, ConfigError> {
         backoff_base_secs: parse_or(src, "QETTA_REFRESH_BACKOFF_SECS", 30i64, "a number of seconds")?,
         backoff_max_secs: parse_or(src, "QETTA_REFRESH_BACKOFF_MAX_SECS", 3600i64, "a number of seconds")?,
         upstream_timeout: Duration::from_millis(parse_or(src, "QETTA_UPSTREAM_TIMEOUT_MS", 10_000u64, "a number of milliseconds")?),
+        refresh_lease: Duration::from_secs(5),
+        // Filled in from the request timeout below.
+        lock_wait: Duration::ZERO,
+        grant_retry: Duration::from_secs(parse_or(src, "QETTA_GRANT_RETRY_SECS", 600u64, "a number of seconds")?),
     };
+    if t.grant_retry.as_secs() < 60 {
+        return Err(ConfigError::invalid("QETTA_GRANT_RETRY_SECS", "must be at least 60 (new tokens must survive a storage outage of a minute)"));
+    }
     if t.refresh_margin_secs < 0 {
         return Err(ConfigError::invalid("QETTA_REFRESH_MARGIN_SECS", "must not be negative"));
     }

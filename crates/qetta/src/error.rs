@@ -39,6 +39,9 @@ pub enum ApiError {
     UpstreamTimeout { message: String },
     #[error("{0}")]
     Unavailable(String),
+    /// A sensitive operation was refused because its audit entry could not be written.
+    #[error("The audit log cannot be written right now, so this operation is refused; try again shortly.")]
+    AuditUnavailable,
     /// The provider is disabled on this server (neither configured nor simulated).
     #[error("{0}")]
     ProviderNotConfigured(String),
@@ -73,7 +76,7 @@ impl ApiError {
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::Unavailable(_) | Self::ProviderNotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::ProviderNotConfigured(_) | Self::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -92,6 +95,7 @@ impl ApiError {
             Self::UpstreamTimeout { .. } => "upstream_timeout",
             Self::Unavailable(_) => "unavailable",
             Self::ProviderNotConfigured(_) => "provider_not_configured",
+            Self::AuditUnavailable => "audit_unavailable",
             Self::Internal(_) => "internal_error",
         }
     }

@@ -60,19 +60,22 @@ pub fn mask_token(t: &str) -> String {
     format!("{}…{}", chars[..4].iter().collect::<String>(), chars[chars.len() - 4..].iter().collect::<String>())
 }
 
-pub(crate) async fn audit(state: &AppState, user_id: &str, connection_id: Option<&str>, action: &str, outcome: &str, ip: Option<String>, detail: Value) {
-    let entry = audit::NewEntry {
+fn audit_entry(user_id: &str, connection_id: Option<&str>, action: &str, outcome: &str, ip: Option<String>, detail: Value) -> audit::NewEntry {
+    audit::NewEntry {
         actor: format!("user:{user_id}"),
         user_id: Some(user_id.to_string()),
         provider: Some(PROVIDER.to_string()),
         connection_id: connection_id.map(str::to_string),
         action: action.into(),
         outcome: outcome.into(),
-        request_id: None,
+        request_id: Some(crate::http::request_id::current()).filter(|r| !r.is_empty()),
         ip,
         detail,
-    };
-    crate::audit::record(&state.db, entry, state.clock.now()).await;
+    }
+}
+
+pub(crate) async fn audit(state: &AppState, user_id: &str, connection_id: Option<&str>, action: &str, outcome: &str, ip: Option<String>, detail: Value) {
+    crate::audit::record(&state.db, audit_entry(user_id, connection_id, action, outcome, ip, detail), state.clock.now()).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -392,8 +395,10 @@ pub async fn token(State(state): State<AppState>, user: AuthUser, ConnectInfo(pe
         "user_seq_no": conn.provider_user_id,
     });
     if user.is_backend {
+        // Never unaudited: no entry, no raw token.
+        let entry = audit_entry(&user.id, Some(&conn.id), "token_fetch", "raw_token_returned", Some(peer.ip().to_string()), json!({}));
+        crate::audit::require(&state.db, entry, state.clock.now()).await?;
         body["access_token"] = json!(t.token.expose_secret());
-        audit(&state, &user.id, Some(&conn.id), "token_fetch", "raw_token_returned", Some(peer.ip().to_string()), json!({})).await;
     }
     Ok(Json(body))
 }
@@ -665,7 +670,23 @@ pub async fn disconnect(State(state): State<AppState>, user: AuthUser, ConnectIn
         },
         _ => json!({"ok": false, "error": "no token to unlink with"}),
     };
-    connections::delete(&state.db, &user.id, PROVIDER).await?;
-    audit(&state, &user.id, Some(&conn.id), "disconnect", "ok", Some(peer.ip().to_string()), json!({"unlink": unlink})).await;
+    // The tokens go together with the entry that records it, or not at all (503, try again; a
+    // second unlink at KFTC is harmless).
+    let entry = audit_entry(&user.id, Some(&conn.id), "disconnect", "ok", Some(peer.ip().to_string()), json!({"unlink": unlink}));
+    let now = state.clock.now();
+    let done = async {
+        let mut w = state.db.begin_write().await?;
+        let work = async {
+            sqlx::query("DELETE FROM connections WHERE id = $1").bind(&conn.id).execute(&mut *w.tx).await?;
+            audit::append_in(&mut w, &entry, now).await
+        }
+        .await;
+        w.finish(work).await
+    }
+    .await;
+    if let Err(e) = done {
+        tracing::error!(error = %e, "disconnect not recorded: refused");
+        return Err(ApiError::AuditUnavailable);
+    }
     Ok(Json(json!({ "disconnected": true, "provider": PROVIDER, "unlink": unlink })))
 }

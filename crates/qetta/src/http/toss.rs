@@ -56,8 +56,10 @@ pub async fn token(State(state): State<AppState>, user: AuthUser, ConnectInfo(pe
         "token_masked": mask_token(t.token.expose_secret()),
     });
     if user.is_backend {
+        // Never unaudited: no entry, no raw token.
+        let entry = crate::toss_service::entry(Some(&user.id), ip(&peer), "token_fetch", "raw_token_returned", json!({"version": t.version}));
+        crate::audit::require(&state.db, entry, state.clock.now()).await?;
         body["access_token"] = json!(t.token.expose_secret());
-        state.toss()?.audit(Some(&user.id), ip(&peer), "token_fetch", "raw_token_returned", json!({"version": t.version})).await;
     }
     Ok(Json(body))
 }
@@ -280,13 +282,30 @@ async fn fetch_result(state: &AppState, user: &AuthUser, peer: &SocketAddr, mut 
 
 /// Forgets the user's verified identity and their verifications.
 pub async fn disconnect(State(state): State<AppState>, user: AuthUser, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Result<Json<Value>, ApiError> {
-    let forgot = store::delete_identity(&state.db, &user.id).await?;
-    let deleted = store::delete_verifications_for_user(&state.db, &user.id).await?;
+    // Works while Toss is disabled too: forgetting a user's identity never needs Toss. The data
+    // goes together with the entry that records it, or not at all.
+    let now = state.clock.now();
+    let mut w = state.db.begin_write().await?;
+    let work = async {
+        let forgot = store::delete_identity(&mut *w.tx, &user.id).await?;
+        let deleted = store::delete_verifications_for_user(&mut *w.tx, &user.id).await?;
+        if forgot || deleted > 0 {
+            let entry = crate::toss_service::entry(Some(&user.id), ip(&peer), "disconnect", "ok", json!({"identity_forgotten": forgot, "verifications_deleted": deleted}));
+            crate::store::audit::append_in(&mut w, &entry, now).await?;
+        }
+        Ok((forgot, deleted))
+    }
+    .await;
+    let (forgot, deleted) = match w.finish(work).await {
+        Ok(done) => done,
+        Err(e) => {
+            tracing::error!(error = %e, "Toss disconnect not recorded: refused");
+            return Err(ApiError::AuditUnavailable);
+        }
+    };
     if !forgot && deleted == 0 {
         return Err(ApiError::NotFound("Toss is not connected: there is no verified identity to forget.".into()));
     }
-    // Works while Toss is disabled too: forgetting a user's identity never needs Toss.
-    crate::toss_service::audit_entry(&state.db, &state.clock, Some(&user.id), ip(&peer), "disconnect", "ok", json!({"identity_forgotten": forgot, "verifications_deleted": deleted})).await;
     Ok(Json(json!({"disconnected": true, "provider": PROVIDER, "identity_forgotten": forgot, "verifications_deleted": deleted})))
 }
 

@@ -112,19 +112,22 @@ fn entry_hash(prev_hash: &str, at: i64, f: &Fields<'_>) -> String {
     hex::encode(h.finalize())
 }
 
+/// Appends `e` in a transaction of its own.
 pub async fn append(db: &Db, e: &NewEntry, now: i64) -> Result<i64, StoreError> {
+    let mut w = db.begin_write().await?;
+    let id = append_in(&mut w, e, now).await;
+    w.finish(id).await
+}
+
+/// Appends `e` inside `w`, so that it is committed (or rolled back) with the change it records.
+pub async fn append_in(w: &mut super::WriteTx, e: &NewEntry, now: i64) -> Result<i64, StoreError> {
     let detail = if e.detail.is_null() { "{}".to_string() } else { e.detail.to_string() };
-    // The chain needs one writer at a time: a table lock on PostgreSQL (across replicas), a
-    // process lock on SQLite (one process by design).
-    let _local = match db.kind() {
-        DatabaseKind::Sqlite => Some(db.local_write_lock().lock().await),
-        DatabaseKind::Postgres => None,
-    };
-    let mut tx = db.pool().begin().await?;
-    if db.kind() == DatabaseKind::Postgres {
-        sqlx::query("LOCK TABLE audit_log IN EXCLUSIVE MODE").execute(&mut *tx).await?;
+    // The chain needs one writer at a time: a table lock on PostgreSQL (across replicas, held to
+    // the end of the transaction), the process's write lock on SQLite (taken by `begin_write`).
+    if w.kind == DatabaseKind::Postgres {
+        sqlx::query("LOCK TABLE audit_log IN EXCLUSIVE MODE").execute(&mut *w.tx).await?;
     }
-    let prev: Option<(String,)> = sqlx::query_as("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetch_optional(&mut *tx).await?;
+    let prev: Option<(String,)> = sqlx::query_as("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetch_optional(&mut *w.tx).await?;
     let prev_hash = prev.map(|p| p.0).unwrap_or_else(|| GENESIS.to_string());
     let hash = entry_hash(&prev_hash, now, &e.fields(&detail));
     let (id,): (i64,) = sqlx::query_as(
@@ -143,9 +146,8 @@ pub async fn append(db: &Db, e: &NewEntry, now: i64) -> Result<i64, StoreError> 
     .bind(&detail)
     .bind(&prev_hash)
     .bind(&hash)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut *w.tx)
     .await?;
-    tx.commit().await?;
     Ok(id)
 }
 

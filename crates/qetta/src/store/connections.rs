@@ -128,28 +128,72 @@ pub async fn write_tokens<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     Ok(done.rows_affected() == 1)
 }
 
-/// Records a failed refresh: the tokens stay, the next attempt waits until `next_at`.
-pub async fn record_refresh_failure<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, id: &str, next_at: i64, now: i64) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE connections SET refresh_failures = refresh_failures + 1, next_refresh_at = $1, refresh_claimed_until = NULL, updated_at = $2 WHERE id = $3",
+/// Records a failed refresh of the row at `expected_version`: the tokens stay, the next attempt
+/// waits until `next_at`. Returns `false` when the row moved on (someone else refreshed).
+pub async fn record_refresh_failure<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, id: &str, expected_version: i64, next_at: i64, now: i64) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE connections SET refresh_failures = refresh_failures + 1, next_refresh_at = $1, refresh_claimed_until = NULL, updated_at = $2 \
+         WHERE id = $3 AND version = $4",
     )
     .bind(next_at)
     .bind(now)
     .bind(id)
+    .bind(expected_version)
     .execute(ex)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
-/// The provider says the grant is dead: the user must consent again.
-pub async fn mark_needs_reauth<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, id: &str, now: i64) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE connections SET status = 'needs_reauth', version = version + 1, refresh_claimed_until = NULL, updated_at = $1 WHERE id = $2",
+/// The provider says the grant of the row at `expected_version` is dead: the user must consent
+/// again. Returns `false` when the row moved on (a newer grant was stored meanwhile).
+pub async fn mark_needs_reauth<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, id: &str, expected_version: i64, now: i64) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE connections SET status = 'needs_reauth', version = version + 1, refresh_claimed_until = NULL, updated_at = $1 \
+         WHERE id = $2 AND version = $3",
     )
     .bind(now)
     .bind(id)
+    .bind(expected_version)
     .execute(ex)
     .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Takes the refresh lease of a row for `owner` until `until_ms` (wall-clock Unix ms) if nobody
+/// holds it at `now_ms` (or `owner` does already). One short statement: no connection or row
+/// lock is held while the owner works.
+pub async fn claim_lease(db: &Db, id: &str, owner: &str, now_ms: i64, until_ms: i64) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE connections SET refresh_lease_owner = $1, refresh_lease_until = $2 \
+         WHERE id = $3 AND (refresh_lease_until IS NULL OR refresh_lease_until < $4 OR refresh_lease_owner = $1)",
+    )
+    .bind(owner)
+    .bind(until_ms)
+    .bind(id)
+    .bind(now_ms)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Extends `owner`'s lease; `false` when it is no longer `owner`'s.
+pub async fn renew_lease(db: &Db, id: &str, owner: &str, until_ms: i64) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE connections SET refresh_lease_until = $1 WHERE id = $2 AND refresh_lease_owner = $3")
+        .bind(until_ms)
+        .bind(id)
+        .bind(owner)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives up `owner`'s lease (a no-op when someone else holds it now).
+pub async fn release_lease<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, id: &str, owner: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE connections SET refresh_lease_owner = NULL, refresh_lease_until = NULL WHERE id = $1 AND refresh_lease_owner = $2")
+        .bind(id)
+        .bind(owner)
+        .execute(ex)
+        .await?;
     Ok(())
 }
 

@@ -47,8 +47,33 @@ impl From<StoreError> for crate::error::ApiError {
         match e {
             StoreError::NotFound => Self::NotFound("Not found.".into()),
             StoreError::Conflict(what) => Self::conflict("conflict", format!("{what} already exists.")),
+            // The database is down or unreachable (not a bug, and not the caller's fault).
+            StoreError::Database(e) if is_outage(&e) => {
+                tracing::warn!(error = %e, "storage unavailable");
+                Self::Unavailable("Storage is unavailable; try again in a few seconds.".into())
+            }
             other => Self::internal(other),
         }
+    }
+}
+
+/// Whether `e` says the database cannot be reached or cannot write right now (an outage), rather
+/// than that a statement is wrong.
+pub fn is_outage(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            // PostgreSQL: connection exceptions (08…), operator intervention / shutdown (57P…),
+            // insufficient resources (53…), read-only transaction (25006). SQLite: full, read-only,
+            // I/O error, busy.
+            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+            code.starts_with("08") || code.starts_with("57P") || code.starts_with("53") || code == "25006"
+                || ["13", "8", "10", "5", "14"].contains(&code.as_str())
+                || db.message().contains("database or disk is full")
+                || db.message().contains("readonly database")
+                || db.message().contains("disk I/O error")
+        }
+        _ => false,
     }
 }
 
@@ -96,6 +121,15 @@ impl Db {
         Ok(())
     }
 
+    /// Writes one small row, to tell a database that answers but cannot write (read-only, full).
+    pub async fn write_probe(&self, now: i64) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO meta (key, value) VALUES ('ready_probe', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(now.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
@@ -110,6 +144,84 @@ impl Db {
 
     pub(crate) fn local_write_lock(&self) -> &tokio::sync::Mutex<()> {
         &self.local_write_lock
+    }
+
+    /// A transaction for a change and the audit entry that records it, committed together. On
+    /// SQLite (one process) it also holds the process's write lock, which serialises the audit
+    /// chain, and starts with `BEGIN IMMEDIATE`.
+    pub async fn begin_write(&self) -> Result<WriteTx, StoreError> {
+        let local = match self.kind {
+            DatabaseKind::Sqlite => Some(self.local_write_lock.clone().lock_owned().await),
+            DatabaseKind::Postgres => None,
+        };
+        let mut conn = self.pool.acquire().await?;
+        let begin = match self.kind {
+            DatabaseKind::Sqlite => "BEGIN IMMEDIATE",
+            DatabaseKind::Postgres => "BEGIN",
+        };
+        if let Err(e) = conn.execute(begin).await {
+            conn.close_on_drop();
+            return Err(e.into());
+        }
+        Ok(WriteTx { tx: conn, kind: self.kind, open: true, _local: local })
+    }
+}
+
+/// See [`Db::begin_write`]; run statements on `&mut *w.tx`. The transaction is ours rather than
+/// sqlx's so that a failure never returns a connection with an open transaction to the pool:
+/// SQLite may end a transaction on its own after a full disk (leaving sqlx's bookkeeping out of
+/// step) or keep it open after a failed `COMMIT`. Whatever is uncertain, the connection is closed.
+pub struct WriteTx {
+    pub tx: sqlx::pool::PoolConnection<sqlx::Any>,
+    pub kind: DatabaseKind,
+    open: bool,
+    _local: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        match self.tx.execute("COMMIT").await {
+            Ok(_) => {
+                self.open = false;
+                Ok(())
+            }
+            Err(e) => {
+                self.rollback().await;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn rollback(&mut self) {
+        if let Err(e) = self.tx.execute("ROLLBACK").await {
+            tracing::debug!(error = %e, "rollback after a failed write failed; closing the connection");
+            self.tx.close_on_drop();
+        }
+        self.open = false;
+    }
+
+    /// Commits when `work` succeeded, rolls back at once otherwise.
+    pub async fn finish<T>(mut self, work: Result<T, StoreError>) -> Result<T, StoreError> {
+        match work {
+            Ok(v) => {
+                self.commit().await?;
+                Ok(v)
+            }
+            Err(e) => {
+                self.rollback().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for WriteTx {
+    fn drop(&mut self) {
+        if self.open {
+            // Dropped mid-transaction (an early return or a cancelled request): closing the
+            // connection ends the transaction.
+            self.tx.close_on_drop();
+        }
     }
 }
 

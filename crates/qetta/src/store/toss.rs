@@ -210,8 +210,8 @@ pub async fn add_result_call(db: &Db, tx_id: &str, completed_at: i64, now: i64) 
     Ok(n)
 }
 
-pub async fn delete_verifications_for_user(db: &Db, user_id: &str) -> Result<u64, StoreError> {
-    let done = sqlx::query("DELETE FROM toss_verifications WHERE user_id = $1").bind(user_id).execute(db.pool()).await?;
+pub async fn delete_verifications_for_user<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, user_id: &str) -> Result<u64, StoreError> {
+    let done = sqlx::query("DELETE FROM toss_verifications WHERE user_id = $1").bind(user_id).execute(ex).await?;
     Ok(done.rows_affected())
 }
 
@@ -280,8 +280,8 @@ pub async fn get_identity(db: &Db, user_id: &str) -> Result<Option<Identity>, St
         .await?)
 }
 
-pub async fn delete_identity(db: &Db, user_id: &str) -> Result<bool, StoreError> {
-    let done = sqlx::query("DELETE FROM toss_identities WHERE user_id = $1").bind(user_id).execute(db.pool()).await?;
+pub async fn delete_identity<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, user_id: &str) -> Result<bool, StoreError> {
+    let done = sqlx::query("DELETE FROM toss_identities WHERE user_id = $1").bind(user_id).execute(ex).await?;
     Ok(done.rows_affected() > 0)
 }
 

@@ -4,15 +4,19 @@
 //! first, and a refresh happens once however many callers and replicas want it:
 //!
 //! 1. callers in this process queue on a per-connection [`locks::LocalFlights`] lock;
-//! 2. the winner takes the cross-replica lock (Redis when configured, else PostgreSQL's row lock;
-//!    SQLite is one process);
-//! 3. after every lock it **re-reads the row**: if someone else already refreshed (the version
+//! 2. the winner takes the connection's **refresh lease** in the database (one short `UPDATE`;
+//!    no pooled connection or row lock is held while the provider is called), renews it every
+//!    third of its life while it works, and a crashed holder blocks the others for at most one
+//!    lease (5 s); waiters poll the row and never wait longer than `lock_wait`;
+//! 3. after the lease it **re-reads the row**: if someone else already refreshed (the version
 //!    moved, or the token is fresh again) it uses that instead of spending the refresh token;
-//! 4. the new grant is committed (with the version as fencing token) before anyone uses it; a
-//!    rotated refresh token is written in the same statement as the access token, and a grant
-//!    without a refresh token keeps the stored one;
+//! 4. the new grant is committed together with its audit entry (with the version as fencing
+//!    token) before anyone uses it. Once the provider has answered, the grant is never dropped:
+//!    the write is retried with backoff for `grant_retry` (10 minutes by default) in a task of
+//!    its own that keeps the lease alive, so a storage outage loses no connection;
 //! 5. a refused grant marks the connection `needs_reauth`; any other failure keeps the tokens and
-//!    sets a backoff, during which callers get an immediate answer instead of queueing.
+//!    sets a backoff, during which callers get an immediate answer instead of queueing. Both are
+//!    fenced by the version, so they never override a newer grant.
 
 pub mod locks;
 pub mod refresher;
@@ -26,11 +30,12 @@ use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::clock::Clock;
-use crate::config::{DatabaseKind, TokenSettings};
+use crate::config::TokenSettings;
 use crate::store::connections::{self, Connection, TokenWrite};
 use crate::store::{audit, Db, StoreError};
 use crate::vault::{Aad, Vault, VaultError};
-use locks::{LocalFlights, RedisLock};
+use crate::store::WriteTx;
+use locks::LocalFlights;
 
 /// What a provider's token endpoint granted.
 pub struct Grant {
@@ -77,6 +82,9 @@ pub enum TokenError {
     Timeout,
     #[error("another replica is refreshing this connection; try again")]
     Busy,
+    /// The provider granted new tokens but storage is failing; they are being retried.
+    #[error("storage is unavailable; the new tokens are kept and retried")]
+    StorageUnavailable,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("stored token cannot be decrypted: {0}")]
@@ -99,6 +107,8 @@ impl From<TokenError> for crate::error::ApiError {
             TokenError::Upstream { message, provider_code } => ApiError::Upstream { code: "upstream_error", message, provider_code },
             TokenError::Timeout => ApiError::UpstreamTimeout { message: "The provider did not answer in time.".into() },
             TokenError::Busy => ApiError::Unavailable("The connection is being refreshed; try again.".into()),
+            TokenError::StorageUnavailable => ApiError::Unavailable("Storage is unavailable; try again in a few seconds.".into()),
+            TokenError::Store(e) => e.into(),
             other => ApiError::internal(other),
         }
     }
@@ -136,13 +146,30 @@ pub struct TokenManager {
     clock: Arc<dyn Clock>,
     settings: TokenSettings,
     flights: LocalFlights,
-    redis_lock: Option<RedisLock>,
     refreshers: HashMap<&'static str, Arc<dyn Refresher>>,
+    /// Names this process in lease owners.
+    instance: String,
+}
+
+/// Wall-clock Unix milliseconds: leases measure real time between processes, whatever the
+/// (test-movable) token clock says.
+fn wall_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Renews a refresh lease every third of its life until dropped.
+struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl TokenManager {
-    pub fn new(db: Db, vault: Vault, clock: Arc<dyn Clock>, settings: TokenSettings, redis_lock: Option<RedisLock>) -> Self {
-        Self { db, vault, clock, settings, flights: LocalFlights::default(), redis_lock, refreshers: HashMap::new() }
+    pub fn new(db: Db, vault: Vault, clock: Arc<dyn Clock>, settings: TokenSettings) -> Self {
+        let instance = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        Self { db, vault, clock, settings, flights: LocalFlights::default(), refreshers: HashMap::new(), instance }
     }
 
     pub fn register(&mut self, provider: &'static str, refresher: Arc<dyn Refresher>) {
@@ -246,30 +273,45 @@ impl TokenManager {
             return answer;
         }
         let _local = self.flights.acquire(&row.id).await;
-        // Someone in this process may have refreshed while we queued.
-        let row = connections::get_by_id(&self.db, &row.id).await?.ok_or(TokenError::NotConnected)?;
-        if let Some(answer) = self.answer_without_refresh(&row, reason) {
-            return answer;
+        let id = row.id;
+        let owner = format!("{}:{}", self.instance, uuid::Uuid::new_v4().simple());
+        let deadline = tokio::time::Instant::now() + self.settings.lock_wait;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            // Someone (in this process or another) may have refreshed while we waited.
+            let row = connections::get_by_id(&self.db, &id).await?.ok_or(TokenError::NotConnected)?;
+            if let Some(answer) = self.answer_without_refresh(&row, reason) {
+                return answer;
+            }
+            let now = wall_ms();
+            if connections::claim_lease(&self.db, &id, &owner, now, now + self.settings.refresh_lease.as_millis() as i64).await? {
+                return self.refresh_under_lease(&id, reason, &owner).await;
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(TokenError::Busy);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
         }
+    }
 
-        let wait = self.settings.upstream_timeout * 3;
-        if let Some(lock) = &self.redis_lock {
-            let guard = match lock.acquire(&format!("refresh:{}", row.id), wait).await {
-                Ok(g) => g,
-                Err(locks::LockError::Timeout) => return Err(TokenError::Busy),
-                Err(locks::LockError::Redis(e)) => return Err(e.into()),
-            };
-            let result = self.refresh_under_lock(&row.id, reason, None).await;
-            guard.release().await;
-            result
-        } else if self.db.kind() == DatabaseKind::Postgres {
-            let mut tx = self.db.pool().begin().await.map_err(StoreError::from)?;
-            let result = self.refresh_under_lock(&row.id, reason, Some(&mut tx)).await;
-            tx.commit().await.map_err(StoreError::from)?;
-            result
-        } else {
-            self.refresh_under_lock(&row.id, reason, None).await
-        }
+    fn heartbeat(&self, id: &str, owner: &str) -> Heartbeat {
+        let (db, id, owner, lease) = (self.db.clone(), id.to_string(), owner.to_string(), self.settings.refresh_lease);
+        Heartbeat(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                match connections::renew_lease(&db, &id, &owner, wall_ms() + lease.as_millis() as i64).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // Only after an outage longer than the lease; the version fence keeps the
+                        // row right whoever writes first.
+                        tracing::warn!(connection_id = %id, "refresh lease lost while working");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(connection_id = %id, error = %e, "could not renew a refresh lease; retrying"),
+                }
+            }
+        }))
     }
 
     fn check_backoff(&self, row: &Connection, now: i64) -> Result<(), TokenError> {
@@ -293,14 +335,22 @@ impl TokenManager {
         ((capped as f64) * jitter).round().max(1.0) as i64
     }
 
-    /// Runs with the cross-replica lock held (a row lock inside `tx` on PostgreSQL).
-    async fn refresh_under_lock(&self, id: &str, reason: Reason, tx: Option<&mut sqlx::Transaction<'static, sqlx::Any>>) -> Result<AccessToken, TokenError> {
-        // Re-read under the lock: never act on what we read before it.
-        let (row, tx) = match tx {
-            Some(tx) => (connections::read_by_id(&mut **tx, id, true).await?, Some(tx)),
-            None => (connections::get_by_id(&self.db, id).await?, None),
-        };
-        let row = row.ok_or(TokenError::NotConnected)?;
+    /// Runs with the connection's refresh lease held by `owner`.
+    async fn refresh_under_lease(&self, id: &str, reason: Reason, owner: &str) -> Result<AccessToken, TokenError> {
+        let heartbeat = self.heartbeat(id, owner);
+        let result = self.refresh_leased(id, reason, owner, heartbeat).await;
+        if !matches!(result, Err(TokenError::StorageUnavailable)) {
+            // Every write path already released it; this covers the early returns.
+            if let Err(e) = connections::release_lease(self.db.pool(), id, owner).await {
+                tracing::debug!(connection_id = %id, error = %e, "could not release a refresh lease (it expires)");
+            }
+        }
+        result
+    }
+
+    async fn refresh_leased(&self, id: &str, reason: Reason, owner: &str, heartbeat: Heartbeat) -> Result<AccessToken, TokenError> {
+        // Re-read under the lease: never act on what we read before it.
+        let row = connections::get_by_id(&self.db, id).await?.ok_or(TokenError::NotConnected)?;
         let now = self.clock.now();
         if row.status != connections::STATUS_ACTIVE {
             return Err(TokenError::ReauthRequired);
@@ -319,7 +369,7 @@ impl TokenManager {
             provider_code: None,
         })?;
         let Some(refresh_blob) = row.refresh_token.as_deref() else {
-            self.mark_dead(&row, tx, "no refresh token stored").await?;
+            self.mark_dead(&row, owner, "no refresh token stored").await?;
             return Err(TokenError::ReauthRequired);
         };
         let refresh_token = self.vault.open_string(refresh_blob, aad(&row, "refresh_token"))?;
@@ -331,45 +381,32 @@ impl TokenManager {
         };
         drop(refresh_token);
         match outcome {
-            Ok(grant) => {
-                let write = self.sealed(&row, &grant, now);
-                let written = match tx {
-                    Some(tx) => connections::write_tokens(&mut **tx, &row.id, row.version, &write, None, true, now).await?,
-                    None => connections::write_tokens(self.db.pool(), &row.id, row.version, &write, None, true, now).await?,
-                };
-                if !written {
-                    // Only possible when a lock expired mid-refresh: the newer row wins.
-                    tracing::warn!(connection_id = %row.id, "refresh lost a race after its lock expired; using the newer row");
-                    let fresh = connections::get_by_id(&self.db, &row.id).await?.ok_or(TokenError::NotConnected)?;
+            Ok(grant) => self.keep_grant(row, grant, reason, owner, heartbeat).await,
+            Err(RefreshError::GrantDead { provider_code }) => {
+                if !self.mark_dead(&row, owner, &provider_code).await? {
+                    // A newer grant was stored meanwhile (only after a lost lease): use it.
+                    let fresh = connections::get_by_id(&self.db, id).await?.ok_or(TokenError::NotConnected)?;
                     return self.usable(&fresh);
                 }
-                self.audit(&row, "refresh", "ok", serde_json::json!({"reason": format!("{reason:?}"), "expires_in": grant.expires_in})).await;
-                tracing::info!(connection_id = %row.id, provider = %row.provider, "token refreshed");
-                Ok(AccessToken {
-                    connection_id: row.id.clone(),
-                    token: grant.access_token,
-                    version: row.version + 1,
-                    expires_at: write.expires_at,
-                    scope: Some(write.scope),
-                    provider_user_id: row.provider_user_id.clone(),
-                })
-            }
-            Err(RefreshError::GrantDead { provider_code }) => {
-                self.mark_dead(&row, tx, &provider_code).await?;
                 Err(TokenError::ReauthRequired)
             }
             Err(e) => {
                 let wait = self.backoff_secs(row.refresh_failures);
-                match tx {
-                    Some(tx) => connections::record_refresh_failure(&mut **tx, &row.id, now + wait, now).await?,
-                    None => connections::record_refresh_failure(self.db.pool(), &row.id, now + wait, now).await?,
-                }
                 let (message, provider_code, timeout) = match e {
                     RefreshError::Transient { message, provider_code } => (message, provider_code, false),
                     RefreshError::Timeout => ("timeout".to_string(), None, true),
                     RefreshError::GrantDead { .. } => unreachable!("handled above"),
                 };
-                self.audit(&row, "refresh", "failed", serde_json::json!({"error": message, "provider_code": provider_code, "retry_in": wait})).await;
+                let entry = self.entry(&row, "refresh", "failed", serde_json::json!({"error": message, "provider_code": provider_code, "retry_in": wait}));
+                let mut w = self.db.begin_write().await?;
+                let work = async {
+                    if connections::record_refresh_failure(&mut *w.tx, &row.id, row.version, now + wait, now).await? {
+                        audit::append_in(&mut w, &entry, now).await?;
+                    }
+                    connections::release_lease(&mut *w.tx, &row.id, owner).await
+                }
+                .await;
+                w.finish(work).await?;
                 tracing::warn!(connection_id = %row.id, provider = %row.provider, error = %message, retry_in = wait, "token refresh failed");
                 if timeout {
                     Err(TokenError::Timeout)
@@ -380,30 +417,113 @@ impl TokenManager {
         }
     }
 
-    async fn mark_dead(&self, row: &Connection, tx: Option<&mut sqlx::Transaction<'static, sqlx::Any>>, provider_code: &str) -> Result<(), TokenError> {
+    /// The provider granted new tokens: store them with their audit entry, retrying until storage
+    /// takes them (or `grant_retry` runs out), in a task of its own that keeps the lease alive,
+    /// so that neither a storage outage nor a caller that gives up loses the grant. The caller
+    /// waits at most `lock_wait` for the write.
+    async fn keep_grant(&self, row: Connection, grant: Grant, reason: Reason, owner: &str, heartbeat: Heartbeat) -> Result<AccessToken, TokenError> {
         let now = self.clock.now();
-        match tx {
-            Some(tx) => connections::mark_needs_reauth(&mut **tx, &row.id, now).await?,
-            None => connections::mark_needs_reauth(self.db.pool(), &row.id, now).await?,
+        let write = self.sealed(&row, &grant, now);
+        let entry = self.entry(&row, "refresh", "ok", serde_json::json!({"reason": format!("{reason:?}"), "expires_in": grant.expires_in}));
+        let token = AccessToken {
+            connection_id: row.id.clone(),
+            token: grant.access_token,
+            version: row.version + 1,
+            expires_at: write.expires_at,
+            scope: Some(write.scope.clone()),
+            provider_user_id: row.provider_user_id.clone(),
+        };
+        let (db, id, owner, version, retry_for) = (self.db.clone(), row.id.clone(), owner.to_string(), row.version, self.settings.grant_retry);
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let _heartbeat = heartbeat;
+            let give_up = tokio::time::Instant::now() + retry_for;
+            let mut attempt = 0u32;
+            let outcome = loop {
+                let tried = async {
+                    let mut w: WriteTx = db.begin_write().await?;
+                    let work = async {
+                        let written = connections::write_tokens(&mut *w.tx, &id, version, &write, None, true, now).await?;
+                        if written {
+                            audit::append_in(&mut w, &entry, now).await?;
+                        }
+                        connections::release_lease(&mut *w.tx, &id, &owner).await?;
+                        Ok::<bool, StoreError>(written)
+                    }
+                    .await;
+                    w.finish(work).await
+                }
+                .await;
+                match tried {
+                    Ok(written) => break Ok(written),
+                    Err(e) if tokio::time::Instant::now() < give_up => {
+                        attempt += 1;
+                        if attempt == 1 || attempt % 20 == 0 {
+                            tracing::warn!(connection_id = %id, error = %e, attempt, "could not store refreshed tokens; keeping them and retrying");
+                        }
+                        tokio::time::sleep(crate::providers::upstream::backoff(attempt).min(Duration::from_secs(1))).await;
+                    }
+                    Err(e) => break Err(e),
+                }
+            };
+            match &outcome {
+                Ok(true) if attempt > 0 => tracing::info!(connection_id = %id, attempts = attempt + 1, "refreshed tokens stored after a storage outage"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(connection_id = %id, error = %e, "refreshed tokens could not be stored in time and are lost; the connection will need consent again"),
+            }
+            let _ = done_tx.send(outcome);
+        });
+        match tokio::time::timeout(self.settings.lock_wait, done_rx).await {
+            Ok(Ok(Ok(true))) => {
+                tracing::info!(connection_id = %row.id, provider = %row.provider, "token refreshed");
+                Ok(token)
+            }
+            Ok(Ok(Ok(false))) => {
+                // Only possible when a lease expired mid-refresh: the newer row wins.
+                tracing::warn!(connection_id = %row.id, "refresh lost a race after its lease expired; using the newer row");
+                let fresh = connections::get_by_id(&self.db, &row.id).await?.ok_or(TokenError::NotConnected)?;
+                self.usable(&fresh)
+            }
+            Ok(Ok(Err(e))) => Err(e.into()),
+            // Still retrying (storage is down), or the task ended abnormally.
+            Ok(Err(_)) | Err(_) => Err(TokenError::StorageUnavailable),
         }
-        self.audit(row, "refresh", "needs_reauth", serde_json::json!({"provider_code": provider_code})).await;
-        tracing::warn!(connection_id = %row.id, provider = %row.provider, provider_code, "grant refused: connection needs consent again");
-        Ok(())
     }
 
-    async fn audit(&self, row: &Connection, action: &str, outcome: &str, detail: serde_json::Value) {
-        let entry = audit::NewEntry {
+    /// Marks the row at its read version `needs_reauth`, with its audit entry; `false` when a
+    /// newer grant was stored meanwhile.
+    async fn mark_dead(&self, row: &Connection, owner: &str, provider_code: &str) -> Result<bool, TokenError> {
+        let now = self.clock.now();
+        let entry = self.entry(row, "refresh", "needs_reauth", serde_json::json!({"provider_code": provider_code}));
+        let mut w = self.db.begin_write().await?;
+        let work = async {
+            let marked = connections::mark_needs_reauth(&mut *w.tx, &row.id, row.version, now).await?;
+            if marked {
+                audit::append_in(&mut w, &entry, now).await?;
+            }
+            connections::release_lease(&mut *w.tx, &row.id, owner).await?;
+            Ok(marked)
+        }
+        .await;
+        let marked = w.finish(work).await?;
+        if marked {
+            tracing::warn!(connection_id = %row.id, provider = %row.provider, provider_code, "grant refused: connection needs consent again");
+        }
+        Ok(marked)
+    }
+
+    fn entry(&self, row: &Connection, action: &str, outcome: &str, detail: serde_json::Value) -> audit::NewEntry {
+        audit::NewEntry {
             actor: "system:token-manager".into(),
             user_id: Some(row.user_id.clone()),
             provider: Some(row.provider.clone()),
             connection_id: Some(row.id.clone()),
             action: action.into(),
             outcome: outcome.into(),
-            request_id: None,
+            request_id: Some(crate::http::request_id::current()).filter(|r| !r.is_empty()),
             ip: None,
             detail,
-        };
-        crate::audit::record(&self.db, entry, self.clock.now()).await;
+        }
     }
 
     pub fn settings(&self) -> &TokenSettings {

@@ -584,7 +584,7 @@ impl TossService {
     // -----------------------------------------------------------------------------------------
 
     pub(crate) async fn audit(&self, user_id: Option<&str>, ip: Option<String>, action: &str, outcome: &str, detail: Value) {
-        audit_entry(&self.db, &self.clock, user_id, ip, action, outcome, detail).await;
+        crate::audit::record(&self.db, entry(user_id, ip, action, outcome, detail), self.clock.now()).await;
     }
 
     pub fn db(&self) -> &Db {
@@ -596,10 +596,9 @@ impl TossService {
     }
 }
 
-/// Records a Toss audit entry (also usable while Toss is disabled, e.g. when a user forgets
-/// their identity).
-pub(crate) async fn audit_entry(db: &Db, clock: &Arc<dyn Clock>, user_id: Option<&str>, ip: Option<String>, action: &str, outcome: &str, detail: Value) {
-    let entry = audit::NewEntry {
+/// A Toss audit entry.
+pub(crate) fn entry(user_id: Option<&str>, ip: Option<String>, action: &str, outcome: &str, detail: Value) -> audit::NewEntry {
+    audit::NewEntry {
         actor: match user_id {
             Some(u) => format!("user:{u}"),
             None => "service".into(),
@@ -612,6 +611,5 @@ pub(crate) async fn audit_entry(db: &Db, clock: &Arc<dyn Clock>, user_id: Option
         request_id: None,
         ip,
         detail,
-    };
-    crate::audit::record(db, entry, clock.now()).await;
+    }
 }

@@ -10,6 +10,7 @@ mod support;
 mod auth_api;
 mod kftc_flow;
 mod openapi;
+mod faults;
 mod hardening;
 mod procs;
 mod sandbox_mode;
