@@ -37,7 +37,7 @@ impl FromRequestParts<AppState> for AuthUser {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::Unauthorized("The Authorization header must be: Bearer <token>.".into()))?;
-        let claims = state.jwt.verify(token)?;
+        let claims = state.jwt.verify_with_clock(token, state.clock.now())?;
         // A deleted account's tokens are all refused (one primary-key lookup).
         if users::is_deleted(&state.db, &claims.sub).await? {
             return Err(ApiError::Unauthorized("This account has been deleted.".into()));

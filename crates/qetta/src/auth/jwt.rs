@@ -73,15 +73,24 @@ impl JwtKeys {
     /// Only HS256 is accepted (so `alg: none` and key-confusion tokens fail), with a valid
     /// signature, issuer, audience, `exp`, `nbf` and `iat`, and a lifetime within the TTL.
     pub fn verify(&self, token: &str) -> Result<Claims, JwtError> {
-        self.verify_at(token, jsonwebtoken::get_current_timestamp() as i64)
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        self.verify_at(token, now, now)
     }
 
-    fn verify_at(&self, token: &str, now: i64) -> Result<Claims, JwtError> {
+    /// [`verify`](Self::verify) with the service's clock as well as the system's (they are the
+    /// same in production; tests move the service clock): a token counts as expired only when
+    /// it is by both, and as not yet valid only when it is by both.
+    pub fn verify_with_clock(&self, token: &str, service_now: i64) -> Result<Claims, JwtError> {
+        let system_now = jsonwebtoken::get_current_timestamp() as i64;
+        self.verify_at(token, service_now.min(system_now), service_now.max(system_now))
+    }
+
+    fn verify_at(&self, token: &str, earliest_now: i64, latest_now: i64) -> Result<Claims, JwtError> {
         let mut v = Validation::new(Algorithm::HS256);
         v.set_issuer(&[&self.issuer]);
         v.set_audience(&[&self.audience]);
         v.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
-        // Time checks are done below against `now`, with one leeway for all of them.
+        // Time checks are done below, with one leeway for all of them.
         v.validate_exp = false;
         v.validate_nbf = false;
         let claims = match jsonwebtoken::decode::<Claims>(token, &self.decoding, &v) {
@@ -91,10 +100,10 @@ impl JwtKeys {
         if claims.sub.is_empty() || claims.sub.len() > 128 {
             return Err(JwtError::Invalid);
         }
-        if claims.exp + LEEWAY_SECS <= now {
+        if claims.exp + LEEWAY_SECS <= earliest_now {
             return Err(JwtError::Expired);
         }
-        if claims.nbf.is_some_and(|nbf| nbf > now + LEEWAY_SECS) || claims.iat > now + LEEWAY_SECS {
+        if claims.nbf.is_some_and(|nbf| nbf > latest_now + LEEWAY_SECS) || claims.iat > latest_now + LEEWAY_SECS {
             return Err(JwtError::NotYetValid);
         }
         if claims.exp - claims.iat > self.ttl_secs + LEEWAY_SECS {
@@ -141,17 +150,17 @@ mod tests {
             }
             minted(v)
         };
-        assert!(k.verify_at(&c(now, now + 3600, None), now).is_ok());
-        assert!(k.verify_at(&c(now, now + 3600, Some(now)), now).is_ok());
-        assert!(k.verify_at(&c(now, now + 3600, Some(now + 3)), now).is_ok(), "within the leeway");
-        assert!(matches!(k.verify_at(&c(now, now + 3600, Some(now + 60)), now), Err(JwtError::NotYetValid)));
-        assert!(matches!(k.verify_at(&c(now + 600, now + 3600, None), now), Err(JwtError::NotYetValid)));
-        assert!(matches!(k.verify_at(&c(now, now + 365 * 86400, None), now), Err(JwtError::LifetimeTooLong)));
-        assert!(matches!(k.verify_at(&c(now, now + 3600 + 6, None), now), Err(JwtError::LifetimeTooLong)));
-        assert!(k.verify_at(&c(now, now + 3600 + 5, None), now).is_ok());
-        assert!(matches!(k.verify_at(&c(now - 7200, now - 3600, None), now), Err(JwtError::Expired)));
+        assert!(k.verify_at(&c(now, now + 3600, None), now, now).is_ok());
+        assert!(k.verify_at(&c(now, now + 3600, Some(now)), now, now).is_ok());
+        assert!(k.verify_at(&c(now, now + 3600, Some(now + 3)), now, now).is_ok(), "within the leeway");
+        assert!(matches!(k.verify_at(&c(now, now + 3600, Some(now + 60)), now, now), Err(JwtError::NotYetValid)));
+        assert!(matches!(k.verify_at(&c(now + 600, now + 3600, None), now, now), Err(JwtError::NotYetValid)));
+        assert!(matches!(k.verify_at(&c(now, now + 365 * 86400, None), now, now), Err(JwtError::LifetimeTooLong)));
+        assert!(matches!(k.verify_at(&c(now, now + 3600 + 6, None), now, now), Err(JwtError::LifetimeTooLong)));
+        assert!(k.verify_at(&c(now, now + 3600 + 5, None), now, now).is_ok());
+        assert!(matches!(k.verify_at(&c(now - 7200, now - 3600, None), now, now), Err(JwtError::Expired)));
         // iat is required.
         let no_iat = minted(serde_json::json!({"sub": "u1", "iss": "qetta-connect", "aud": "qetta", "exp": now + 60}));
-        assert!(matches!(k.verify_at(&no_iat, now), Err(JwtError::Invalid)));
+        assert!(matches!(k.verify_at(&no_iat, now, now), Err(JwtError::Invalid)));
     }
 }

@@ -46,12 +46,10 @@ pub async fn register(State(state): State<AppState>, ApiJson(body): ApiJson<Cred
     Ok((StatusCode::CREATED, Json(session(&state, &user))))
 }
 
-/// Checks `password` for `email` (whose account is `user`, if any) under the sign-in limits and
-/// the hashing bound. `Ok(true)`: right password of an existing account.
-async fn check_password(state: &AppState, peer: SocketAddr, email: &str, user: Option<&User>, password: String) -> Result<bool, ApiError> {
-    let attempt = lockout::begin(state, email, peer.ip()).await?;
-    let stored = user.map(|u| u.password_hash.clone());
-    match state.hasher.verify(password, stored).await {
+/// Checks `password` against `user` (`None`: no such account, still one hash) for an attempt
+/// already counted. `Ok(true)`: the right password of an existing account.
+async fn check_counted(state: &AppState, attempt: lockout::Attempt<'_>, user: Option<&User>, password: String) -> Result<bool, ApiError> {
+    match state.hasher.verify(password, user.map(|u| u.password_hash.clone())).await {
         Ok(true) if user.is_some() => {
             attempt.succeeded().await;
             Ok(true)
@@ -74,8 +72,16 @@ pub async fn login(
 ) -> Result<Json<Value>, ApiError> {
     // An email that cannot be valid cannot have an account; answer like any wrong login.
     let email = password::normalize_email(&body.email).unwrap_or_default();
-    let user = if email.is_empty() { None } else { users::find_by_email(&state.db, &email).await? };
-    match (check_password(&state, peer, &email, user.as_ref(), body.password).await?, user) {
+    // Counted before anything is looked up or checked.
+    let attempt = lockout::begin(&state, &email, peer.ip()).await?;
+    let user = match if email.is_empty() { Ok(None) } else { users::find_by_email(&state.db, &email).await } {
+        Ok(u) => u,
+        Err(e) => {
+            attempt.not_checked().await;
+            return Err(e.into());
+        }
+    };
+    match (check_counted(&state, attempt, user.as_ref(), body.password).await?, user) {
         (true, Some(user)) => Ok(Json(session(&state, &user))),
         _ => Err(ApiError::Unauthorized("The email or password is wrong.".into())),
     }
@@ -98,7 +104,8 @@ pub async fn delete_me(
         let Some(pw) = given else {
             return Err(ApiError::invalid("password_required", "Confirm the deletion with your password: {\"password\": \"...\"}."));
         };
-        if !check_password(&state, peer, &registered.email, Some(&registered), pw).await? {
+        let attempt = lockout::begin(&state, &registered.email, peer.ip()).await?;
+        if !check_counted(&state, attempt, Some(&registered), pw).await? {
             return Err(ApiError::Forbidden("The password is wrong.".into()));
         }
     }
