@@ -7,7 +7,7 @@ use std::sync::Arc;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 
-use crate::auth::JwtKeys;
+use crate::auth::{Hasher, JwtKeys};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::ApiError;
@@ -32,6 +32,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub db: Db,
     pub jwt: JwtKeys,
+    /// Every password hash runs through this bound.
+    pub hasher: Hasher,
     pub clock: Arc<dyn Clock>,
     pub shared: Arc<SharedState>,
     pub vault: Vault,
@@ -369,6 +371,7 @@ impl App {
 
         let state = AppState {
             shared: Arc::new(SharedState::new(db.clone(), redis, &config.redis_prefix)),
+            hasher: Hasher::new(config.hash_concurrency, config.hash_queue_wait),
             config: Arc::new(config),
             db,
             jwt,

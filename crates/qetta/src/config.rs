@@ -168,6 +168,10 @@ pub struct Config {
     pub log_format: LogFormat,
     pub login_max_failures: u32,
     pub login_lockout: Duration,
+    /// Password hashes computed at once (`QETTA_HASH_CONCURRENCY`, default: the number of cores).
+    pub hash_concurrency: usize,
+    /// How long a sign-in waits for a hashing slot before 503 `busy` (`QETTA_HASH_QUEUE_WAIT_MS`).
+    pub hash_queue_wait: Duration,
     /// `id:base64,…` (first is active); `None`: a generated key file under `data_dir` (embedded).
     pub encryption_keys: Option<SecretString>,
     pub tokens: TokenSettings,
@@ -362,6 +366,12 @@ impl Config {
             log_format,
             login_max_failures: parse_or(src, "QETTA_LOGIN_MAX_FAILURES", 5u32, "a whole number")?,
             login_lockout: Duration::from_secs(parse_or(src, "QETTA_LOGIN_LOCKOUT_SECS", 900u64, "a number of seconds")?),
+            hash_concurrency: match parse_or(src, "QETTA_HASH_CONCURRENCY", 0usize, "a whole number")? {
+                0 => crate::auth::hashing::default_concurrency(),
+                n if n <= 256 => n,
+                _ => return Err(ConfigError::invalid("QETTA_HASH_CONCURRENCY", "expected 1 to 256 (each hash holds 19 MiB)")),
+            },
+            hash_queue_wait: Duration::from_millis(parse_or(src, "QETTA_HASH_QUEUE_WAIT_MS", 2000u64, "a number of milliseconds")?.min(60_000)),
             encryption_keys: encryption_keys(src)?,
             tokens: TokenSettings {
                 // A request waits for another replica's refresh at most a third of its own time.

@@ -45,6 +45,9 @@ pub enum ApiError {
     /// The provider is disabled on this server (neither configured nor simulated).
     #[error("{0}")]
     ProviderNotConfigured(String),
+    /// Overloaded for a moment (e.g. every password-hashing slot taken): 503 `busy` with `Retry-After`.
+    #[error("{message}")]
+    Busy { message: String, retry_after_secs: u64 },
     /// Anything unexpected: logged in full, answered as an opaque 500.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -76,7 +79,7 @@ impl ApiError {
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::Unavailable(_) | Self::ProviderNotConfigured(_) | Self::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::ProviderNotConfigured(_) | Self::AuditUnavailable | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -96,8 +99,46 @@ impl ApiError {
             Self::Unavailable(_) => "unavailable",
             Self::ProviderNotConfigured(_) => "provider_not_configured",
             Self::AuditUnavailable => "audit_unavailable",
+            Self::Busy { .. } => "busy",
             Self::Internal(_) => "internal_error",
         }
+    }
+}
+
+impl From<crate::auth::hashing::HashError> for ApiError {
+    fn from(e: crate::auth::hashing::HashError) -> Self {
+        match e {
+            crate::auth::hashing::HashError::Busy => {
+                Self::Busy { message: "The service is busy checking other passwords; try again in a moment.".into(), retry_after_secs: 1 }
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<crate::auth::password::CredentialError> for ApiError {
+    fn from(e: crate::auth::password::CredentialError) -> Self {
+        use crate::auth::password::CredentialError;
+        let code = match e {
+            CredentialError::BadEmail | CredentialError::InvisibleCharacters | CredentialError::ReservedDomain => "invalid_email",
+            CredentialError::TooShort | CredentialError::TooLong | CredentialError::TooWeak | CredentialError::Common => "weak_password",
+        };
+        Self::invalid(code, e.to_string())
+    }
+}
+
+impl From<crate::auth::jwt::JwtError> for ApiError {
+    fn from(e: crate::auth::jwt::JwtError) -> Self {
+        use crate::auth::jwt::JwtError;
+        Self::Unauthorized(
+            match e {
+                JwtError::Expired => "Your session has expired; sign in again.",
+                JwtError::NotYetValid => "The token is not valid yet.",
+                JwtError::LifetimeTooLong => "The token's lifetime (exp - iat) is longer than this service allows.",
+                JwtError::Invalid => "The token is not valid.",
+            }
+            .into(),
+        )
     }
 }
 
@@ -114,7 +155,7 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let retry_after = match &self {
-            Self::TooManyRequests { retry_after_secs, .. } => Some(*retry_after_secs),
+            Self::TooManyRequests { retry_after_secs, .. } | Self::Busy { retry_after_secs, .. } => Some(*retry_after_secs),
             _ => None,
         };
         let mut response = error_response(status, self.code(), &self.to_string(), provider_code.as_deref());

@@ -183,6 +183,32 @@ impl SharedState {
         }
     }
 
+    /// Takes back one hit of `key` counted at `now` (same window), e.g. an attempt that turned
+    /// out not to count. Never goes below zero, never creates a key.
+    pub async fn undo(&self, key: &str, window_secs: i64, now: i64) -> Result<(), SharedError> {
+        let window = now / window_secs;
+        match &self.redis {
+            None => {
+                let mut map = self.counters.lock().expect("counters");
+                if let Some(e) = map.get_mut(key) {
+                    if e.0 == window && e.1 > 0 {
+                        e.1 -= 1;
+                    }
+                }
+                Ok(())
+            }
+            Some(r) => {
+                static UNDO: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+                let script = UNDO.get_or_init(|| {
+                    redis::Script::new("local n = tonumber(redis.call('GET', KEYS[1]) or '0') if n > 0 then return redis.call('DECR', KEYS[1]) end return 0")
+                });
+                let mut c = r.clone();
+                let _: i64 = script.key(self.counter_key(key, window)).invoke_async(&mut c).await?;
+                Ok(())
+            }
+        }
+    }
+
     /// The current count of `key` without counting.
     pub async fn count(&self, key: &str, window_secs: i64, now: i64) -> Result<(i64, i64), SharedError> {
         let window = now / window_secs;

@@ -2,12 +2,13 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use secrecy::ExposeSecret;
-use subtle::ConstantTimeEq;
+use axum::extract::ConnectInfo;
+use std::net::SocketAddr;
 
-use super::jwt::JwtError;
+use super::service_key;
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::store::users;
 
 pub const SERVICE_KEY_HEADER: &str = "x-qetta-service-key";
 
@@ -36,16 +37,16 @@ impl FromRequestParts<AppState> for AuthUser {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::Unauthorized("The Authorization header must be: Bearer <token>.".into()))?;
-        let claims = state.jwt.verify(token).map_err(|e| match e {
-            JwtError::Expired => ApiError::Unauthorized("Your session has expired; sign in again.".into()),
-            JwtError::Invalid => ApiError::Unauthorized("The token is not valid.".into()),
-        })?;
+        let claims = state.jwt.verify_with_clock(token, state.clock.now())?;
+        // A deleted account's tokens are all refused (one primary-key lookup).
+        if users::is_deleted(&state.db, &claims.sub).await? {
+            return Err(ApiError::Unauthorized("This account has been deleted.".into()));
+        }
         let is_backend = match (&state.config.service_key, parts.headers.get(SERVICE_KEY_HEADER)) {
             (Some(expected), Some(given)) => {
-                let ok: bool = given.as_bytes().ct_eq(expected.expose_secret().as_bytes()).into();
-                if !ok {
-                    return Err(ApiError::Unauthorized("The service key is not valid.".into()));
-                }
+                let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+                let path = parts.extensions.get::<axum::extract::OriginalUri>().map(|u| u.0.path().to_string()).unwrap_or_else(|| parts.uri.path().to_string());
+                service_key::check(state, expected, given, ip, &claims.sub, &path).await?;
                 true
             }
             _ => false,

@@ -1,5 +1,8 @@
 //! HS256 JWTs: issued by `/api/v1/auth/*`, or minted by the app's own backend with the same
-//! secret. Claims: `sub` (user id), `iss`, `aud`, `iat`, `exp`, optional `email`.
+//! secret. Claims: `sub` (user id), `iss`, `aud`, `iat`, `exp`, optional `nbf` and `email`.
+//! A token is refused before its `nbf`, after its `exp`, when it claims to be issued in the future,
+//! and when its lifetime `exp - iat` exceeds `QETTA_JWT_TTL_SECS` (so a backend cannot mint
+//! year-long tokens). Each check allows [`LEEWAY_SECS`] of clock skew.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -12,8 +15,13 @@ pub struct Claims {
     pub iat: i64,
     pub exp: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
 }
+
+/// Clock skew allowed on `exp`, `nbf`, `iat` and the lifetime.
+pub const LEEWAY_SECS: i64 = 5;
 
 #[derive(Clone)]
 pub struct JwtKeys {
@@ -28,6 +36,10 @@ pub struct JwtKeys {
 pub enum JwtError {
     #[error("the token has expired")]
     Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token lives longer than allowed")]
+    LifetimeTooLong,
     #[error("the token is not valid")]
     Invalid,
 }
@@ -51,6 +63,7 @@ impl JwtKeys {
             aud: self.audience.clone(),
             iat: now,
             exp,
+            nbf: None,
             email: email.map(str::to_string),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).expect("HS256 encoding cannot fail");
@@ -58,19 +71,45 @@ impl JwtKeys {
     }
 
     /// Only HS256 is accepted (so `alg: none` and key-confusion tokens fail), with a valid
-    /// signature, issuer, audience and expiry.
+    /// signature, issuer, audience, `exp`, `nbf` and `iat`, and a lifetime within the TTL.
     pub fn verify(&self, token: &str) -> Result<Claims, JwtError> {
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        self.verify_at(token, now, now)
+    }
+
+    /// [`verify`](Self::verify) with the service's clock as well as the system's (they are the
+    /// same in production; tests move the service clock): a token counts as expired only when
+    /// it is by both, and as not yet valid only when it is by both.
+    pub fn verify_with_clock(&self, token: &str, service_now: i64) -> Result<Claims, JwtError> {
+        let system_now = jsonwebtoken::get_current_timestamp() as i64;
+        self.verify_at(token, service_now.min(system_now), service_now.max(system_now))
+    }
+
+    fn verify_at(&self, token: &str, earliest_now: i64, latest_now: i64) -> Result<Claims, JwtError> {
         let mut v = Validation::new(Algorithm::HS256);
         v.set_issuer(&[&self.issuer]);
         v.set_audience(&[&self.audience]);
         v.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
-        v.leeway = 5;
-        match jsonwebtoken::decode::<Claims>(token, &self.decoding, &v) {
-            Ok(data) if !data.claims.sub.is_empty() && data.claims.sub.len() <= 128 => Ok(data.claims),
-            Ok(_) => Err(JwtError::Invalid),
-            Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => Err(JwtError::Expired),
-            Err(_) => Err(JwtError::Invalid),
+        // Time checks are done below, with one leeway for all of them.
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        let claims = match jsonwebtoken::decode::<Claims>(token, &self.decoding, &v) {
+            Ok(data) => data.claims,
+            Err(_) => return Err(JwtError::Invalid),
+        };
+        if claims.sub.is_empty() || claims.sub.len() > 128 {
+            return Err(JwtError::Invalid);
         }
+        if claims.exp + LEEWAY_SECS <= earliest_now {
+            return Err(JwtError::Expired);
+        }
+        if claims.nbf.is_some_and(|nbf| nbf > latest_now + LEEWAY_SECS) || claims.iat > latest_now + LEEWAY_SECS {
+            return Err(JwtError::NotYetValid);
+        }
+        if claims.exp - claims.iat > self.ttl_secs + LEEWAY_SECS {
+            return Err(JwtError::LifetimeTooLong);
+        }
+        Ok(claims)
     }
 }
 
@@ -94,5 +133,34 @@ mod tests {
         assert!(matches!(other.verify(&t), Err(JwtError::Invalid)));
         let wrong_aud = JwtKeys::new(b"0123456789abcdef0123456789abcdef", "qetta-connect", "elsewhere", 3600);
         assert!(matches!(wrong_aud.verify(&t), Err(JwtError::Invalid)));
+    }
+
+    fn minted(claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef")).unwrap()
+    }
+
+    #[test]
+    fn nbf_iat_and_lifetime() {
+        let k = keys();
+        let now = 1_800_000_000;
+        let c = |iat: i64, exp: i64, nbf: Option<i64>| {
+            let mut v = serde_json::json!({"sub": "u1", "iss": "qetta-connect", "aud": "qetta", "iat": iat, "exp": exp});
+            if let Some(n) = nbf {
+                v["nbf"] = n.into();
+            }
+            minted(v)
+        };
+        assert!(k.verify_at(&c(now, now + 3600, None), now, now).is_ok());
+        assert!(k.verify_at(&c(now, now + 3600, Some(now)), now, now).is_ok());
+        assert!(k.verify_at(&c(now, now + 3600, Some(now + 3)), now, now).is_ok(), "within the leeway");
+        assert!(matches!(k.verify_at(&c(now, now + 3600, Some(now + 60)), now, now), Err(JwtError::NotYetValid)));
+        assert!(matches!(k.verify_at(&c(now + 600, now + 3600, None), now, now), Err(JwtError::NotYetValid)));
+        assert!(matches!(k.verify_at(&c(now, now + 365 * 86400, None), now, now), Err(JwtError::LifetimeTooLong)));
+        assert!(matches!(k.verify_at(&c(now, now + 3600 + 6, None), now, now), Err(JwtError::LifetimeTooLong)));
+        assert!(k.verify_at(&c(now, now + 3600 + 5, None), now, now).is_ok());
+        assert!(matches!(k.verify_at(&c(now - 7200, now - 3600, None), now, now), Err(JwtError::Expired)));
+        // iat is required.
+        let no_iat = minted(serde_json::json!({"sub": "u1", "iss": "qetta-connect", "aud": "qetta", "exp": now + 60}));
+        assert!(matches!(k.verify_at(&no_iat, now, now), Err(JwtError::Invalid)));
     }
 }

@@ -1,4 +1,4 @@
-//! `POST /api/v1/auth/register` and `POST /api/v1/auth/login`.
+//! `POST /api/v1/auth/register`, `POST /api/v1/auth/login` and `DELETE /api/v1/auth/me`.
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use super::json::ApiJson;
 use crate::app::AppState;
-use crate::auth::password::{self, CredentialError};
+use crate::auth::{account, lockout, password, AuthUser};
 use crate::error::ApiError;
 use crate::store::users::{self, User};
 
@@ -19,14 +19,9 @@ pub struct Credentials {
     password: String,
 }
 
-impl From<CredentialError> for ApiError {
-    fn from(e: CredentialError) -> Self {
-        let code = match e {
-            CredentialError::BadEmail => "invalid_email",
-            _ => "weak_password",
-        };
-        ApiError::invalid(code, e.to_string())
-    }
+#[derive(Deserialize)]
+pub struct DeleteAccount {
+    password: Option<String>,
 }
 
 fn session(state: &AppState, user: &User) -> Value {
@@ -39,16 +34,10 @@ fn session(state: &AppState, user: &User) -> Value {
     })
 }
 
-/// Hashing is CPU-heavy: keep it off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)
-}
-
 pub async fn register(State(state): State<AppState>, ApiJson(body): ApiJson<Credentials>) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let email = password::normalize_email(&body.email)?;
+    let email = password::registrable_email(&body.email)?;
     password::check_policy(&body.password, &email)?;
-    let pw = body.password;
-    let hash = blocking(move || password::hash(&pw)).await?.map_err(|e| ApiError::internal(anyhow::anyhow!("argon2: {e}")))?;
+    let hash = state.hasher.hash(body.password).await?;
     let user = users::create(&state.db, &email, &hash, state.clock.now()).await.map_err(|e| match e {
         crate::store::StoreError::Conflict(_) => ApiError::conflict("email_taken", "An account with this email already exists; sign in instead."),
         other => other.into(),
@@ -57,43 +46,69 @@ pub async fn register(State(state): State<AppState>, ApiJson(body): ApiJson<Cred
     Ok((StatusCode::CREATED, Json(session(&state, &user))))
 }
 
+/// Checks `password` against `user` (`None`: no such account, still one hash) for an attempt
+/// already counted. `Ok(true)`: the right password of an existing account.
+async fn check_counted(state: &AppState, attempt: lockout::Attempt<'_>, user: Option<&User>, password: String) -> Result<bool, ApiError> {
+    match state.hasher.verify(password, user.map(|u| u.password_hash.clone())).await {
+        Ok(true) if user.is_some() => {
+            attempt.succeeded().await;
+            Ok(true)
+        }
+        Ok(_) => {
+            attempt.failed();
+            Ok(false)
+        }
+        Err(e) => {
+            attempt.not_checked().await;
+            Err(e.into())
+        }
+    }
+}
+
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Json<Value>, ApiError> {
-    let now = state.clock.now();
     // An email that cannot be valid cannot have an account; answer like any wrong login.
     let email = password::normalize_email(&body.email).unwrap_or_default();
-    // Failed sign-ins are counted per email and per client IP (which may be shared by many
-    // users, so it gets four times the allowance), in shared counters when Redis is set.
-    let window = state.config.login_lockout.as_secs().max(1) as i64;
-    let max = state.config.login_max_failures as i64;
-    let keys = [(format!("login-fail:email:{email}"), max), (format!("login-fail:ip:{}", peer.ip()), max * 4)];
-    for (key, limit) in &keys {
-        let (failures, reset_in) = state.shared.count(key, window, now).await?;
-        if failures >= *limit {
-            return Err(ApiError::TooManyRequests {
-                code: "too_many_attempts",
-                message: "Too many failed sign-in attempts; try again later.".into(),
-                retry_after_secs: reset_in as u64,
-            });
+    // Counted before anything is looked up or checked.
+    let attempt = lockout::begin(&state, &email, peer.ip()).await?;
+    let user = match if email.is_empty() { Ok(None) } else { users::find_by_email(&state.db, &email).await } {
+        Ok(u) => u,
+        Err(e) => {
+            attempt.not_checked().await;
+            return Err(e.into());
+        }
+    };
+    match (check_counted(&state, attempt, user.as_ref(), body.password).await?, user) {
+        (true, Some(user)) => Ok(Json(session(&state, &user))),
+        _ => Err(ApiError::Unauthorized("The email or password is wrong.".into())),
+    }
+}
+
+/// Deletes the caller's account. A registered user confirms with their password; the app's
+/// backend (right `x-qetta-service-key`) needs none.
+pub async fn delete_me(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    user: AuthUser,
+    body: Option<ApiJson<DeleteAccount>>,
+) -> Result<Json<Value>, ApiError> {
+    let given = body.and_then(|ApiJson(b)| b.password);
+    if !user.is_backend {
+        let registered = users::find_by_id(&state.db, &user.id).await?.filter(User::has_password);
+        let Some(registered) = registered else {
+            return Err(ApiError::Forbidden("This account was created by your app's backend: delete it through the backend (with x-qetta-service-key).".into()));
+        };
+        let Some(pw) = given else {
+            return Err(ApiError::invalid("password_required", "Confirm the deletion with your password: {\"password\": \"...\"}."));
+        };
+        let attempt = lockout::begin(&state, &registered.email, peer.ip()).await?;
+        if !check_counted(&state, attempt, Some(&registered), pw).await? {
+            return Err(ApiError::Forbidden("The password is wrong.".into()));
         }
     }
-    let user = if email.is_empty() { None } else { users::find_by_email(&state.db, &email).await? };
-    let stored = user.as_ref().map(|u| u.password_hash.clone());
-    let pw = body.password;
-    let ok = blocking(move || password::verify(&pw, stored.as_deref())).await?;
-    match (ok, user) {
-        (true, Some(user)) => {
-            state.shared.clear(&keys[0].0, window, now).await?;
-            Ok(Json(session(&state, &user)))
-        }
-        _ => {
-            for (key, _) in &keys {
-                state.shared.hit(key, window, now).await?;
-            }
-            Err(ApiError::Unauthorized("The email or password is wrong.".into()))
-        }
-    }
+    let removed = account::delete(&state, &user.id, user.is_backend, Some(peer.ip().to_string())).await?;
+    Ok(Json(json!({"deleted": true, "user_id": user.id, "removed": removed})))
 }

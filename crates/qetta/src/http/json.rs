@@ -38,3 +38,23 @@ fn describe_data_error(text: &str) -> String {
     let detail = text.split_once(": ").map(|(_, d)| d).unwrap_or(text);
     format!("The request body has the wrong shape: {detail}.")
 }
+
+/// `Option<ApiJson<T>>`: `None` for a request without a body (no content type, no length).
+impl<T, S> axum::extract::OptionalFromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
+        let headers = req.headers();
+        let no_type = !headers.contains_key(axum::http::header::CONTENT_TYPE);
+        let no_length = headers.get(axum::http::header::CONTENT_LENGTH).is_none_or(|l| l.as_bytes() == b"0");
+        let chunked = headers.contains_key(axum::http::header::TRANSFER_ENCODING);
+        if no_type && no_length && !chunked {
+            return Ok(None);
+        }
+        <Self as FromRequest<S>>::from_request(req, state).await.map(Some)
+    }
+}

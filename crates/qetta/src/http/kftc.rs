@@ -651,13 +651,11 @@ fn transaction_json(t: &model::TransactionItem) -> Result<Value, ApiError> {
 // ---------------------------------------------------------------------------------------------
 // disconnect
 
-pub async fn disconnect(State(state): State<AppState>, user: AuthUser, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Result<Json<Value>, ApiError> {
-    let Some(conn) = connections::get(&state.db, &user.id, PROVIDER).await? else {
-        return Err(TokenError::NotConnected.into());
-    };
-    // Best effort: tell KFTC to unlink; the local tokens go whatever it answers.
-    let unlink = match (&conn.access_token, &conn.provider_user_id) {
-        (Some(blob), Some(seq)) => match state.vault.open_string(blob, crate::tokens::aad(&conn, "access_token")) {
+/// Best effort: tells KFTC to unlink the user (the caller forgets the local tokens whatever it
+/// answers). Returns what happened, for the answer and the audit log.
+pub(crate) async fn unlink(state: &AppState, conn: &Connection) -> Value {
+    match (&conn.access_token, &conn.provider_user_id) {
+        (Some(blob), Some(seq)) => match state.vault.open_string(blob, crate::tokens::aad(conn, "access_token")) {
             // Disconnecting works while KFTC is disabled: the local tokens go all the same.
             Ok(token) => match state.kftc() {
                 Ok(kftc) => match kftc.unlink(&token, seq).await {
@@ -669,7 +667,14 @@ pub async fn disconnect(State(state): State<AppState>, user: AuthUser, ConnectIn
             Err(e) => json!({"ok": false, "error": e.to_string()}),
         },
         _ => json!({"ok": false, "error": "no token to unlink with"}),
+    }
+}
+
+pub async fn disconnect(State(state): State<AppState>, user: AuthUser, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Result<Json<Value>, ApiError> {
+    let Some(conn) = connections::get(&state.db, &user.id, PROVIDER).await? else {
+        return Err(TokenError::NotConnected.into());
     };
+    let unlink = unlink(&state, &conn).await;
     // The tokens go together with the entry that records it, or not at all (503, try again; a
     // second unlink at KFTC is harmless).
     let entry = audit_entry(&user.id, Some(&conn.id), "disconnect", "ok", Some(peer.ip().to_string()), json!({"unlink": unlink}));

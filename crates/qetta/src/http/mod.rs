@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/auth/register", post(auth_routes::register))
         .route("/auth/login", post(auth_routes::login))
+        .route("/auth/me", delete(auth_routes::delete_me))
         .route("/openapi.json", get(openapi))
         .route("/oauth/status", get(oauth_status::status))
         .route("/oauth/audit", get(audit_routes::list))

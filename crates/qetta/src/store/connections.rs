@@ -75,13 +75,15 @@ pub async fn read_by_id<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, 
     Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM connections WHERE id = $1{lock}")).bind(id).fetch_optional(ex).await?)
 }
 
-/// Creates the connection row for (user, provider) if it does not exist, without tokens, and
-/// returns its id. Tokens are then written with [`write_tokens`], so that their ciphertexts can
+/// Creates the connection row for (user, provider) if it does not exist (and the user is not a
+/// deleted account: [`StoreError::NotFound`] then), without tokens, and returns its id. Tokens are then written with [`write_tokens`], so that their ciphertexts can
 /// be bound to the row id.
 pub async fn ensure(db: &Db, user_id: &str, provider: &str, now: i64) -> Result<Connection, StoreError> {
     sqlx::query(
         "INSERT INTO connections (id, user_id, provider, status, metadata, version, created_at, updated_at) \
-         VALUES ($1, $2, $3, 'needs_reauth', '{}', 0, $4, $4) ON CONFLICT (user_id, provider) DO NOTHING",
+         SELECT $1, $2, $3, 'needs_reauth', '{}', 0, $4, $4 \
+         WHERE NOT EXISTS (SELECT 1 FROM users WHERE id = $2 AND deleted_at IS NOT NULL) \
+         ON CONFLICT (user_id, provider) DO NOTHING",
     )
     .bind(uuid::Uuid::new_v4().to_string())
     .bind(user_id)

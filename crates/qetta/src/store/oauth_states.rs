@@ -57,3 +57,8 @@ pub async fn purge_expired(db: &Db, now: i64) -> Result<u64, StoreError> {
     let done = sqlx::query("DELETE FROM oauth_states WHERE expires_at < $1").bind(now - 86400).execute(db.pool()).await?;
     Ok(done.rows_affected())
 }
+
+/// Forgets every pending state of a user (account deletion).
+pub async fn delete_for_user(db: &Db, user_id: &str) -> Result<u64, StoreError> {
+    Ok(sqlx::query("DELETE FROM oauth_states WHERE user_id = $1").bind(user_id).execute(db.pool()).await?.rows_affected())
+}
