@@ -352,7 +352,7 @@ impl Flow {
         };
         let body = format!(
             "<!DOCTYPE html><html lang=\"ko\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-             <title>연결 확인 · Confirm the connection</title><link rel=\"stylesheet\" href=\"/static/app.css\"></head><body>\
+             <title>연결 확인 · Confirm the connection</title><link rel=\"stylesheet\" href=\"/static/app.css\"><link rel=\"icon\" href=\"/static/favicon.svg\" type=\"image/svg+xml\"></head><body>\
              <main id=\"launch-confirm\" class=\"narrow\" data-provider=\"{provider}\" data-account=\"{label_attr}\">\
              <h1>연결할 계정 확인 <span lang=\"en\">· Confirm the connection</span></h1>\
              <section class=\"card\">\
@@ -419,7 +419,7 @@ impl Flow {
         let ko = message_ko.map(|m| format!("<p>{}</p>", text(m))).unwrap_or_default();
         let body = format!(
             "<!DOCTYPE html><html lang=\"ko\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-             <title>{title}</title><link rel=\"stylesheet\" href=\"/static/app.css\"></head><body>\
+             <title>{title}</title><link rel=\"stylesheet\" href=\"/static/app.css\"><link rel=\"icon\" href=\"/static/favicon.svg\" type=\"image/svg+xml\"></head><body>\
              <main id=\"result\" class=\"callback\" data-provider=\"{provider}\" data-ok=\"{ok}\" data-code=\"{code_attr}\" data-message=\"{msg_attr}\">\
              <h1>{title}</h1>{ko}<p lang=\"en\">{msg_text}</p><p class=\"request-id\">request id: {rid}</p>\
              <p><a href=\"/oauth\">Qetta Connect</a></p></main>\
