@@ -213,7 +213,7 @@ impl Flow {
         if self.is_initiator(headers, &pending) {
             return self.bind_and_redirect(state, &pending, ip, "bound").await;
         }
-        self.confirmation_page(state, headers, &pending, ip).await
+        self.confirmation_page(state, headers, &pending).await
     }
 
     /// `POST {base_path}/launch`: the confirmation page's form.
@@ -246,7 +246,8 @@ impl Flow {
                 if let Err(e) = state.shared.consume_state(&pending.state, state.clock.now()).await {
                     return ApiError::from(e).into_response();
                 }
-                self.audit(state, &pending.user_id, "launch", "cancelled", ip, json!({})).await;
+                // As for the confirmation page: not the opener's address.
+                self.audit(state, &pending.user_id, "launch", "cancelled", None, json!({})).await;
                 self.page(
                     StatusCode::OK,
                     false,
@@ -333,7 +334,7 @@ impl Flow {
         resp
     }
 
-    async fn confirmation_page(&self, state: &AppState, headers: &HeaderMap, pending: &OAuthState, ip: Option<String>) -> Response {
+    async fn confirmation_page(&self, state: &AppState, headers: &HeaderMap, pending: &OAuthState) -> Response {
         let user = match users::find_by_id(&state.db, &pending.user_id).await {
             Ok(Some(u)) => u,
             Ok(None) => return self.refusal(FlowError::StateUnknown),
@@ -342,7 +343,9 @@ impl Flow {
         let label = AccountLabel::of(&user.id, &user.email);
         let csrf_secret = cookie_values(headers, &self.csrf_cookie()).find(|v| well_formed_secret(v)).unwrap_or_else(new_secret);
         let token = csrf_token(&csrf_secret, self.provider, &pending.state);
-        self.audit(state, &pending.user_id, "launch", "confirmation_shown", ip, json!({})).await;
+        // Whoever opened the link may not be the account's owner (that is the point of the page):
+        // their address is not written into the owner's audit log, which the owner can read.
+        self.audit(state, &pending.user_id, "launch", "confirmation_shown", None, json!({})).await;
 
         let attr = |s: &str| html_escape::encode_double_quoted_attribute(s).to_string();
         let text = |s: &str| html_escape::encode_text(s).to_string();

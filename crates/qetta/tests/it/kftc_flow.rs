@@ -513,6 +513,10 @@ async fn foreign_launch_link_shows_confirmation(backend: Backend) {
     let audit: Value = app.get("/api/v1/oauth/audit", Some(&mallory)).await.json().await.unwrap();
     let launches: Vec<&str> = audit["entries"].as_array().unwrap().iter().filter(|e| e["action"] == "launch").map(|e| e["outcome"].as_str().unwrap()).collect();
     assert!(launches.contains(&"confirmation_shown") && launches.contains(&"bound"), "{launches:?}");
+    // The address of whoever opened Mallory's link is not shown to Mallory.
+    for e in audit["entries"].as_array().unwrap().iter().filter(|e| e["outcome"] == "confirmation_shown") {
+        assert!(e["ip"].is_null(), "{e}");
+    }
 }
 
 async fn confirmation_refuses_forgeries(backend: Backend) {
