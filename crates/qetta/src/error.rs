@@ -20,6 +20,10 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// Refused with a specific code (a failed CSRF or origin check, a flow opened in the wrong
+    /// browser).
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
     #[error("{0}")]
     NotFound(String),
     #[error("{message}")]
@@ -71,7 +75,7 @@ impl ApiError {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::Refused { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -88,6 +92,7 @@ impl ApiError {
         match self {
             Self::BadRequest { code, .. }
             | Self::Conflict { code, .. }
+            | Self::Refused { code, .. }
             | Self::Invalid { code, .. }
             | Self::TooManyRequests { code, .. }
             | Self::Upstream { code, .. } => code,
@@ -163,6 +168,18 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         response
+    }
+}
+
+impl From<crate::http::oauth_flow::FlowError> for ApiError {
+    fn from(e: crate::http::oauth_flow::FlowError) -> Self {
+        use crate::http::oauth_flow::FlowError as F;
+        let message = e.to_string();
+        match e {
+            F::StateMissing | F::StateInvalid | F::StateUnknown | F::StateExpired | F::ActionInvalid => Self::BadRequest { code: e.code(), message },
+            F::CrossSite | F::CsrfInvalid | F::BrowserMismatch => Self::Refused { code: e.code(), message },
+            F::StateAlreadyUsed | F::StateReplayed => Self::Conflict { code: e.code(), message },
+        }
     }
 }
 

@@ -80,6 +80,7 @@ impl SharedState {
                     ("user_id", s.user_id.clone()),
                     ("provider", s.provider.clone()),
                     ("redirect_to", s.redirect_to.clone().unwrap_or_default()),
+                    ("initiator_hash", s.initiator_hash.clone().unwrap_or_default()),
                     ("created_at", s.created_at.to_string()),
                     ("expires_at", s.expires_at.to_string()),
                 ];
@@ -119,7 +120,7 @@ impl SharedState {
     pub async fn peek_state(&self, state: &str) -> Result<Option<OAuthState>, SharedError> {
         match &self.redis {
             None => Ok(sqlx::query_as(
-                "SELECT state, user_id, provider, redirect_to, browser_binding, created_at, expires_at, consumed_at FROM oauth_states WHERE state = $1",
+                "SELECT state, user_id, provider, redirect_to, browser_binding, initiator_hash, created_at, expires_at, consumed_at FROM oauth_states WHERE state = $1",
             )
             .bind(state)
             .fetch_optional(self.db.pool())
@@ -249,6 +250,7 @@ fn from_hash(state: &str, map: &HashMap<String, String>) -> Option<OAuthState> {
         provider: map.get("provider")?.clone(),
         redirect_to: map.get("redirect_to").filter(|s| !s.is_empty()).cloned(),
         browser_binding: map.get("binding").cloned(),
+        initiator_hash: map.get("initiator_hash").filter(|s| !s.is_empty()).cloned(),
         created_at: map.get("created_at")?.parse().ok()?,
         expires_at: map.get("expires_at")?.parse().ok()?,
         consumed_at: map.get("consumed_at").and_then(|v| v.parse().ok()),

@@ -95,8 +95,21 @@ pub async fn run(base: &str, sandbox_user: &str) -> Result<(), SmokeFailed> {
         .step("KFTC connect through the sandbox", async {
             let auth = s.expect(M::GET, "/api/v1/oauth/kftc/authorize", None, 200).await?;
             let launch = auth["authorize_url"].as_str().ok_or("no authorize_url")?.to_string();
-            let r = s.client.get(&launch).send().await.map_err(|e| e.to_string())?;
-            let consent = r.headers().get("location").and_then(|l| l.to_str().ok()).ok_or("launch did not redirect")?.to_string();
+            let mut r = s.client.get(&launch).send().await.map_err(|e| e.to_string())?;
+            if r.status() == 200 {
+                // The confirmation page: the launch URL is on another host than --url, so the
+                // initiator cookie of authorize did not go with it. Confirm, as a person would.
+                let page = r.text().await.map_err(|e| e.to_string())?;
+                let form = ConfirmationForm::parse(&page).ok_or("launch answered 200 without a confirmation form")?;
+                r = s
+                    .client
+                    .post(&form.action)
+                    .form(&[("state", form.state.as_str()), ("csrf_token", form.csrf_token.as_str()), ("action", "confirm")])
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            let consent = r.headers().get("location").and_then(|l| l.to_str().ok()).ok_or_else(|| format!("launch did not redirect (HTTP {})", r.status()))?.to_string();
             let r = s.client.get(format!("{consent}&sandbox_user={sandbox_user}&sandbox_consent=approve")).send().await.map_err(|e| e.to_string())?;
             let callback = r.headers().get("location").and_then(|l| l.to_str().ok()).ok_or("consent did not redirect")?.to_string();
             let page = s.client.get(&callback).send().await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())?;
@@ -110,4 +123,25 @@ pub async fn run(base: &str, sandbox_user: &str) -> Result<(), SmokeFailed> {
     s.step("KFTC balance", s.expect(M::GET, &format!("/api/v1/oauth/kftc/balance/{fin}"), None, 200)).await?;
     s.step("KFTC disconnect", s.expect(M::DELETE, "/api/v1/oauth/kftc/disconnect", None, 200)).await?;
     Ok(())
+}
+
+/// The launch confirmation page's form (see `http::oauth_flow`).
+struct ConfirmationForm {
+    action: String,
+    state: String,
+    csrf_token: String,
+}
+
+impl ConfirmationForm {
+    fn parse(page: &str) -> Option<Self> {
+        if !page.contains("id=\"launch-confirm\"") {
+            return None;
+        }
+        let attr = |after: &str| -> Option<String> {
+            let (_, rest) = page.split_once(after)?;
+            let (value, _) = rest.split_once('"')?;
+            Some(html_escape::decode_html_entities(value).into_owned())
+        };
+        Some(Self { action: attr("<form method=\"post\" action=\"")?, state: attr("name=\"state\" value=\"")?, csrf_token: attr("name=\"csrf_token\" value=\"")? })
+    }
 }

@@ -1,21 +1,22 @@
 //! `/api/v1/oauth/kftc/*`: connect a user's bank accounts through KFTC OpenBanking, read them,
 //! disconnect.
 //!
-//! The connect flow: `authorize` (JWT) stores a single-use state and returns a `launch` URL on
-//! this service; `launch` (in the user's browser) binds the state to that browser with a
-//! short-lived HttpOnly cookie and redirects to KFTC's consent page; KFTC redirects to
-//! `callback`, which checks the state and the cookie before anything else, exchanges the code,
-//! stores the tokens encrypted and the user's accounts, and reports to the opener window.
+//! The connect flow ([`FLOW`], see `oauth_flow` for the provider-neutral part and why):
+//! `authorize` (JWT) stores a single-use state, sets the initiator cookie and returns a `launch`
+//! URL on this service; `launch` sends the browser that started the flow straight to KFTC's
+//! consent page (binding the state to it), and shows any other browser a confirmation page naming
+//! the Qetta account, whose form (`POST launch`) binds and redirects; KFTC redirects to
+//! `callback`, which checks the state and the binding cookie before anything else, exchanges the
+//! code, stores the tokens encrypted and the user's accounts, and reports to the opener window.
 
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::extract::rejection::FormRejection;
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use base64::Engine;
 use chrono::{Datelike, NaiveDate, TimeZone};
 use chrono_tz::Asia::Seoul;
-use rand::distributions::{Alphanumeric, DistString};
-use rand::RngCore;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -26,11 +27,11 @@ use super::json::ApiJson;
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
+use crate::http::oauth_flow::{ConfirmForm, Flow};
 use crate::http::rfc3339;
 use crate::providers::kftc::client::TransactionQuery;
 use crate::providers::kftc::model::{self, AccountItem};
 use crate::providers::kftc::KftcError;
-use crate::shared_state::Consumed;
 use crate::store::connections::{self, Connection};
 use crate::store::oauth_states::OAuthState;
 use crate::store::{audit, users};
@@ -38,8 +39,6 @@ use crate::tokens::{AccessToken, TokenError};
 
 pub const PROVIDER: &str = "kftc";
 const STATE_TTL_SECS: i64 = 600;
-const BIND_COOKIE: &str = "qetta_kftc_bind";
-const COOKIE_PATH: &str = "/api/v1/oauth/kftc";
 /// KFTC returns at most 25 records per page (SPEC A11.2).
 const KFTC_PAGE: usize = 25;
 const MAX_LIMIT: usize = 100;
@@ -79,14 +78,43 @@ pub(crate) async fn audit(state: &AppState, user_id: &str, connection_id: Option
 }
 
 // ---------------------------------------------------------------------------------------------
-// authorize → launch → callback
+// authorize → launch (→ confirm) → callback: the provider-neutral part is `oauth_flow`.
+
+/// KFTC's browser connect flow.
+pub const FLOW: Flow = Flow {
+    provider: PROVIDER,
+    base_path: "/api/v1/oauth/kftc",
+    name_en: "KFTC Open Banking (your bank accounts)",
+    name_ko: "금융결제원 오픈뱅킹(은행 계좌)",
+    state_ttl_secs: STATE_TTL_SECS,
+    consent_url,
+};
+
+/// KFTC's consent page for a state (`redirect_to` holds the auth_type).
+fn consent_url(state: &AppState, pending: &OAuthState) -> Result<String, ApiError> {
+    let auth_type: u8 = pending.redirect_to.as_deref().and_then(|a| a.parse().ok()).unwrap_or(0);
+    let target = state.kftc()?.authorize_url(&pending.state, &state.kftc_settings.scope, auth_type);
+    // The real KFTC page lives on another host; the embedded sandbox is served to browsers at
+    // the public URL even though the service calls it over loopback.
+    Ok(if state.kftc_settings.sandbox {
+        target.replacen(&state.kftc_settings.api_base, &state.kftc_settings.authorize_base, 1)
+    } else {
+        target
+    })
+}
 
 #[derive(Deserialize)]
 pub struct AuthorizeQuery {
     redirect: Option<String>,
 }
 
-pub async fn authorize(State(state): State<AppState>, user: AuthUser, Query(q): Query<AuthorizeQuery>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Result<Response, ApiError> {
+pub async fn authorize(
+    State(state): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    Query(q): Query<AuthorizeQuery>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Result<Response, ApiError> {
     let now = state.clock.now();
     // A JWT minted by the app's backend may name a user this service has not seen yet.
     users::ensure_external(&state.db, &user.id, now).await?;
@@ -95,26 +123,15 @@ pub async fn authorize(State(state): State<AppState>, user: AuthUser, Query(q): 
         Some(c) if c.access_token.is_some() => 1,
         _ => 0,
     };
-    let s = Alphanumeric.sample_string(&mut rand::rngs::OsRng, 32);
-    state
-        .shared
-        .put_state(&OAuthState {
-            state: s.clone(),
-            user_id: user.id.clone(),
-            provider: PROVIDER.into(),
-            redirect_to: Some(auth_type.to_string()),
-            browser_binding: None,
-            created_at: now,
-            expires_at: now + STATE_TTL_SECS,
-            consumed_at: None,
-        })
-        .await?;
+    let started = FLOW.start(&state, &headers, &user.id, Some(auth_type.to_string())).await?;
     audit(&state, &user.id, existing.as_ref().map(|c| c.id.as_str()), "authorize", "started", Some(peer.ip().to_string()), json!({"auth_type": auth_type})).await;
-    let url = format!("{}/api/v1/oauth/kftc/launch?state={s}", state.config.public_url);
-    if matches!(q.redirect.as_deref(), Some("1") | Some("true")) {
-        return Ok(Redirect::to(&url).into_response());
-    }
-    Ok(Json(json!({ "authorize_url": url, "expires_at": rfc3339(now + STATE_TTL_SECS), "auth_type": auth_type })).into_response())
+    let mut resp = if matches!(q.redirect.as_deref(), Some("1") | Some("true")) {
+        Redirect::to(&started.launch_url).into_response()
+    } else {
+        Json(json!({ "authorize_url": started.launch_url, "expires_at": rfc3339(started.expires_at), "auth_type": auth_type })).into_response()
+    };
+    started.attach(&mut resp);
+    Ok(resp)
 }
 
 #[derive(Deserialize)]
@@ -122,46 +139,15 @@ pub struct LaunchQuery {
     state: Option<String>,
 }
 
-/// Binds the state to this browser and sends it on to KFTC's consent page.
-pub async fn launch(State(state): State<AppState>, Query(q): Query<LaunchQuery>) -> Response {
-    let now = state.clock.now();
-    let Some(s) = q.state.filter(|s| s.len() == 32 && s.bytes().all(|b| b.is_ascii_alphanumeric())) else {
-        return result_page(&state, StatusCode::BAD_REQUEST, false, "state_invalid", "This link is not valid. Start again from the Qetta page.");
-    };
-    let pending = match state.shared.peek_state(&s).await {
-        Ok(p) => p,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    let Some(pending) = pending.filter(|p| p.provider == PROVIDER) else {
-        return result_page(&state, StatusCode::BAD_REQUEST, false, "state_unknown", "This link is not valid. Start again from the Qetta page.");
-    };
-    if pending.consumed_at.is_some() || pending.expires_at <= now {
-        return result_page(&state, StatusCode::BAD_REQUEST, false, "state_expired", "This link has expired. Start again from the Qetta page.");
-    }
-    let mut secret = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut secret);
-    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
-    match state.shared.bind_browser(&s, &sha256_hex(&secret)).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return result_page(&state, StatusCode::CONFLICT, false, "state_already_used", "This link was already opened. Start again from the Qetta page.")
-        }
-        Err(e) => return ApiError::from(e).into_response(),
-    }
-    let auth_type: u8 = pending.redirect_to.as_deref().and_then(|a| a.parse().ok()).unwrap_or(0);
-    let kftc = match state.kftc() {
-        Ok(k) => k,
-        Err(e) => return e.into_response(),
-    };
-    let target = kftc.authorize_url(&s, &state.kftc_settings.scope, auth_type);
-    // The real KFTC page lives on another host; the embedded sandbox is served to browsers at
-    // the public URL even though the service calls it over loopback.
-    let target = if state.kftc_settings.sandbox { target.replacen(&state.kftc_settings.api_base, &state.kftc_settings.authorize_base, 1) } else { target };
-    let secure = if state.config.public_url.starts_with("https://") { "; Secure" } else { "" };
-    let cookie = format!("{BIND_COOKIE}={secret}; Max-Age={STATE_TTL_SECS}; Path={COOKIE_PATH}; HttpOnly; SameSite=Lax{secure}");
-    let mut resp = Redirect::to(&target).into_response();
-    resp.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("cookie is ASCII"));
-    resp
+/// Straight to KFTC's consent page for the browser that started the flow; a confirmation page
+/// naming the Qetta account for any other.
+pub async fn launch(State(state): State<AppState>, headers: HeaderMap, ConnectInfo(peer): ConnectInfo<SocketAddr>, Query(q): Query<LaunchQuery>) -> Response {
+    FLOW.launch(&state, &headers, q.state.as_deref(), Some(peer.ip().to_string())).await
+}
+
+/// The confirmation page's form: binds this browser and goes on to KFTC, or cancels.
+pub async fn launch_confirm(State(state): State<AppState>, headers: HeaderMap, ConnectInfo(peer): ConnectInfo<SocketAddr>, form: Result<Form<ConfirmForm>, FormRejection>) -> Response {
+    FLOW.confirm(&state, &headers, form, Some(peer.ip().to_string())).await
 }
 
 #[derive(Deserialize)]
@@ -176,52 +162,13 @@ pub struct CallbackQuery {
     rsp_message: Option<String>,
 }
 
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-}
-
 pub async fn callback(State(state): State<AppState>, headers: HeaderMap, ConnectInfo(peer): ConnectInfo<SocketAddr>, Query(q): Query<CallbackQuery>) -> Response {
-    let now = state.clock.now();
     let ip = Some(peer.ip().to_string());
-    // 1. The state, before anything else.
-    let Some(s) = q.state.as_deref().filter(|s| !s.is_empty()) else {
-        return result_page(&state, StatusCode::BAD_REQUEST, false, "state_missing", "The bank did not return the security code of this sign-in. Start again.");
+    // 1. The state and the browser binding, before anything else.
+    let pending = match FLOW.take_callback_state(&state, &headers, q.state.as_deref(), ip.clone()).await {
+        Ok(p) => p,
+        Err(refusal) => return refusal,
     };
-    if s.len() > 128 {
-        return result_page(&state, StatusCode::BAD_REQUEST, false, "state_unknown", "This sign-in is not known. Start again.");
-    }
-    let pending = match state.shared.consume_state(s, now).await {
-        Ok(Consumed::Fresh(p)) => p,
-        Ok(Consumed::Replayed) => return result_page(&state, StatusCode::CONFLICT, false, "state_replayed", "This sign-in was already completed or used. Start again."),
-        Ok(Consumed::Unknown) => return result_page(&state, StatusCode::BAD_REQUEST, false, "state_unknown", "This sign-in is not known. Start again."),
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    if pending.provider != PROVIDER {
-        return result_page(&state, StatusCode::BAD_REQUEST, false, "state_unknown", "This sign-in is not known. Start again.");
-    }
-    if pending.expires_at <= now {
-        audit(&state, &pending.user_id, None, "callback", "state_expired", ip, json!({})).await;
-        return result_page(&state, StatusCode::BAD_REQUEST, false, "state_expired", "This sign-in took too long and has expired. Start again.");
-    }
-    let cookie = cookie_value(&headers, BIND_COOKIE);
-    let bound = match (&pending.browser_binding, &cookie) {
-        (Some(expected), Some(c)) => {
-            let given = sha256_hex(c);
-            subtle::ConstantTimeEq::ct_eq(given.as_bytes(), expected.as_bytes()).into()
-        }
-        _ => false,
-    };
-    if !bound {
-        audit(&state, &pending.user_id, None, "callback", "browser_mismatch", ip, json!({})).await;
-        return result_page(&state, StatusCode::FORBIDDEN, false, "state_browser_mismatch", "This sign-in was started in another browser. Start again here.");
-    }
     let user_id = pending.user_id.clone();
 
     // 2. The provider's error callback.
@@ -230,22 +177,22 @@ pub async fn callback(State(state): State<AppState>, headers: HeaderMap, Connect
         let reason = q.rsp_message.clone().or(q.error_description.clone()).unwrap_or_default();
         audit(&state, &user_id, None, "callback", "denied", ip, json!({"provider_code": provider_code})).await;
         let message = if reason.is_empty() { "The bank connection was cancelled.".to_string() } else { format!("The bank connection was not completed: {reason}") };
-        return result_page(&state, StatusCode::OK, false, "consent_denied", &message);
+        return result_page(StatusCode::OK, false, "consent_denied", &message);
     };
     if code.len() > 512 {
-        return result_page(&state, StatusCode::BAD_REQUEST, false, "code_invalid", "The bank returned an invalid authorization code. Start again.");
+        return result_page(StatusCode::BAD_REQUEST, false, "code_invalid", "The bank returned an invalid authorization code. Start again.");
     }
 
     // 3. Exchange, store, fetch accounts.
     match finish_connect(&state, &user_id, code, q.scope.as_deref()).await {
         Ok((conn, accounts)) => {
             audit(&state, &user_id, Some(&conn.id), "callback", "connected", ip, json!({"accounts": accounts, "scope": conn.scope})).await;
-            result_page(&state, StatusCode::OK, true, "connected", &format!("Connected: {accounts} bank account(s)."))
+            result_page(StatusCode::OK, true, "connected", &format!("Connected: {accounts} bank account(s)."))
         }
         Err(e) => {
             let code = e.code();
             audit(&state, &user_id, None, "callback", "failed", ip, json!({"error": code})).await;
-            result_page(&state, e.status(), false, code, &e.to_string())
+            result_page(e.status(), false, code, &e.to_string())
         }
     }
 }
@@ -306,35 +253,9 @@ fn stored_accounts(conn: &Connection) -> Vec<StoredAccount> {
         .unwrap_or_default()
 }
 
-/// The small page the callback answers with: it reports to the opener window (same origin
-/// only, via `/static/oauth-callback.js`) and closes, or shows the result when not a popup.
-fn result_page(state: &AppState, status: StatusCode, ok: bool, code: &str, message: &str) -> Response {
-    let esc = |s: &str| html_escape::encode_double_quoted_attribute(s).to_string();
-    let text = |s: &str| html_escape::encode_text(s).to_string();
-    let title = if ok { "Connected · 연결 완료" } else { "Not connected · 연결 실패" };
-    let body = format!(
-        "<!DOCTYPE html><html lang=\"ko\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title}</title><link rel=\"stylesheet\" href=\"/static/app.css\"></head><body>\
-         <main id=\"result\" class=\"callback\" data-provider=\"kftc\" data-ok=\"{ok}\" data-code=\"{code_attr}\" data-message=\"{msg_attr}\">\
-         <h1>{title}</h1><p>{msg_text}</p><p class=\"request-id\">request id: {rid}</p>\
-         <p><a href=\"/oauth\">Qetta Connect</a></p></main>\
-         <script src=\"/static/oauth-callback.js\"></script></body></html>",
-        code_attr = esc(code),
-        msg_attr = esc(message),
-        msg_text = text(message),
-        rid = text(&crate::http::request_id::current()),
-    );
-    let secure = if state.config.public_url.starts_with("https://") { "; Secure" } else { "" };
-    let mut resp = (status, Html(body)).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'"),
-    );
-    h.insert("cross-origin-opener-policy", HeaderValue::from_static("unsafe-none"));
-    // The binding cookie has done its job.
-    h.insert(header::SET_COOKIE, HeaderValue::from_str(&format!("{BIND_COOKIE}=; Max-Age=0; Path={COOKIE_PATH}; HttpOnly; SameSite=Lax{secure}")).expect("ASCII"));
-    resp
+/// The callback's result page (it clears the binding cookie).
+fn result_page(status: StatusCode, ok: bool, code: &str, message: &str) -> Response {
+    FLOW.page(status, ok, code, message, None, true)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -57,7 +57,11 @@ pub async fn security_headers(State(Https(https)): State<Https>, req: Request, n
     let h = response.headers_mut();
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // A page may allow same-origin referrers (the launch confirmation page, so that its form's
+    // POST carries our `Origin`); everything else sends none.
+    if !h.contains_key(header::REFERRER_POLICY) {
+        h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    }
     if !popup_flow && !h.contains_key("cross-origin-opener-policy") {
         h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin-allow-popups"));
     }

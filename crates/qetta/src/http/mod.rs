@@ -7,6 +7,7 @@ pub mod json;
 pub mod kftc;
 pub mod layers;
 pub mod metrics;
+pub mod oauth_flow;
 pub mod oauth_status;
 pub mod rate_limit;
 pub mod request_id;
@@ -59,7 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/status", get(oauth_status::status))
         .route("/oauth/audit", get(audit_routes::list))
         .route("/oauth/kftc/authorize", get(kftc::authorize))
-        .route("/oauth/kftc/launch", get(kftc::launch))
+        .route("/oauth/kftc/launch", get(kftc::launch).post(kftc::launch_confirm))
         .route("/oauth/kftc/callback", get(kftc::callback))
         .route("/oauth/kftc/token", get(kftc::token))
         .route("/oauth/kftc/accounts", get(kftc::accounts))

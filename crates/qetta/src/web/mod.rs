@@ -11,8 +11,9 @@
 //!   live in files under `/static/`, and the templates have no inline handlers or style attributes.
 //! * CSRF: the API authenticates by the `Authorization: Bearer` header only, never by cookies. A
 //!   cross-site form or `fetch` cannot attach that header, so the page needs no CSRF tokens. (The
-//!   one cookie the service sets, the KFTC browser-binding cookie, only ties an OAuth callback to
-//!   the browser that started it; it authenticates nothing on its own.)
+//!   cookies of the OAuth connect flow, see `http::oauth_flow`, only tie a launch link and its
+//!   callback to a browser; they authenticate nothing on their own. The flow's one form, the
+//!   launch confirmation page, carries its own CSRF token.)
 //! * The JWT lives in `sessionStorage` (gone when the tab closes), and a JWT handed over by the
 //!   app arrives in the URL fragment (`/oauth#token=…`), which browsers never send to servers.
 

@@ -177,10 +177,10 @@ async fn dead_grant_needs_reauth_then_reconnect(backend: Backend) {
     assert_eq!(count(&app.sandbox_stats("kftc").await, &["tokens", "refused", "refresh_token"]), 1);
 
     // Re-consent: auth_type 1, then active again.
-    let r = app.get("/api/v1/oauth/kftc/authorize", Some(&token)).await;
+    let browser = app.browser();
+    let r = browser.get(app.url("/api/v1/oauth/kftc/authorize")).bearer_auth(&token).send().await.unwrap();
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["auth_type"], 1);
-    let browser = app.browser();
     let callback = app.kftc_consent(&browser, v["authorize_url"].as_str().unwrap(), "park", "approve").await;
     let cb = app.kftc_callback(&browser, &callback).await;
     assert!(cb.ok, "{cb:?}");
@@ -196,7 +196,7 @@ async fn state_attacks_store_nothing(backend: Backend) {
 
     // Missing and altered state.
     let browser = app.browser();
-    let launch = app.kftc_authorize(&alice).await;
+    let launch = app.kftc_authorize(&browser, &alice).await;
     let callback = app.kftc_consent(&browser, &launch, "kim", "approve").await;
     let no_state = callback.split('&').filter(|p| !p.starts_with("state=")).collect::<Vec<_>>().join("&");
     let cb = app.kftc_callback(&browser, &no_state).await;
@@ -215,23 +215,25 @@ async fn state_attacks_store_nothing(backend: Backend) {
 
     // Mallory's state delivered into Alice's browser: bound to Mallory's browser, refused.
     let mallory_browser = app.browser();
-    let m_launch = app.kftc_authorize(&mallory).await;
+    let m_launch = app.kftc_authorize(&mallory_browser, &mallory).await;
     let m_callback = app.kftc_consent(&mallory_browser, &m_launch, "lee", "approve").await;
     let alice_browser = app.browser();
-    let a_launch = app.kftc_authorize(&alice).await;
+    let a_launch = app.kftc_authorize(&alice_browser, &alice).await;
     let _ = app.kftc_consent(&alice_browser, &a_launch, "kim", "approve").await;
     let cb = app.kftc_callback(&alice_browser, &m_callback).await;
     assert_eq!((cb.status, cb.code.as_str()), (403, "state_browser_mismatch"));
 
     // A launch link opened twice (e.g. forwarded to someone) binds only the first browser.
-    let launch = app.kftc_authorize(&alice).await;
-    let _ = app.browser().get(&launch).send().await.unwrap();
+    let browser = app.browser();
+    let launch = app.kftc_authorize(&browser, &alice).await;
+    assert_eq!(browser.get(&launch).send().await.unwrap().status(), 303);
     let r = app.browser().get(&launch).send().await.unwrap();
     assert_eq!(r.status(), 409);
+    assert_eq!(crate::support::data_attr(&r.text().await.unwrap(), "code"), "state_already_used");
 
     // Expired: 11 minutes later.
     let browser = app.browser();
-    let launch = app.kftc_authorize(&alice).await;
+    let launch = app.kftc_authorize(&browser, &alice).await;
     let callback = app.kftc_consent(&browser, &launch, "kim", "approve").await;
     app.clock.advance(11 * 60);
     let cb = app.kftc_callback(&browser, &callback).await;
@@ -239,7 +241,7 @@ async fn state_attacks_store_nothing(backend: Backend) {
 
     // The user cancels on the consent page.
     let browser = app.browser();
-    let launch = app.kftc_authorize(&alice).await;
+    let launch = app.kftc_authorize(&browser, &alice).await;
     let callback = app.kftc_consent(&browser, &launch, "kim", "deny").await;
     let cb = app.kftc_callback(&browser, &callback).await;
     assert!(!cb.ok);
@@ -435,4 +437,226 @@ async fn spent_refresh_token_needs_reauth(backend: Backend) {
     assert_eq!(app.status_of(&token, "kftc").await["status"], "needs_reauth");
     let audit: Value = app.get("/api/v1/oauth/audit", Some(&token)).await.json().await.unwrap();
     assert!(audit.to_string().contains("O0014"), "the refusal is audited with KFTC's code: {audit}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forced account linking through the launch link: a link opened in a browser that did not start
+// the flow shows a confirmation page naming the Qetta account, never the provider straight away.
+
+all_backends!(foreign_launch_link_shows_confirmation, confirmation_refuses_forgeries, confirmed_link_completes_once);
+
+const LAUNCH: &str = "/api/v1/oauth/kftc/launch";
+
+/// The value of the hidden form field `name` on the confirmation page.
+fn form_field(body: &str, name: &str) -> String {
+    let key = format!("name=\"{name}\" value=\"");
+    body.split_once(&key).and_then(|(_, rest)| rest.split_once('"')).map(|(v, _)| v.to_string()).unwrap_or_default()
+}
+
+fn state_of(launch: &str) -> String {
+    launch.split_once("state=").map(|(_, s)| s.to_string()).unwrap()
+}
+
+/// Opens `launch` in `browser`; asserts the confirmation page; returns (state, csrf token, body).
+async fn confirmation_page(browser: &reqwest::Client, launch: &str) -> (String, String, String) {
+    let r = browser.get(launch).send().await.unwrap();
+    assert_eq!(r.status(), 200, "a confirmation page, not a redirect");
+    assert!(r.headers().get("location").is_none());
+    let body = r.text().await.unwrap();
+    assert!(body.contains("id=\"launch-confirm\""), "{body}");
+    (form_field(&body, "state"), form_field(&body, "csrf_token"), body)
+}
+
+/// A refusal page: its status and code.
+async fn refusal(r: reqwest::Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    assert!(r.headers().get("location").is_none(), "refused, not redirected");
+    (status, crate::support::data_attr(&r.text().await.unwrap(), "code"))
+}
+
+async fn binding_of(app: &crate::support::TestApp, state: &str) -> Option<String> {
+    app.state.shared.peek_state(state).await.unwrap().unwrap().browser_binding
+}
+
+async fn foreign_launch_link_shows_confirmation(backend: Backend) {
+    let app = spawn(backend).await;
+    let (mallory, _) = app.register("mallory.attacker@example.com").await;
+    let (_victim, _) = app.register("victim@example.com").await;
+
+    // Mallory makes a link for her own account (no cookie jar) and sends it to the victim.
+    let launch = app.kftc_authorize_backend(&mallory).await;
+    let victim = app.browser();
+    let r = victim.get(&launch).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let h = r.headers().clone();
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("script-src") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(csp.contains("form-action 'self'"), "{csp}");
+    assert_eq!(h["cache-control"], "no-store");
+    assert_eq!(h["x-frame-options"], "DENY");
+    let csrf_cookie = h.get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).find(|c| c.starts_with("qetta_kftc_csrf=")).expect("CSRF cookie");
+    assert!(csrf_cookie.contains("HttpOnly") && csrf_cookie.contains("SameSite=Strict") && csrf_cookie.contains("Path=/api/v1/oauth/kftc"), "{csrf_cookie}");
+    assert!(!h.get_all("set-cookie").iter().any(|c| c.to_str().unwrap().starts_with("qetta_kftc_bind=")), "nothing bound");
+    let body = r.text().await.unwrap();
+    // It names Mallory's account, masked; never the full address; never the provider's page.
+    assert!(body.contains("ma***@ex*****.com"), "{body}");
+    assert!(!body.contains("mallory") && !body.contains("attacker"), "{body}");
+    assert!(!body.contains("/sandbox/kftc/oauth/2.0/authorize"), "{body}");
+    assert!(!body.contains("<script"), "no script on the confirmation page");
+    assert!(body.contains(&format!("action=\"{}\"", app.url(LAUNCH))), "{body}");
+    assert!(body.contains("취소") && body.contains("Cancel"), "both languages");
+    let state = state_of(&launch);
+    assert_eq!(form_field(&body, "state"), state);
+    assert_eq!(binding_of(&app, &state).await, None, "nothing bound");
+
+    // A second browser can still open it and also gets the confirmation page.
+    let (_, _, body) = confirmation_page(&app.browser(), &launch).await;
+    assert!(body.contains("ma***@ex*****.com"));
+    assert_eq!(binding_of(&app, &state).await, None);
+
+    // The same browser that called authorize (the /oauth page's case) goes straight through.
+    let mallory_browser = app.browser();
+    let own = app.kftc_authorize(&mallory_browser, &mallory).await;
+    let r = mallory_browser.get(&own).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert!(r.headers()["location"].to_str().unwrap().contains("/sandbox/kftc/oauth/2.0/authorize?"));
+    assert!(binding_of(&app, &state_of(&own)).await.is_some());
+    // Its initiator cookie does not open Mallory's other, cookie-less link.
+    let (_, _, _) = confirmation_page(&mallory_browser, &app.kftc_authorize_backend(&mallory).await).await;
+
+    // A user minted by the app's backend has no real email: the page shows the masked user id.
+    let minted = app.state.jwt.issue("app-user-4242", None, app.state.clock.now()).0;
+    let launch = app.kftc_authorize_backend(&minted).await;
+    let (_, _, body) = confirmation_page(&app.browser(), &launch).await;
+    assert!(body.contains("app***42") && body.contains("App user ID"), "{body}");
+    assert!(!body.contains("app-user-4242") && !body.contains("external.invalid"), "{body}");
+
+    // Showing the page is audited for the account's owner.
+    let audit: Value = app.get("/api/v1/oauth/audit", Some(&mallory)).await.json().await.unwrap();
+    let launches: Vec<&str> = audit["entries"].as_array().unwrap().iter().filter(|e| e["action"] == "launch").map(|e| e["outcome"].as_str().unwrap()).collect();
+    assert!(launches.contains(&"confirmation_shown") && launches.contains(&"bound"), "{launches:?}");
+    // The address of whoever opened Mallory's link is not shown to Mallory.
+    for e in audit["entries"].as_array().unwrap().iter().filter(|e| e["outcome"] == "confirmation_shown") {
+        assert!(e["ip"].is_null(), "{e}");
+    }
+}
+
+async fn confirmation_refuses_forgeries(backend: Backend) {
+    let app = spawn(backend).await;
+    let (mallory, _) = app.register("mallory@example.com").await;
+    let launch = app.kftc_authorize_backend(&mallory).await;
+    let victim = app.browser();
+    let (state, token, _) = confirmation_page(&victim, &launch).await;
+    assert_eq!(state, state_of(&launch));
+    assert_eq!(token.len(), 43, "{token}");
+    let url = app.url(LAUNCH);
+    let post = |browser: &reqwest::Client, form: Vec<(&'static str, String)>| browser.post(&url).form(&form);
+
+    // Without the token, with a wrong one, with a token of another link.
+    let r = post(&victim, vec![("state", state.clone()), ("action", "confirm".into())]).send().await.unwrap();
+    assert_eq!(refusal(r).await, (403, "csrf_invalid".into()));
+    let wrong = format!("{}A", &token[..42]);
+    let wrong = if wrong == token { format!("{}B", &token[..42]) } else { wrong };
+    let r = post(&victim, vec![("state", state.clone()), ("csrf_token", wrong), ("action", "confirm".into())]).send().await.unwrap();
+    assert_eq!(refusal(r).await, (403, "csrf_invalid".into()));
+    let other_launch = app.kftc_authorize_backend(&mallory).await;
+    let (_, other_token, _) = confirmation_page(&victim, &other_launch).await;
+    assert_ne!(other_token, token);
+    let r = post(&victim, vec![("state", state.clone()), ("csrf_token", other_token), ("action", "confirm".into())]).send().await.unwrap();
+    assert_eq!(refusal(r).await, (403, "csrf_invalid".into()));
+
+    // The right token from another browser (Mallory read it off her own copy of the page, or
+    // posts from her site where the Strict cookie is not sent): no CSRF cookie there.
+    let r = post(&app.browser(), vec![("state", state.clone()), ("csrf_token", token.clone()), ("action", "confirm".into())]).send().await.unwrap();
+    assert_eq!(refusal(r).await, (403, "csrf_invalid".into()));
+
+    // The right token and cookie, but the browser says the form came from another site.
+    let form = vec![("state", state.clone()), ("csrf_token", token.clone()), ("action", "confirm".into())];
+    let r = post(&victim, form.clone()).header("origin", "https://evil.example").send().await.unwrap();
+    assert_eq!(refusal(r).await, (403, "cross_site_refused".into()));
+    let r = post(&victim, form.clone()).header("sec-fetch-site", "cross-site").send().await.unwrap();
+    assert_eq!(refusal(r).await, (403, "cross_site_refused".into()));
+    let r = post(&victim, form.clone()).header("origin", "null").send().await.unwrap();
+    assert_eq!(refusal(r).await, (403, "cross_site_refused".into()));
+
+    // Malformed forms.
+    let r = post(&victim, vec![("state", "short".into()), ("csrf_token", token.clone()), ("action", "confirm".into())]).send().await.unwrap();
+    assert_eq!(refusal(r).await, (400, "state_invalid".into()));
+    let r = post(&victim, vec![("state", state.clone()), ("csrf_token", token.clone()), ("action", "maybe".into())]).send().await.unwrap();
+    assert_eq!(refusal(r).await, (400, "action_invalid".into()));
+    let r = victim.post(&url).header("content-type", "application/json").body("{}").send().await.unwrap();
+    assert_eq!(refusal(r).await, (400, "state_invalid".into()));
+    // A state the service never issued (the token cannot be right for it either).
+    let r = post(&victim, vec![("state", "Q".repeat(32)), ("csrf_token", token.clone()), ("action", "confirm".into())]).send().await.unwrap();
+    assert_eq!(refusal(r).await, (403, "csrf_invalid".into()));
+
+    // After all that, nothing is bound and the victim could still look at the page.
+    assert_eq!(binding_of(&app, &state).await, None);
+    assert!(app.state.shared.peek_state(&state).await.unwrap().unwrap().consumed_at.is_none());
+    let _ = confirmation_page(&victim, &launch).await;
+
+    // Unknown and expired states on the launch page, and an expired one at confirmation.
+    let (code_unknown, code_invalid) = (
+        refusal(victim.get(app.url(&format!("{LAUNCH}?state={}", "Q".repeat(32)))).send().await.unwrap()).await,
+        refusal(victim.get(app.url(&format!("{LAUNCH}?state=abc"))).send().await.unwrap()).await,
+    );
+    assert_eq!(code_unknown, (400, "state_unknown".into()));
+    assert_eq!(code_invalid, (400, "state_invalid".into()));
+    app.clock.advance(11 * 60);
+    assert_eq!(refusal(victim.get(&launch).send().await.unwrap()).await, (400, "state_expired".into()));
+    let r = post(&victim, form).send().await.unwrap();
+    assert_eq!(refusal(r).await, (400, "state_expired".into()));
+    assert_eq!(binding_of(&app, &state).await, None);
+    assert_eq!(count(&app.sandbox_stats("kftc").await, &["calls", "/oauth/2.0/token"]), 0);
+}
+
+async fn confirmed_link_completes_once(backend: Backend) {
+    let app = spawn(backend).await;
+    let (mina, _) = app.register("mina@example.com").await;
+    let url = app.url(LAUNCH);
+
+    // The app's backend made the link; Mina opens it in her browser and confirms.
+    let launch = app.kftc_authorize_backend(&mina).await;
+    let browser = app.browser();
+    let (state, token, body) = confirmation_page(&browser, &launch).await;
+    assert!(body.contains("mi***@ex*****.com"), "{body}");
+    let form = [("state", state.clone()), ("csrf_token", token.clone()), ("action", "confirm".to_string())];
+    // A browser sends its own Origin and Sec-Fetch-Site: accepted.
+    let r = browser.post(&url).form(&form).header("origin", app.base.as_str()).header("sec-fetch-site", "same-origin").send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let consent = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(consent.contains("/sandbox/kftc/oauth/2.0/authorize?") && consent.contains(&state), "{consent}");
+    assert!(r.headers().get_all("set-cookie").iter().any(|c| c.to_str().unwrap().starts_with("qetta_kftc_bind=")));
+    assert!(binding_of(&app, &state).await.is_some());
+
+    // A second confirmation (a double click, or a copy of the form) and a second browser: refused.
+    let r = browser.post(&url).form(&form).send().await.unwrap();
+    assert_eq!(refusal(r).await, (409, "state_already_used".into()));
+    assert_eq!(refusal(app.browser().get(&launch).send().await.unwrap()).await, (409, "state_already_used".into()));
+
+    // The flow completes in the confirming browser.
+    let r = browser.get(format!("{consent}&sandbox_user=kim&sandbox_consent=approve")).send().await.unwrap();
+    let callback = r.headers()["location"].to_str().unwrap().to_string();
+    let cb = app.kftc_callback(&browser, &callback).await;
+    assert!(cb.ok, "{cb:?}");
+    assert_eq!(app.status_of(&mina, "kftc").await["connected"], true);
+    // Afterwards the link is dead everywhere.
+    assert_eq!(refusal(browser.post(&url).form(&form).send().await.unwrap()).await, (409, "state_already_used".into()));
+    assert_eq!(refusal(app.browser().get(&launch).send().await.unwrap()).await, (409, "state_already_used".into()));
+    let audit: Value = app.get("/api/v1/oauth/audit", Some(&mina)).await.json().await.unwrap();
+    assert!(audit["entries"].as_array().unwrap().iter().any(|e| e["action"] == "launch" && e["outcome"] == "confirmed"), "{audit}");
+
+    // Cancelling spends the link: nobody can use it afterwards.
+    let launch = app.kftc_authorize_backend(&mina).await;
+    let browser = app.browser();
+    let (state, token, _) = confirmation_page(&browser, &launch).await;
+    let r = browser.post(&url).form(&[("state", state.clone()), ("csrf_token", token.clone()), ("action", "cancel".to_string())]).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert_eq!(crate::support::data_attr(&body, "code"), "launch_cancelled");
+    assert_eq!(crate::support::data_attr(&body, "ok"), "false");
+    let r = browser.post(&url).form(&[("state", state.clone()), ("csrf_token", token), ("action", "confirm".to_string())]).send().await.unwrap();
+    assert_eq!(refusal(r).await, (409, "state_already_used".into()));
+    assert_eq!(refusal(app.browser().get(&launch).send().await.unwrap()).await, (409, "state_already_used".into()));
+    assert_eq!(binding_of(&app, &state).await, None);
 }

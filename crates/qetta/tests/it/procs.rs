@@ -142,7 +142,9 @@ pub async fn replica(dir: &Path, name: &str, port: u16, database_url: &str, kftc
 pub async fn connect(replica: &str, token: &str, sandbox_user: &str) {
     let browser = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let v: Value = browser.get(format!("{replica}/api/v1/oauth/kftc/authorize")).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+    // The same browser (cookie jar) that called authorize: launch goes straight to the consent page.
     let r = browser.get(v["authorize_url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(r.status(), 303, "launch redirects");
     let consent = r.headers()["location"].to_str().unwrap().to_string();
     let r = browser.get(format!("{consent}&sandbox_user={sandbox_user}&sandbox_consent=approve")).send().await.unwrap();
     let callback = r.headers()["location"].to_str().unwrap().to_string();

@@ -170,6 +170,17 @@ async fn smoke_passes_against_a_running_service() {
     for step in ["PASS GET /ready", "PASS Toss connection test", "PASS KFTC connect through the sandbox", "PASS KFTC balance", "PASS KFTC disconnect"] {
         assert!(stdout.contains(step), "{stdout}");
     }
+    // Through another host name than the public URL: authorize's initiator cookie stays with
+    // that name, so the launch link shows the confirmation page, which the smoke test confirms.
+    let other_name = app.base.replace("127.0.0.1", "localhost");
+    let dir = app.dir.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || qetta(&dir).args(["smoke", "--url", &other_name, "--sandbox-user", "kim"]).output().unwrap()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("PASS KFTC connect through the sandbox"), "{stdout}");
+    let outcomes: Vec<(String,)> = sqlx::query_as("SELECT outcome FROM audit_log WHERE action = 'launch' ORDER BY id").fetch_all(app.state.db.pool()).await.unwrap();
+    let outcomes: Vec<&str> = outcomes.iter().map(|(o,)| o.as_str()).collect();
+    assert_eq!(outcomes, ["bound", "confirmation_shown", "confirmed"], "first run straight through, second through the confirmation page");
     // Against nothing: a clear failure.
     let out = tokio::task::spawn_blocking(|| qetta(std::path::Path::new("/")).args(["smoke", "--url", "http://127.0.0.1:1"]).output().unwrap()).await.unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -85,6 +85,7 @@ async fn oauth_state_is_consumed_once(backend: Backend) {
         provider: "kftc".into(),
         redirect_to: None,
         browser_binding: Some("b".into()),
+        initiator_hash: Some("i".into()),
         created_at: 100,
         expires_at: 700,
         consumed_at: None,
@@ -106,6 +107,7 @@ async fn oauth_state_is_consumed_once(backend: Backend) {
             winners += 1;
             assert_eq!(got.user_id, u.id);
             assert_eq!(got.consumed_at, Some(200));
+            assert_eq!(got.initiator_hash.as_deref(), Some("i"));
         }
     }
     assert_eq!(winners, 1);

@@ -286,8 +286,18 @@ impl TestApp {
         reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap()
     }
 
-    /// `GET /api/v1/oauth/kftc/authorize` → the launch URL.
-    pub async fn kftc_authorize(&self, token: &str) -> String {
+    /// `GET /api/v1/oauth/kftc/authorize` from `browser`, as the /oauth page does (its cookie jar
+    /// gets the initiator cookie, so the launch URL goes straight to the consent page there).
+    pub async fn kftc_authorize(&self, browser: &reqwest::Client, token: &str) -> String {
+        let r = browser.get(self.url("/api/v1/oauth/kftc/authorize")).bearer_auth(token).send().await.expect("request sent");
+        assert_eq!(r.status(), 200, "authorize");
+        let v: Value = r.json().await.unwrap();
+        v["authorize_url"].as_str().unwrap().to_string()
+    }
+
+    /// `GET /api/v1/oauth/kftc/authorize` without a cookie jar, as the app's backend (or an
+    /// attacker making a link) does: the launch URL shows a confirmation page in any browser.
+    pub async fn kftc_authorize_backend(&self, token: &str) -> String {
         let r = self.get("/api/v1/oauth/kftc/authorize", Some(token)).await;
         assert_eq!(r.status(), 200, "authorize");
         let v: Value = r.json().await.unwrap();
@@ -316,7 +326,7 @@ impl TestApp {
     /// The whole connect flow for `sandbox_user`; asserts it succeeded.
     pub async fn connect_kftc(&self, token: &str, sandbox_user: &str) {
         let browser = self.browser();
-        let launch = self.kftc_authorize(token).await;
+        let launch = self.kftc_authorize(&browser, token).await;
         let callback = self.kftc_consent(&browser, &launch, sandbox_user, "approve").await;
         let cb = self.kftc_callback(&browser, &callback).await;
         assert!(cb.ok, "connect failed: {cb:?}");

@@ -453,3 +453,38 @@ async fn full_flow_connect_kftc_browse_accounts_verify_with_toss_and_disconnect(
     b.screenshot("disconnected").await;
     b.finish().await;
 }
+
+/// A connect link made without the browser (by the app's backend, or by someone else for their
+/// own account) opens on a confirmation page naming the account; continuing in the real browser
+/// (its own Origin, Sec-Fetch-Site and cookies) reaches the consent page and connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_made_elsewhere_asks_for_confirmation_first() {
+    let app = Spawn::new(Backend::Sqlite).start().await;
+    let token = register_via_api(&app, "mina@example.com").await;
+    let launch = app.kftc_authorize_backend(&token).await;
+    let Some(b) = Browser::start(&app, "ko-KR").await else { return };
+
+    b.client.goto(&launch).await.expect("open the link");
+    b.wait_for("the confirmation page", "document.getElementById('launch-confirm')").await;
+    assert_eq!(b.text("#account-label").await, "mi***@ex*****.com");
+    assert!(b.text("h1").await.contains("연결할 계정 확인"));
+    // Styled by the stylesheet (no inline style is allowed): the confirm button is the primary one.
+    let styled = b.js("return getComputedStyle(document.querySelector('button.primary')).backgroundColor").await;
+    assert_ne!(styled, "rgba(0, 0, 0, 0)", "the stylesheet applies");
+    let errors = b.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    b.screenshot("kftc-launch-confirm").await;
+
+    b.click("button[value=confirm]").await;
+    b.wait_for("the consent page", "document.querySelector('button.approve')").await;
+    b.click("button.approve").await;
+    b.wait_for("the result page", "document.getElementById('result') && document.getElementById('result').dataset.ok").await;
+    assert_eq!(b.js("return document.getElementById('result').dataset.ok").await, "true");
+    assert_eq!(app.status_of(&token, "kftc").await["connected"], true);
+
+    // The link is spent: opened again it is refused.
+    b.client.goto(&launch).await.expect("open the link again");
+    b.wait_for("the refusal", "document.getElementById('result')").await;
+    assert_eq!(b.js("return document.getElementById('result').dataset.code").await, "state_already_used");
+    b.finish().await;
+}
