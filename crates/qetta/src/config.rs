@@ -142,6 +142,8 @@ pub struct Config {
     pub redis_url: Option<SecretString>,
     /// Namespace of every key this service writes to Redis.
     pub redis_prefix: String,
+    /// Longest wait for one Redis call (`QETTA_REDIS_TIMEOUT_MS`); past it the fallback answers.
+    pub redis_timeout: Duration,
     /// `None`: generate one and keep it under `data_dir` (embedded mode).
     pub jwt_secret: Option<SecretString>,
     pub jwt_issuer: String,
@@ -311,6 +313,10 @@ impl Config {
         if request_timeout.is_zero() {
             return Err(ConfigError::invalid("QETTA_REQUEST_TIMEOUT_SECS", "must be at least 1"));
         }
+        let redis_timeout = Duration::from_millis(parse_or(src, "QETTA_REDIS_TIMEOUT_MS", 250u64, "a number of milliseconds")?);
+        if !(10..=10_000).contains(&redis_timeout.as_millis()) {
+            return Err(ConfigError::invalid("QETTA_REDIS_TIMEOUT_MS", "must be between 10 and 10000"));
+        }
         let body_limit_bytes = parse_or(src, "QETTA_BODY_LIMIT_BYTES", 64 * 1024usize, "a number of bytes")?;
         if body_limit_bytes < 1024 {
             return Err(ConfigError::invalid("QETTA_BODY_LIMIT_BYTES", "must be at least 1024"));
@@ -329,6 +335,7 @@ impl Config {
                 Some(p) if p.len() <= 64 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) => p,
                 Some(_) => return Err(ConfigError::invalid("QETTA_REDIS_PREFIX", "expected up to 64 letters, digits, - _ or .")),
             },
+            redis_timeout,
             jwt_secret,
             jwt_issuer: src.get("QETTA_JWT_ISSUER").unwrap_or_else(|| "qetta-connect".into()),
             jwt_audience: src.get("QETTA_JWT_AUDIENCE").unwrap_or_else(|| "qetta".into()),

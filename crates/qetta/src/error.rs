@@ -34,6 +34,9 @@ pub enum ApiError {
     Upstream { code: &'static str, message: String, provider_code: Option<String> },
     #[error("{message}")]
     UpstreamTimeout { message: String },
+    /// The provider is failing and our circuit breaker pauses calls to it: 503 with `Retry-After`.
+    #[error("{message}")]
+    UpstreamUnavailable { message: String, retry_after_secs: u64 },
     #[error("{0}")]
     Unavailable(String),
     /// Anything unexpected: logged in full, answered as an opaque 500.
@@ -66,6 +69,7 @@ impl ApiError {
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::UpstreamUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -82,6 +86,7 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
+            Self::UpstreamUnavailable { .. } => "upstream_unavailable",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal_error",
         }
@@ -101,7 +106,7 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let retry_after = match &self {
-            Self::TooManyRequests { retry_after_secs, .. } => Some(*retry_after_secs),
+            Self::TooManyRequests { retry_after_secs, .. } | Self::UpstreamUnavailable { retry_after_secs, .. } => Some(*retry_after_secs),
             _ => None,
         };
         let mut response = error_response(status, self.code(), &self.to_string(), provider_code.as_deref());

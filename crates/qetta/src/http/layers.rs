@@ -1,7 +1,7 @@
 //! Cross-cutting middleware: JSON bodies for errors produced below the handlers, security headers.
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -38,6 +38,15 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         }
     }
     fresh
+}
+
+/// Sets the deadline provider calls must meet: the request timeout less a margin (a tenth of it,
+/// at most 1 s) for writing the answer.
+pub async fn deadline(State(state): State<crate::app::AppState>, req: Request, next: Next) -> Response {
+    let timeout = state.config.request_timeout;
+    let margin = (timeout / 10).min(std::time::Duration::from_secs(1));
+    let deadline = std::time::Instant::now() + timeout - margin;
+    crate::providers::upstream::with_deadline(deadline, next.run(req)).await
 }
 
 /// Headers every response carries; a page handler may set its own Content-Security-Policy.

@@ -7,6 +7,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use crate::app::AppState;
+use crate::providers::upstream::BreakerState;
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let s = &state.refresher_stats;
@@ -20,9 +21,26 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ] {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"));
     }
-    out.push_str("# HELP qetta_upstream_circuit_open Whether calls to a provider are paused.\n# TYPE qetta_upstream_circuit_open gauge\n");
-    for (provider, open) in [("kftc", state.kftc.breaker().is_open()), ("toss", state.toss.breaker().is_open())] {
-        out.push_str(&format!("qetta_upstream_circuit_open{{provider=\"{provider}\"}} {}\n", u8::from(open)));
+    let breakers = [("kftc", state.kftc.breaker()), ("toss", state.toss.breaker())];
+    out.push_str("# HELP qetta_upstream_circuit_open Whether calls to a provider are paused (open or half-open).\n# TYPE qetta_upstream_circuit_open gauge\n");
+    for (provider, b) in &breakers {
+        out.push_str(&format!("qetta_upstream_circuit_open{{provider=\"{provider}\"}} {}\n", u8::from(b.is_open())));
+    }
+    out.push_str("# HELP qetta_upstream_circuit_state The circuit breaker's state per provider (1 on the current one).\n# TYPE qetta_upstream_circuit_state gauge\n");
+    for (provider, b) in &breakers {
+        let current = b.state();
+        for st in [BreakerState::Closed, BreakerState::Open, BreakerState::HalfOpen] {
+            out.push_str(&format!("qetta_upstream_circuit_state{{provider=\"{provider}\",state=\"{}\"}} {}\n", st.as_str(), u8::from(st == current)));
+        }
+    }
+    out.push_str("# HELP qetta_upstream_circuit_rejected_total Provider calls refused by an open circuit breaker.\n# TYPE qetta_upstream_circuit_rejected_total counter\n");
+    for (provider, b) in &breakers {
+        out.push_str(&format!("qetta_upstream_circuit_rejected_total{{provider=\"{provider}\"}} {}\n", b.rejected_total()));
+    }
+    out.push_str("# HELP qetta_redis_up Whether Redis answered its last call (1), failed recently (0); absent without REDIS_URL.\n# TYPE qetta_redis_up gauge\n");
+    if let Some(h) = state.shared.redis_health() {
+        out.push_str(&format!("qetta_redis_up {}\n", u8::from(h.is_up())));
+        out.push_str(&format!("# HELP qetta_redis_failures_total Redis calls that failed or timed out (each answered by a fallback).\n# TYPE qetta_redis_failures_total counter\nqetta_redis_failures_total {}\n", h.failures_total()));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

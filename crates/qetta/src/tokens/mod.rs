@@ -253,23 +253,31 @@ impl TokenManager {
         }
 
         let wait = self.settings.upstream_timeout * 3;
-        if let Some(lock) = &self.redis_lock {
-            let guard = match lock.acquire(&format!("refresh:{}", row.id), wait).await {
-                Ok(g) => g,
+        let guard = match &self.redis_lock {
+            Some(lock) => match lock.acquire(&format!("refresh:{}", row.id), wait).await {
+                Ok(g) => Some(g),
                 Err(locks::LockError::Timeout) => return Err(TokenError::Busy),
-                Err(locks::LockError::Redis(e)) => return Err(e.into()),
-            };
-            let result = self.refresh_under_lock(&row.id, reason, None).await;
-            guard.release().await;
-            result
-        } else if self.db.kind() == DatabaseKind::Postgres {
+                Err(locks::LockError::Redis(e)) => {
+                    tracing::warn!(error = %e, connection_id = %row.id, "Redis unavailable: refresh lock taken in the database instead");
+                    None
+                }
+            },
+            None => None,
+        };
+        // On PostgreSQL the row lock is taken whether or not the Redis lock is held, so that this
+        // replica and one that fell back to the database exclude each other.
+        let result = if self.db.kind() == DatabaseKind::Postgres {
             let mut tx = self.db.pool().begin().await.map_err(StoreError::from)?;
             let result = self.refresh_under_lock(&row.id, reason, Some(&mut tx)).await;
             tx.commit().await.map_err(StoreError::from)?;
             result
         } else {
             self.refresh_under_lock(&row.id, reason, None).await
+        };
+        if let Some(g) = guard {
+            g.release().await;
         }
+        result
     }
 
     fn check_backoff(&self, row: &Connection, now: i64) -> Result<(), TokenError> {
