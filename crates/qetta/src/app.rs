@@ -229,7 +229,7 @@ impl App {
             Some(r) => TranIds::with_legacy_redis(client_use_code, db.clone(), r.clone(), &config.redis_prefix),
             None => TranIds::with_database(client_use_code, db.clone()),
         };
-        let kftc = Arc::new(KftcClient::new(http.clone(), kftc_endpoints, tran_ids, config.tokens.upstream_timeout));
+        let kftc = Arc::new(KftcClient::new(http.clone(), kftc_endpoints, tran_ids, config.tokens.upstream_timeout, config.breaker));
 
         let redis_lock = redis.as_ref().map(|r| RedisLock::new(r.clone(), crate::tokens::lock_ttl(&config.tokens), &config.redis_prefix));
 
@@ -269,6 +269,7 @@ impl App {
             config.toss.request_url.clone(),
             redis_lock.clone(),
             toss_sandbox,
+            config.breaker,
         ));
 
         let mut manager = TokenManager::new(db.clone(), vault.clone(), clock.clone(), config.tokens.clone(), redis_lock);

@@ -161,6 +161,8 @@ pub struct Config {
     /// `id:base64,…` (first is active); `None`: a generated key file under `data_dir` (embedded).
     pub encryption_keys: Option<SecretString>,
     pub tokens: TokenSettings,
+    /// When the provider circuit breakers open (`QETTA_BREAKER_*`).
+    pub breaker: crate::providers::upstream::BreakerPolicy,
     pub rate_limits: RateLimits,
     pub kftc: KftcSettings,
     pub toss: TossSettings,
@@ -350,6 +352,7 @@ impl Config {
             login_lockout: Duration::from_secs(parse_or(src, "QETTA_LOGIN_LOCKOUT_SECS", 900u64, "a number of seconds")?),
             encryption_keys: encryption_keys(src)?,
             tokens: token_settings(src)?,
+            breaker: breaker_policy(src)?,
             rate_limits: RateLimits {
                 auth_per_ip_per_min: parse_or(src, "QETTA_RATE_LIMIT_AUTH_PER_IP", 30i64, "a whole number")?.max(1),
                 api_per_ip_per_min: parse_or(src, "QETTA_RATE_LIMIT_API_PER_IP", 600i64, "a whole number")?.max(1),
@@ -463,6 +466,27 @@ fn base_url(src: &Sources, var: &'static str) -> Result<Option<String>, ConfigEr
         Some(u) if u.starts_with("https://") || u.starts_with("http://") => Ok(Some(u.trim_end_matches('/').to_string())),
         Some(u) => Err(ConfigError::invalid(var, format!("expected an http(s) base URL, got {u:?}"))),
     }
+}
+
+fn breaker_policy(src: &Sources) -> Result<crate::providers::upstream::BreakerPolicy, ConfigError> {
+    let d = crate::providers::upstream::BreakerPolicy::default();
+    let window_secs: u64 = parse_or(src, "QETTA_BREAKER_WINDOW_SECS", d.window.as_secs(), "a number of seconds")?;
+    if !(1..=3600).contains(&window_secs) {
+        return Err(ConfigError::invalid("QETTA_BREAKER_WINDOW_SECS", "must be between 1 and 3600"));
+    }
+    let min_calls: u32 = parse_or(src, "QETTA_BREAKER_MIN_CALLS", d.min_calls, "a whole number")?;
+    if min_calls == 0 {
+        return Err(ConfigError::invalid("QETTA_BREAKER_MIN_CALLS", "must be at least 1"));
+    }
+    let failure_ratio: f64 = parse_or(src, "QETTA_BREAKER_FAILURE_RATIO", d.failure_ratio, "a number between 0 and 1")?;
+    if !(failure_ratio > 0.0 && failure_ratio <= 1.0) {
+        return Err(ConfigError::invalid("QETTA_BREAKER_FAILURE_RATIO", "must be above 0 and at most 1"));
+    }
+    let open_ms: u64 = parse_or(src, "QETTA_BREAKER_OPEN_MS", d.open_for.as_millis() as u64, "a number of milliseconds")?;
+    if !(100..=3_600_000).contains(&open_ms) {
+        return Err(ConfigError::invalid("QETTA_BREAKER_OPEN_MS", "must be between 100 and 3600000"));
+    }
+    Ok(crate::providers::upstream::BreakerPolicy { window: Duration::from_secs(window_secs), min_calls, failure_ratio, open_for: Duration::from_millis(open_ms) })
 }
 
 fn parse_or<T: std::str::FromStr>(src: &Sources, var: &'static str, default: T, expected: &str) -> Result<T, ConfigError> {

@@ -255,6 +255,7 @@ impl TossService {
         request_url: String,
         redis_lock: Option<RedisLock>,
         sandbox: bool,
+        breaker: BreakerPolicy,
     ) -> Self {
         Self {
             client,
@@ -267,7 +268,7 @@ impl TossService {
             redis_lock,
             instance: uuid::Uuid::new_v4().to_string(),
             sandbox,
-            breaker: CircuitBreaker::new("toss", BreakerPolicy::default()),
+            breaker: CircuitBreaker::new("toss", breaker),
         }
     }
 

@@ -11,6 +11,7 @@ mod auth_api;
 mod kftc_flow;
 mod openapi;
 mod procs;
+mod reliability;
 mod secrets;
 mod startup;
 mod store_suite;

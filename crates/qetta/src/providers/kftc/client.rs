@@ -14,8 +14,9 @@ use super::tran_id::TranIds;
 use crate::providers::upstream::{self, backoff, BreakerPolicy, CircuitBreaker, Permit};
 use crate::tokens::{Grant, RefreshError, Refresher};
 
-/// Read-only calls are retried this many times on upstream trouble (with a new bank_tran_id).
-const READ_RETRIES: u32 = 2;
+/// Read-only calls are retried up to this many times on upstream trouble (with a new
+/// bank_tran_id), as long as another attempt fits before the request's deadline.
+const READ_RETRIES: u32 = 3;
 /// Observed refresh-token lifetime: access-token expiry + 10 days (SPEC A6.3, [O]).
 const REFRESH_EXTRA_SECS: i64 = 864_000;
 
@@ -62,8 +63,8 @@ fn kst_now() -> (String, String) {
 }
 
 impl KftcClient {
-    pub fn new(http: reqwest::Client, endpoints: KftcEndpoints, tran_ids: TranIds, call_timeout: Duration) -> Self {
-        Self { http, endpoints, tran_ids, breaker: CircuitBreaker::new("kftc", BreakerPolicy::default()), call_timeout }
+    pub fn new(http: reqwest::Client, endpoints: KftcEndpoints, tran_ids: TranIds, call_timeout: Duration, breaker: BreakerPolicy) -> Self {
+        Self { http, endpoints, tran_ids, breaker: CircuitBreaker::new("kftc", breaker), call_timeout }
     }
 
     pub fn client_use_code(&self) -> &str {
