@@ -265,6 +265,12 @@ impl RedisProc {
         self.query::<Vec<String>>(&["KEYS", pattern]).await.unwrap_or_default()
     }
 
+    /// SIGSTOP / SIGCONT: Redis hangs (connections stay open, nothing answers) / resumes.
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().expect("kill runs").success();
+        assert!(ok, "kill {sig}");
+    }
+
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -305,16 +311,37 @@ async fn redis_going_away_and_coming_back(backend: Backend) {
     app.connect_kftc(&token, "kim").await;
     let fin = app.accounts(&token).await[0]["fintech_use_num"].as_str().unwrap().to_string();
 
+    // Redis hangs: calls are cut at the Redis timeout, and skipped for a second after a failure.
+    redis.signal("-STOP");
+    let hung_at = Instant::now();
+    let mut slowest_hung = Duration::ZERO;
+    let mut i = 0;
+    while hung_at.elapsed() < Duration::from_millis(2500) {
+        let started = Instant::now();
+        fast("status while Redis hangs", 200, status()).await;
+        if i % 5 == 0 {
+            fast("login while Redis hangs", 200, login()).await;
+        }
+        i += 1;
+        slowest_hung = slowest_hung.max(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    redis.signal("-CONT");
+
+    // Redis dies.
     redis.kill();
     let down_at = Instant::now();
     let mut slowest = Duration::ZERO;
-    for i in 0..20 {
+    let mut i = 0;
+    while down_at.elapsed() < Duration::from_millis(2500) {
         let started = Instant::now();
         fast("status", 200, status()).await;
         if i % 5 == 0 {
             fast("login", 200, login()).await;
         }
+        i += 1;
         slowest = slowest.max(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     fast("balance", 200, app.client.get(app.url(&balance_path(&fin))).bearer_auth(&token)).await;
     // A refresh takes the database lock instead of Redis's.
@@ -328,7 +355,7 @@ async fn redis_going_away_and_coming_back(backend: Backend) {
     assert_eq!(v["checks"]["redis"], "unreachable", "{v}");
     let m = metrics(&app).await;
     assert!(m.contains("qetta_redis_up 0"), "{m}");
-    eprintln!("Redis down for {:?}: slowest status/login answer {slowest:?}", down_at.elapsed());
+    eprintln!("Redis hung: slowest status/login answer {slowest_hung:?}; Redis down for {:?}: slowest status/login answer {slowest:?}", down_at.elapsed());
 
     // Back on the same port, empty.
     let redis = RedisProc::start(&bin, port).await;
