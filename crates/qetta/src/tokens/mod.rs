@@ -4,7 +4,8 @@
 //! first, and a refresh happens once however many callers and replicas want it:
 //!
 //! 1. callers in this process queue on a per-connection [`locks::LocalFlights`] lock;
-//! 2. the winner takes the cross-replica lock (Redis when configured, else PostgreSQL's row lock;
+//! 2. the winner takes the cross-replica lock (Redis when configured and answering; on PostgreSQL
+//!    also its row lock, which alone serves without Redis;
 //!    SQLite is one process);
 //! 3. after every lock it **re-reads the row**: if someone else already refreshed (the version
 //!    moved, or the token is fresh again) it uses that instead of spending the refresh token;

@@ -301,6 +301,10 @@ async fn redis_going_away_and_coming_back(backend: Backend) {
     let port = crate::procs::free_port();
     let mut redis = RedisProc::start(&bin, port).await;
     let prefix = format!("qetta-rel-{}", uuid::Uuid::new_v4().simple());
+    // The day's counter of the former Redis bank_tran_id scheme: carried over, never reused.
+    let day = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Seoul).format("%Y%m%d").to_string();
+    let legacy: Option<String> = redis.query(&["SET", &format!("{prefix}:kftc:tran_id:{day}"), "5000"]).await;
+    assert_eq!(legacy.as_deref(), Some("OK"));
     let app = Spawn::new(backend).var("REDIS_URL", &redis.url()).var("QETTA_REDIS_PREFIX", &prefix).start().await;
     let (token, _) = app.register("redis@example.com").await;
     let login = || app.client.post(app.url("/api/v1/auth/login")).json(&json!({"email": "redis@example.com", "password": "correct horse 7"}));
@@ -310,6 +314,10 @@ async fn redis_going_away_and_coming_back(backend: Backend) {
     assert!(!redis.keys(&rl_pattern).await.is_empty(), "rate limits count in Redis while it is up");
     app.connect_kftc(&token, "kim").await;
     let fin = app.accounts(&token).await[0]["fintech_use_num"].as_str().unwrap().to_string();
+    let balance = || app.client.get(app.url(&balance_path(&fin))).bearer_auth(&token);
+    fast("balance", 200, balance()).await;
+    let (last,): (i64,) = sqlx::query_as("SELECT last FROM kftc_tran_counters WHERE day = $1").bind(&day).fetch_one(app.state.db.pool()).await.unwrap();
+    assert!(last > 5000, "the database counter continues above the former Redis counter: {last}");
 
     // Redis hangs: calls are cut at the Redis timeout, and skipped for a second after a failure.
     redis.signal("-STOP");
@@ -343,10 +351,10 @@ async fn redis_going_away_and_coming_back(backend: Backend) {
         slowest = slowest.max(started.elapsed());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    fast("balance", 200, app.client.get(app.url(&balance_path(&fin))).bearer_auth(&token)).await;
+    fast("balance", 200, balance()).await;
     // A refresh takes the database lock instead of Redis's.
     app.sandbox_control("kftc", "expire-tokens", json!({})).await;
-    fast("balance after token expiry", 200, app.client.get(app.url(&balance_path(&fin))).bearer_auth(&token)).await;
+    fast("balance after token expiry", 200, balance()).await;
     // A whole new connection: the OAuth state goes to the database, is bound and consumed there.
     let (other, _) = app.register("redis-other@example.com").await;
     app.connect_kftc(&other, "lee").await;
@@ -376,6 +384,11 @@ async fn redis_going_away_and_coming_back(backend: Backend) {
     }
     assert!(metrics(&app).await.contains("qetta_redis_up 1"));
     eprintln!("Redis back: used again after {recovered:?}");
+    // bank_tran_id numbers continue after the Redis restart: one balance is one upstream call
+    // (a reused id would be refused with A0326 and retried).
+    let before = balance_calls(&app.sandbox_stats("kftc").await);
+    fast("balance after Redis came back", 200, balance()).await;
+    assert_eq!(balance_calls(&app.sandbox_stats("kftc").await) - before, 1, "no A0326 retry");
     // New OAuth states go to Redis again and the flow works.
     let (third, _) = app.register("redis-third@example.com").await;
     app.connect_kftc(&third, "park").await;
