@@ -253,7 +253,8 @@ impl TokenManager {
             return answer;
         }
 
-        let wait = self.settings.upstream_timeout * 3;
+        // Within a request, waiting for another replica's refresh ends at the request's deadline.
+        let wait = crate::providers::upstream::remaining().map_or(self.settings.upstream_timeout * 3, |left| left.min(self.settings.upstream_timeout * 3));
         let guard = match &self.redis_lock {
             Some(lock) => match lock.acquire(&format!("refresh:{}", row.id), wait).await {
                 Ok(g) => Some(g),

@@ -365,7 +365,8 @@ impl TossService {
             return Ok(t);
         }
         store::ensure_service_row(&self.db, PROVIDER, self.clock.now()).await?;
-        let wait = self.settings.upstream_timeout * 3;
+        // Within a request, waiting for another replica's refresh ends at the request's deadline.
+        let wait = crate::providers::upstream::remaining().map_or(self.settings.upstream_timeout * 3, |left| left.min(self.settings.upstream_timeout * 3));
         let guard = match &self.redis_lock {
             Some(lock) => match lock.acquire("toss:service_token", wait).await {
                 Ok(g) => Some(g),
