@@ -276,14 +276,23 @@ impl TossService {
         &self.breaker
     }
 
+    fn gate(&self) -> Result<crate::providers::upstream::Permit<'_>, TossServiceError> {
+        self.breaker.check().map_err(|d| TossServiceError::CircuitOpen { retry_after_secs: d.as_secs_f64().ceil().max(1.0) as u64 })
+    }
+
+    /// One attempt, cut at the per-call time-out or the request's deadline.
+    async fn attempt<T>(&self, call: impl Future<Output = Result<T, TossError>>) -> Result<T, TossError> {
+        match upstream::attempt_timeout(self.settings.upstream_timeout) {
+            Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or(Err(TossError::Timeout)),
+            None => Err(TossError::Timeout),
+        }
+    }
+
     /// One upstream call through the circuit breaker, cut at the request's deadline. A call that
     /// is cancelled (the client went away) reports nothing to the breaker: its permit is dropped.
     async fn upstream<T>(&self, call: impl Future<Output = Result<T, TossError>>) -> Result<T, TossServiceError> {
-        let permit = self.breaker.check().map_err(|d| TossServiceError::CircuitOpen { retry_after_secs: d.as_secs_f64().ceil().max(1.0) as u64 })?;
-        let r = match upstream::attempt_timeout(self.settings.upstream_timeout) {
-            Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or(Err(TossError::Timeout)),
-            None => Err(TossError::Timeout),
-        };
+        let permit = self.gate()?;
+        let r = self.attempt(call).await;
         permit.record(matches!(&r, Err(e) if is_upstream_failure(e)));
         Ok(r?)
     }
@@ -291,16 +300,20 @@ impl TossService {
     /// The token call, retried on connection failures only (a request that reached Toss may have
     /// issued a token; Toss asks partners not to ask again).
     async fn issue_token(&self) -> Result<crate::providers::toss::TossAccessToken, TossServiceError> {
+        // The breaker counts the call once, with the outcome after its retries.
+        let permit = self.gate()?;
         let mut attempt = 0;
-        loop {
-            match self.upstream(self.client.issue_token()).await {
-                Err(TossServiceError::Toss(TossError::Network(_))) if attempt < 2 && upstream::retry_fits(upstream::backoff(attempt + 1)) => {
+        let r = loop {
+            match self.attempt(self.client.issue_token()).await {
+                Err(TossError::Network(_)) if attempt < 2 && upstream::retry_fits(upstream::backoff(attempt + 1)) => {
                     attempt += 1;
                     tokio::time::sleep(upstream::backoff(attempt)).await;
                 }
-                other => return other,
+                other => break other,
             }
-        }
+        };
+        permit.record(matches!(&r, Err(e) if is_upstream_failure(e)));
+        Ok(r?)
     }
 
     // -----------------------------------------------------------------------------------------
