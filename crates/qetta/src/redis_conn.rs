@@ -2,10 +2,10 @@
 //!
 //! Redis holds only shared, rebuildable state (rate-limit counters, OAuth states, refresh locks),
 //! so no request may wait on it for long: every call is cut after `QETTA_REDIS_TIMEOUT_MS`
-//! (250 ms by default), and after a failure Redis is skipped for [`SKIP_AFTER_FAILURE`] so that
-//! callers go straight to their fallback instead of each timing out. The connection manager
-//! reconnects on its own, at most a second apart, so Redis is used again within a few seconds
-//! of coming back.
+//! (250 ms by default), and after a failure requests skip Redis and go straight to their
+//! fallback, while a background probe pings it every [`PROBE_EVERY`] and ends the skipping when
+//! it answers. The connection manager reconnects at most a second apart, so Redis is used again
+//! within a second or two of coming back.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,8 +15,12 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, RedisResult};
 
-/// How long Redis is skipped after a failed call.
-pub const SKIP_AFTER_FAILURE: Duration = Duration::from_secs(1);
+/// How often the probe pings Redis while it is being skipped.
+pub const PROBE_EVERY: Duration = Duration::from_millis(500);
+
+/// The longest Redis is skipped after a failure even if the probe has not answered yet (a
+/// safety net: requests then try Redis again, each bounded by the timeout).
+pub const SKIP_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
 /// Whether Redis answered lately. Shared by every clone of a [`Redis`].
 pub struct RedisHealth {
@@ -37,8 +41,8 @@ impl RedisHealth {
         self.epoch.elapsed().as_millis() as u64 + 1
     }
 
-    /// True while the last failure is more recent than [`SKIP_AFTER_FAILURE`] and nothing
-    /// succeeded since.
+    /// True after a failure until the probe (or a call) succeeds, for at most
+    /// [`SKIP_AFTER_FAILURE`] after the last failure.
     pub fn skipping(&self) -> bool {
         self.down.load(Ordering::Relaxed) && self.stamp().saturating_sub(self.last_failure.load(Ordering::Relaxed)) < SKIP_AFTER_FAILURE.as_millis() as u64
     }
@@ -57,7 +61,7 @@ impl RedisHealth {
         let was_up = !self.down.swap(true, Ordering::Relaxed);
         self.failures.fetch_add(1, Ordering::Relaxed);
         if was_up {
-            tracing::warn!(error = %e, skip_ms = SKIP_AFTER_FAILURE.as_millis() as u64, "Redis failed: using the fallbacks (in-process rate limits, database OAuth states and locks) until it answers again");
+            tracing::warn!(error = %e, "Redis failed: using the fallbacks (in-process rate limits, database OAuth states and locks) until it answers again");
         }
     }
 
@@ -102,8 +106,14 @@ impl Redis {
             .await
             .map_err(|_| unavailable("connection timed out"))??;
         let redis = Self { conn, timeout, health: Arc::new(RedisHealth::new()) };
-        let _: String = redis.call(|mut c| async move { redis::cmd("PING").query_async(&mut c).await }).await?;
+        redis.ping().await?;
+        tokio::spawn(probe(redis.conn.clone(), timeout, Arc::downgrade(&redis.health)));
         Ok(redis)
+    }
+
+    pub async fn ping(&self) -> RedisResult<()> {
+        let _: String = self.call(|mut c| async move { redis::cmd("PING").query_async(&mut c).await }).await?;
+        Ok(())
     }
 
     pub fn health(&self) -> &Arc<RedisHealth> {
@@ -129,6 +139,27 @@ impl Redis {
             _ => self.health.succeeded(),
         }
         result
+    }
+}
+
+/// While Redis is skipped, pings it every [`PROBE_EVERY`] (which also makes the connection
+/// manager reconnect) and ends the skipping when it answers. Ends when the service drops its
+/// Redis handle.
+async fn probe(conn: ConnectionManager, timeout: Duration, health: std::sync::Weak<RedisHealth>) {
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        let Some(health) = health.upgrade() else { return };
+        if health.is_up() {
+            continue;
+        }
+        let mut c = conn.clone();
+        let ping = async move { redis::cmd("PING").query_async::<String>(&mut c).await };
+        match tokio::time::timeout(timeout, ping).await {
+            Ok(Ok(_)) => health.succeeded(),
+            Ok(Err(e)) if is_connection_trouble(&e) => health.failed(&e),
+            Ok(Err(_)) => health.succeeded(),
+            Err(_) => health.failed(&unavailable("timed out")),
+        }
     }
 }
 

@@ -82,7 +82,7 @@ impl SharedState {
     /// Whether Redis answers (for `/ready`; fails at once while Redis is skipped after a failure).
     pub async fn ping(&self) -> Result<(), SharedError> {
         if let Some(r) = &self.redis {
-            let _: String = r.call(|mut c| async move { redis::cmd("PING").query_async(&mut c).await }).await?;
+            r.ping().await?;
         }
         Ok(())
     }
