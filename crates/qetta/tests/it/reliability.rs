@@ -95,13 +95,17 @@ both_backends!(a_hanging_upstream_answers_504_before_the_request_timeout);
 /// The upstream takes longer than the whole request may: the retries stop at the request's
 /// deadline and the client gets 504 `upstream_timeout` with the JSON body, not a bodiless 408.
 async fn a_hanging_upstream_answers_504_before_the_request_timeout(backend: Backend) {
-    let (app, token, fin) = connected(backend, &[("QETTA_REQUEST_TIMEOUT_SECS", "2"), ("QETTA_UPSTREAM_TIMEOUT_MS", "1500")]).await;
-    app.sandbox_control("kftc", "faults", json!({"latency_ms": 5000})).await;
+    // Two full attempts fit, the third is cut at the deadline (5 s less 0.5 s).
+    let (app, token, fin) = connected(backend, &[("QETTA_REQUEST_TIMEOUT_SECS", "5"), ("QETTA_UPSTREAM_TIMEOUT_MS", "2000")]).await;
+    app.sandbox_control("kftc", "faults", json!({"latency_ms": 20000})).await;
+    let before = balance_calls(&app.sandbox_stats("kftc").await);
     let started = Instant::now();
     let r = app.get(&balance_path(&fin), Some(&token)).await;
     let took = started.elapsed();
     assert_eq!(error_code(r, 504).await, "upstream_timeout");
-    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+    let attempts = balance_calls(&app.sandbox_stats("kftc").await) - before;
+    assert!((2..=3).contains(&attempts), "{attempts} attempts");
     app.sandbox_control("kftc", "faults", json!({})).await;
     assert_eq!(app.get(&balance_path(&fin), Some(&token)).await.status(), 200);
 }
