@@ -18,6 +18,7 @@ use crate::providers::kftc::tran_id::TranIds;
 use crate::providers::kftc::{KftcClient, KftcEndpoints};
 use crate::providers::toss::{TossClient, TOSS_PRODUCTION_PUBLIC_KEY};
 use crate::providers::upstream;
+use crate::redis_conn::Redis;
 use crate::shared_state::SharedState;
 use crate::store::{Db, StoreError};
 use crate::tokens::locks::RedisLock;
@@ -154,19 +155,16 @@ pub async fn open_database(config: &Config) -> Result<Db, StartError> {
     Ok(db)
 }
 
-/// Connects to Redis when `REDIS_URL` is set.
-pub async fn open_redis(config: &Config) -> Result<Option<redis::aio::ConnectionManager>, StartError> {
+/// Connects to Redis when `REDIS_URL` is set: every call bounded by `QETTA_REDIS_TIMEOUT_MS`,
+/// reconnects at most a second apart (see [`crate::redis_conn`]). Redis must answer at start;
+/// later outages are served by the fallbacks.
+pub async fn open_redis(config: &Config) -> Result<Option<Redis>, StartError> {
     let Some(url) = &config.redis_url else { return Ok(None) };
     let shown = crate::config::redact_url(url.expose_secret());
-    let err = |source| StartError::Redis { url: shown.clone(), source };
-    let client = redis::Client::open(url.expose_secret()).map_err(err)?;
-    let connect = redis::aio::ConnectionManager::new(client);
-    let mut conn = tokio::time::timeout(std::time::Duration::from_secs(5), connect)
+    let redis = Redis::connect(url.expose_secret(), config.redis_timeout, std::time::Duration::from_secs(5))
         .await
-        .map_err(|_| err(redis::RedisError::from((redis::ErrorKind::IoError, "connection timed out"))))?
-        .map_err(err)?;
-    let _: String = redis::cmd("PING").query_async(&mut conn).await.map_err(err)?;
-    Ok(Some(conn))
+        .map_err(|source| StartError::Redis { url: shown, source })?;
+    Ok(Some(redis))
 }
 
 impl App {
@@ -294,10 +292,10 @@ impl App {
                     format!("kftc: {}", resolved.api_base)
                 });
                 let tran_ids = match &redis {
-                    Some(r) => TranIds::with_redis(client_use_code, r.clone(), &config.redis_prefix),
+                    Some(r) => TranIds::with_legacy_redis(client_use_code, db.clone(), r.clone(), &config.redis_prefix),
                     None => TranIds::with_database(client_use_code, db.clone()),
                 };
-                (Some(Arc::new(KftcClient::new(http.clone(), endpoints, tran_ids))), resolved)
+                (Some(Arc::new(KftcClient::new(http.clone(), endpoints, tran_ids, config.tokens.upstream_timeout, config.breaker))), resolved)
             }
             None => {
                 banner.warnings.push("kftc: not configured, disabled (set KFTC_API_BASE and its credentials to enable it)".into());
@@ -356,6 +354,7 @@ impl App {
                     config.toss.request_url.clone(),
                     redis_lock.clone(),
                     toss_sandbox,
+                    config.breaker,
                 )))
             }
             None => {

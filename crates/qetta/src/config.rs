@@ -154,6 +154,8 @@ pub struct Config {
     pub redis_url: Option<SecretString>,
     /// Namespace of every key this service writes to Redis.
     pub redis_prefix: String,
+    /// Longest wait for one Redis call (`QETTA_REDIS_TIMEOUT_MS`); past it the fallback answers.
+    pub redis_timeout: Duration,
     /// `None`: generate one and keep it under `data_dir` (embedded mode).
     pub jwt_secret: Option<SecretString>,
     pub jwt_issuer: String,
@@ -175,6 +177,8 @@ pub struct Config {
     /// `id:base64,…` (first is active); `None`: a generated key file under `data_dir` (embedded).
     pub encryption_keys: Option<SecretString>,
     pub tokens: TokenSettings,
+    /// When the provider circuit breakers open (`QETTA_BREAKER_*`).
+    pub breaker: crate::providers::upstream::BreakerPolicy,
     pub rate_limits: RateLimits,
     pub kftc: KftcSettings,
     pub toss: TossSettings,
@@ -336,6 +340,10 @@ impl Config {
         if request_timeout.is_zero() {
             return Err(ConfigError::invalid("QETTA_REQUEST_TIMEOUT_SECS", "must be at least 1"));
         }
+        let redis_timeout = Duration::from_millis(parse_or(src, "QETTA_REDIS_TIMEOUT_MS", 250u64, "a number of milliseconds")?);
+        if !(10..=10_000).contains(&redis_timeout.as_millis()) {
+            return Err(ConfigError::invalid("QETTA_REDIS_TIMEOUT_MS", "must be between 10 and 10000"));
+        }
         let body_limit_bytes = parse_or(src, "QETTA_BODY_LIMIT_BYTES", 64 * 1024usize, "a number of bytes")?;
         if body_limit_bytes < 1024 {
             return Err(ConfigError::invalid("QETTA_BODY_LIMIT_BYTES", "must be at least 1024"));
@@ -354,6 +362,7 @@ impl Config {
                 Some(p) if p.len() <= 64 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) => p,
                 Some(_) => return Err(ConfigError::invalid("QETTA_REDIS_PREFIX", "expected up to 64 letters, digits, - _ or .")),
             },
+            redis_timeout,
             jwt_secret,
             jwt_issuer: src.get("QETTA_JWT_ISSUER").unwrap_or_else(|| "qetta-connect".into()),
             jwt_audience: src.get("QETTA_JWT_AUDIENCE").unwrap_or_else(|| "qetta".into()),
@@ -378,6 +387,7 @@ impl Config {
                 lock_wait: (request_timeout / 3).clamp(Duration::from_secs(1), Duration::from_secs(10)),
                 ..token_settings(src)?
             },
+            breaker: breaker_policy(src)?,
             rate_limits: RateLimits {
                 auth_per_ip_per_min: parse_or(src, "QETTA_RATE_LIMIT_AUTH_PER_IP", 30i64, "a whole number")?.max(1),
                 api_per_ip_per_min: parse_or(src, "QETTA_RATE_LIMIT_API_PER_IP", 600i64, "a whole number")?.max(1),
@@ -575,6 +585,27 @@ fn is_loopback_host(url: &reqwest::Url) -> bool {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         None => false,
     }
+}
+
+fn breaker_policy(src: &Sources) -> Result<crate::providers::upstream::BreakerPolicy, ConfigError> {
+    let d = crate::providers::upstream::BreakerPolicy::default();
+    let window_secs: u64 = parse_or(src, "QETTA_BREAKER_WINDOW_SECS", d.window.as_secs(), "a number of seconds")?;
+    if !(1..=3600).contains(&window_secs) {
+        return Err(ConfigError::invalid("QETTA_BREAKER_WINDOW_SECS", "must be between 1 and 3600"));
+    }
+    let min_calls: u32 = parse_or(src, "QETTA_BREAKER_MIN_CALLS", d.min_calls, "a whole number")?;
+    if min_calls == 0 {
+        return Err(ConfigError::invalid("QETTA_BREAKER_MIN_CALLS", "must be at least 1"));
+    }
+    let failure_ratio: f64 = parse_or(src, "QETTA_BREAKER_FAILURE_RATIO", d.failure_ratio, "a number between 0 and 1")?;
+    if !(failure_ratio > 0.0 && failure_ratio <= 1.0) {
+        return Err(ConfigError::invalid("QETTA_BREAKER_FAILURE_RATIO", "must be above 0 and at most 1"));
+    }
+    let open_ms: u64 = parse_or(src, "QETTA_BREAKER_OPEN_MS", d.open_for.as_millis() as u64, "a number of milliseconds")?;
+    if !(100..=3_600_000).contains(&open_ms) {
+        return Err(ConfigError::invalid("QETTA_BREAKER_OPEN_MS", "must be between 100 and 3600000"));
+    }
+    Ok(crate::providers::upstream::BreakerPolicy { window: Duration::from_secs(window_secs), min_calls, failure_ratio, open_for: Duration::from_millis(open_ms) })
 }
 
 fn parse_or<T: std::str::FromStr>(src: &Sources, var: &'static str, default: T, expected: &str) -> Result<T, ConfigError> {

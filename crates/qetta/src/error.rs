@@ -41,6 +41,9 @@ pub enum ApiError {
     Upstream { code: &'static str, message: String, provider_code: Option<String> },
     #[error("{message}")]
     UpstreamTimeout { message: String },
+    /// The provider is failing and our circuit breaker pauses calls to it: 503 with `Retry-After`.
+    #[error("{message}")]
+    UpstreamUnavailable { message: String, retry_after_secs: u64 },
     #[error("{0}")]
     Unavailable(String),
     /// A sensitive operation was refused because its audit entry could not be written.
@@ -83,7 +86,7 @@ impl ApiError {
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::Unavailable(_) | Self::ProviderNotConfigured(_) | Self::AuditUnavailable | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::ProviderNotConfigured(_) | Self::AuditUnavailable | Self::Busy { .. } | Self::UpstreamUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -101,6 +104,7 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
+            Self::UpstreamUnavailable { .. } => "upstream_unavailable",
             Self::Unavailable(_) => "unavailable",
             Self::ProviderNotConfigured(_) => "provider_not_configured",
             Self::AuditUnavailable => "audit_unavailable",
@@ -160,7 +164,7 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let retry_after = match &self {
-            Self::TooManyRequests { retry_after_secs, .. } | Self::Busy { retry_after_secs, .. } => Some(*retry_after_secs),
+            Self::TooManyRequests { retry_after_secs, .. } | Self::Busy { retry_after_secs, .. } | Self::UpstreamUnavailable { retry_after_secs, .. } => Some(*retry_after_secs),
             _ => None,
         };
         let mut response = error_response(status, self.code(), &self.to_string(), provider_code.as_deref());

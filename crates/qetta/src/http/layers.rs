@@ -44,6 +44,14 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
 /// tells them to keep doing so (HSTS).
 #[derive(Clone, Copy)]
 pub struct Https(pub bool);
+/// Sets the deadline provider calls must meet: the request timeout less a margin (a tenth of it,
+/// at most 1 s) for writing the answer.
+pub async fn deadline(State(state): State<crate::app::AppState>, req: Request, next: Next) -> Response {
+    let timeout = state.config.request_timeout;
+    let margin = (timeout / 10).min(std::time::Duration::from_secs(1));
+    let deadline = std::time::Instant::now() + timeout - margin;
+    crate::providers::upstream::with_deadline(deadline, next.run(req)).await
+}
 
 /// Headers every response carries; a page handler may set its own Content-Security-Policy.
 pub async fn security_headers(State(Https(https)): State<Https>, req: Request, next: Next) -> Response<Body> {

@@ -7,6 +7,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use crate::app::AppState;
+use crate::providers::upstream::BreakerState;
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let s = &state.refresher_stats;
@@ -20,10 +21,33 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ] {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"));
     }
-    out.push_str("# HELP qetta_upstream_circuit_open Whether calls to a provider are paused.\n# TYPE qetta_upstream_circuit_open gauge\n");
-    let breakers = [("kftc", state.kftc_client.as_ref().map(|k| k.breaker().is_open())), ("toss", state.toss_service.as_ref().map(|t| t.breaker().is_open()))];
-    for (provider, open) in breakers.into_iter().filter_map(|(p, o)| Some((p, o?))) {
-        out.push_str(&format!("qetta_upstream_circuit_open{{provider=\"{provider}\"}} {}\n", u8::from(open)));
+    // Disabled providers have no breaker.
+    let breakers: Vec<(&str, &crate::providers::upstream::CircuitBreaker)> = [
+        ("kftc", state.kftc_client.as_ref().map(|k| k.breaker())),
+        ("toss", state.toss_service.as_ref().map(|t| t.breaker())),
+    ]
+    .into_iter()
+    .filter_map(|(p, b)| Some((p, b?)))
+    .collect();
+    out.push_str("# HELP qetta_upstream_circuit_open Whether calls to a provider are paused (open or half-open).\n# TYPE qetta_upstream_circuit_open gauge\n");
+    for (provider, b) in &breakers {
+        out.push_str(&format!("qetta_upstream_circuit_open{{provider=\"{provider}\"}} {}\n", u8::from(b.is_open())));
+    }
+    out.push_str("# HELP qetta_upstream_circuit_state The circuit breaker's state per provider (1 on the current one).\n# TYPE qetta_upstream_circuit_state gauge\n");
+    for (provider, b) in &breakers {
+        let current = b.state();
+        for st in [BreakerState::Closed, BreakerState::Open, BreakerState::HalfOpen] {
+            out.push_str(&format!("qetta_upstream_circuit_state{{provider=\"{provider}\",state=\"{}\"}} {}\n", st.as_str(), u8::from(st == current)));
+        }
+    }
+    out.push_str("# HELP qetta_upstream_circuit_rejected_total Provider calls refused by an open circuit breaker.\n# TYPE qetta_upstream_circuit_rejected_total counter\n");
+    for (provider, b) in &breakers {
+        out.push_str(&format!("qetta_upstream_circuit_rejected_total{{provider=\"{provider}\"}} {}\n", b.rejected_total()));
+    }
+    out.push_str("# HELP qetta_redis_up Whether Redis answered its last call (1), failed recently (0); absent without REDIS_URL.\n# TYPE qetta_redis_up gauge\n");
+    if let Some(h) = state.shared.redis_health() {
+        out.push_str(&format!("qetta_redis_up {}\n", u8::from(h.is_up())));
+        out.push_str(&format!("# HELP qetta_redis_failures_total Redis calls that failed or timed out (each answered by a fallback).\n# TYPE qetta_redis_failures_total counter\nqetta_redis_failures_total {}\n", h.failures_total()));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -88,9 +88,13 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound("No such route.".into()) })
         .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED })
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
-        .layer(axum::middleware::from_fn(layers::json_errors))
         .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::per_ip))
+        // Provider calls fit their retries before this deadline, a little ahead of the timeout
+        // below, so that an upstream time-out answers 504 `upstream_timeout`.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), layers::deadline))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.config.request_timeout))
+        // Outside the timeout, so that its 408 (and every other bodiless error) gets the JSON body.
+        .layer(axum::middleware::from_fn(layers::json_errors))
         // Spans name the path only: query strings carry OAuth codes and states.
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())))
         .layer(axum::middleware::from_fn_with_state(layers::Https(state.config.public_url.starts_with("https://")), layers::security_headers));

@@ -8,13 +8,16 @@
 //!   expired mid-refresh cannot overwrite a newer grant.
 //! - Without Redis, PostgreSQL's row lock (`SELECT … FOR UPDATE`) plays the same role (see the
 //!   manager), and SQLite is a single process, where [`LocalFlights`] is enough.
+//! - When Redis fails, the callers fall back to that database path. On PostgreSQL the row lock
+//!   is taken under the Redis lock as well, so that a replica holding the Redis lock and one that
+//!   fell back to the database still exclude each other.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::RngCore;
-use redis::aio::ConnectionManager;
+use crate::redis_conn::Redis;
 
 #[derive(Default)]
 pub struct LocalFlights {
@@ -60,13 +63,13 @@ pub enum LockError {
 
 #[derive(Clone)]
 pub struct RedisLock {
-    conn: ConnectionManager,
+    conn: Redis,
     ttl: Duration,
     prefix: String,
 }
 
 pub struct RedisGuard {
-    conn: ConnectionManager,
+    conn: Redis,
     key: String,
     token: String,
 }
@@ -74,7 +77,7 @@ pub struct RedisGuard {
 const RELEASE: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 
 impl RedisLock {
-    pub fn new(conn: ConnectionManager, ttl: Duration, prefix: &str) -> Self {
+    pub fn new(conn: Redis, ttl: Duration, prefix: &str) -> Self {
         Self { conn, ttl, prefix: prefix.to_string() }
     }
 
@@ -86,18 +89,17 @@ impl RedisLock {
         let key = format!("{}:lock:{key}", self.prefix);
         let deadline = tokio::time::Instant::now() + wait;
         let mut pause = Duration::from_millis(5);
-        let mut conn = self.conn.clone();
+        let ttl_ms = self.ttl.as_millis() as u64;
         loop {
-            let got: Option<String> = redis::cmd("SET")
-                .arg(&key)
-                .arg(&token)
-                .arg("NX")
-                .arg("PX")
-                .arg(self.ttl.as_millis() as u64)
-                .query_async(&mut conn)
+            let got: Option<String> = self
+                .conn
+                .call(|mut c| {
+                    let (key, token) = (&key, &token);
+                    async move { redis::cmd("SET").arg(key).arg(token).arg("NX").arg("PX").arg(ttl_ms).query_async(&mut c).await }
+                })
                 .await?;
             if got.is_some() {
-                return Ok(RedisGuard { conn, key, token });
+                return Ok(RedisGuard { conn: self.conn.clone(), key, token });
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(LockError::Timeout);
@@ -109,8 +111,9 @@ impl RedisLock {
 }
 
 impl RedisGuard {
-    pub async fn release(mut self) {
-        let result: Result<i64, _> = redis::Script::new(RELEASE).key(&self.key).arg(&self.token).invoke_async(&mut self.conn).await;
+    pub async fn release(self) {
+        let (key, token) = (&self.key, &self.token);
+        let result: Result<i64, _> = self.conn.call(|mut c| async move { redis::Script::new(RELEASE).key(key).arg(token).invoke_async(&mut c).await }).await;
         if let Err(e) = result {
             // The lock expires on its own after its TTL.
             tracing::warn!(error = %e, "could not release a refresh lock");

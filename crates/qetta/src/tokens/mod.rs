@@ -275,7 +275,7 @@ impl TokenManager {
         let _local = self.flights.acquire(&row.id).await;
         let id = row.id;
         let owner = format!("{}:{}", self.instance, uuid::Uuid::new_v4().simple());
-        let deadline = tokio::time::Instant::now() + self.settings.lock_wait;
+        let deadline = tokio::time::Instant::now() + self.wait_budget();
         let mut pause = Duration::from_millis(10);
         loop {
             // Someone (in this process or another) may have refreshed while we waited.
@@ -293,6 +293,12 @@ impl TokenManager {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(100));
         }
+    }
+
+    /// How long a caller may wait for a refresh (another replica's, or its own grant's write):
+    /// `lock_wait`, and never past the request's deadline.
+    fn wait_budget(&self) -> Duration {
+        crate::providers::upstream::remaining().map_or(self.settings.lock_wait, |left| left.min(self.settings.lock_wait))
     }
 
     fn heartbeat(&self, id: &str, owner: &str) -> Heartbeat {
@@ -473,7 +479,7 @@ impl TokenManager {
             }
             let _ = done_tx.send(outcome);
         });
-        match tokio::time::timeout(self.settings.lock_wait, done_rx).await {
+        match tokio::time::timeout(self.wait_budget(), done_rx).await {
             Ok(Ok(Ok(true))) => {
                 tracing::info!(connection_id = %row.id, provider = %row.provider, "token refreshed");
                 Ok(token)

@@ -35,7 +35,7 @@ use crate::error::ApiError;
 use crate::providers::toss::{AuthRequest, AuthResult, AuthStatus, TossClient, TossError, TossUser};
 use crate::store::toss::{self as store, Identity, ServiceTokenRow, ServiceTokenWrite};
 use crate::store::{audit, meta, Db, StoreError};
-use crate::providers::upstream::CircuitBreaker;
+use crate::providers::upstream::{self, BreakerPolicy, CircuitBreaker};
 use crate::tokens::locks::{LockError, RedisLock};
 use crate::vault::{Aad, Vault, VaultError};
 
@@ -117,8 +117,7 @@ impl From<TossServiceError> for ApiError {
             TossServiceError::Invalid(i) => ApiError::invalid(i.code, i.message),
             TossServiceError::Toss(t) => toss_api_error(&t),
             TossServiceError::Busy => ApiError::Unavailable("Another replica is fetching the Toss token; try again.".into()),
-            TossServiceError::CircuitOpen { retry_after_secs } => ApiError::TooManyRequests {
-                code: "upstream_unavailable",
+            TossServiceError::CircuitOpen { retry_after_secs } => ApiError::UpstreamUnavailable {
                 message: "Toss is failing right now; calls are paused briefly.".into(),
                 retry_after_secs,
             },
@@ -256,6 +255,7 @@ impl TossService {
         request_url: String,
         redis_lock: Option<RedisLock>,
         sandbox: bool,
+        breaker: BreakerPolicy,
     ) -> Self {
         Self {
             client,
@@ -268,7 +268,7 @@ impl TossService {
             redis_lock,
             instance: uuid::Uuid::new_v4().to_string(),
             sandbox,
-            breaker: CircuitBreaker::new(5, Duration::from_secs(30)),
+            breaker: CircuitBreaker::new("toss", breaker),
         }
     }
 
@@ -276,30 +276,44 @@ impl TossService {
         &self.breaker
     }
 
-    /// One upstream call through the circuit breaker.
-    async fn upstream<T>(&self, call: impl Future<Output = Result<T, TossError>>) -> Result<T, TossServiceError> {
-        self.breaker.check().map_err(|d| TossServiceError::CircuitOpen { retry_after_secs: d.as_secs().max(1) })?;
-        let r = call.await;
-        match &r {
-            Err(e) if is_upstream_failure(e) => self.breaker.failure(),
-            _ => self.breaker.success(),
+    fn gate(&self) -> Result<crate::providers::upstream::Permit<'_>, TossServiceError> {
+        self.breaker.check().map_err(|d| TossServiceError::CircuitOpen { retry_after_secs: d.as_secs_f64().ceil().max(1.0) as u64 })
+    }
+
+    /// One attempt, cut at the per-call time-out or the request's deadline.
+    async fn attempt<T>(&self, call: impl Future<Output = Result<T, TossError>>) -> Result<T, TossError> {
+        match upstream::attempt_timeout(self.settings.upstream_timeout) {
+            Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or(Err(TossError::Timeout)),
+            None => Err(TossError::Timeout),
         }
+    }
+
+    /// One upstream call through the circuit breaker, cut at the request's deadline. A call that
+    /// is cancelled (the client went away) reports nothing to the breaker: its permit is dropped.
+    async fn upstream<T>(&self, call: impl Future<Output = Result<T, TossError>>) -> Result<T, TossServiceError> {
+        let permit = self.gate()?;
+        let r = self.attempt(call).await;
+        permit.record(matches!(&r, Err(e) if is_upstream_failure(e)));
         Ok(r?)
     }
 
     /// The token call, retried on connection failures only (a request that reached Toss may have
     /// issued a token; Toss asks partners not to ask again).
     async fn issue_token(&self) -> Result<crate::providers::toss::TossAccessToken, TossServiceError> {
+        // The breaker counts the call once, with the outcome after its retries.
+        let permit = self.gate()?;
         let mut attempt = 0;
-        loop {
-            match self.upstream(self.client.issue_token()).await {
-                Err(TossServiceError::Toss(TossError::Network(_))) if attempt < 2 => {
+        let r = loop {
+            match self.attempt(self.client.issue_token()).await {
+                Err(TossError::Network(_)) if attempt < 2 && upstream::retry_fits(upstream::backoff(attempt + 1)) => {
                     attempt += 1;
-                    tokio::time::sleep(crate::providers::upstream::backoff(attempt)).await;
+                    tokio::time::sleep(upstream::backoff(attempt)).await;
                 }
-                other => return other,
+                other => break other,
             }
-        }
+        };
+        permit.record(matches!(&r, Err(e) if is_upstream_failure(e)));
+        Ok(r?)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -364,24 +378,34 @@ impl TossService {
             return Ok(t);
         }
         store::ensure_service_row(&self.db, PROVIDER, self.clock.now()).await?;
-        let wait = self.settings.upstream_timeout * 3;
-        let outcome = if let Some(lock) = &self.redis_lock {
-            let guard = match lock.acquire("toss:service_token", wait).await {
-                Ok(g) => g,
+        // Within a request, waiting for another replica's refresh ends at the request's deadline.
+        let wait = crate::providers::upstream::remaining().map_or(self.settings.upstream_timeout * 3, |left| left.min(self.settings.upstream_timeout * 3));
+        let guard = match &self.redis_lock {
+            Some(lock) => match lock.acquire("toss:service_token", wait).await {
+                Ok(g) => Some(g),
                 Err(LockError::Timeout) => return Err(TossServiceError::Busy),
-                Err(LockError::Redis(e)) => return Err(e.into()),
-            };
-            let r = self.fetch_under_lock(want, None).await;
-            guard.release().await;
-            r
-        } else if self.db.kind() == DatabaseKind::Postgres {
+                Err(LockError::Redis(e)) => {
+                    tracing::warn!(error = %e, "Redis unavailable: Toss token lock taken in the database instead");
+                    None
+                }
+            },
+            None => None,
+        };
+        // PostgreSQL's row lock is taken under the Redis lock too (see tokens::locks); on SQLite
+        // the lease serves when Redis is absent or failing.
+        let outcome = if self.db.kind() == DatabaseKind::Postgres {
             let mut tx = self.db.pool().begin().await.map_err(StoreError::from)?;
             let r = self.fetch_under_lock(want, Some(&mut tx)).await;
             tx.commit().await.map_err(StoreError::from)?;
             r
+        } else if guard.is_some() {
+            self.fetch_under_lock(want, None).await
         } else {
             self.fetch_under_lease(want, wait).await
         };
+        if let Some(g) = guard {
+            g.release().await;
+        }
         match outcome {
             Ok((token, fetched)) => {
                 if fetched {

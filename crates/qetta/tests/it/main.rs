@@ -14,6 +14,7 @@ mod faults;
 mod hardening;
 mod procs;
 mod sandbox_mode;
+mod reliability;
 mod secrets;
 mod startup;
 mod store_suite;

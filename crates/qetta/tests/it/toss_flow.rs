@@ -502,15 +502,28 @@ async fn a_failing_toss_opens_the_circuit_breaker(backend: Backend) {
     // A token first, so that only the API calls fail.
     assert_eq!(app.toss_get("/token", &token).await.status(), 200);
     app.sandbox_control("toss", "faults", json!({"error_rate": 1.0, "error": "CE0001"})).await;
-    for _ in 0..5 {
+    // The breaker opens on the failure ratio once it has seen its minimum volume (20 calls,
+    // the successful token call included).
+    let mut failed = 0;
+    loop {
         let v: Value = app.toss_post("/test", &json!({}), &token).await.json().await.unwrap();
         assert_eq!(v["ok"], false);
-        assert_eq!(v["provider_code"], "CE0001");
+        if v["provider_code"] != "CE0001" {
+            break;
+        }
+        failed += 1;
+        assert!(failed <= 20, "the breaker did not open");
     }
+    assert_eq!(failed, 19, "not before the minimum volume");
     let calls = toss_calls(&app, "status").await;
     let v: Value = app.toss_post("/test", &json!({}), &token).await.json().await.unwrap();
     assert_eq!(v["ok"], false, "{v}");
     assert_eq!(toss_calls(&app, "status").await, calls, "no call while the breaker is open");
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
     assert!(metrics.contains("qetta_upstream_circuit_open{provider=\"toss\"} 1"), "{metrics}");
+    assert!(metrics.contains("qetta_upstream_circuit_state{provider=\"toss\",state=\"open\"} 1"), "{metrics}");
+    // An API call that needs Toss answers 503 with Retry-After while it is open.
+    let r = app.toss_post("/verifications", &json!({"request_type": "USER_NONE"}), &token).await;
+    assert!(r.headers().get("retry-after").is_some(), "Retry-After on 503");
+    assert_eq!(crate::support::error_code(r, 503).await, "upstream_unavailable");
 }

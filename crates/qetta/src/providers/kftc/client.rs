@@ -11,11 +11,12 @@ use serde::de::DeserializeOwned;
 use super::error::KftcError;
 use super::model::{Balance, Envelope, TokenResponse, TransactionPage, UserMe};
 use super::tran_id::TranIds;
-use crate::providers::upstream::{backoff, CircuitBreaker};
+use crate::providers::upstream::{self, backoff, BreakerPolicy, CircuitBreaker, Permit};
 use crate::tokens::{Grant, RefreshError, Refresher};
 
-/// Read-only calls are retried this many times on upstream trouble (with a new bank_tran_id).
-const READ_RETRIES: u32 = 2;
+/// Read-only calls are retried up to this many times on upstream trouble (with a new
+/// bank_tran_id), as long as another attempt fits before the request's deadline.
+const READ_RETRIES: u32 = 3;
 /// Observed refresh-token lifetime: access-token expiry + 10 days (SPEC A6.3, [O]).
 const REFRESH_EXTRA_SECS: i64 = 864_000;
 
@@ -51,6 +52,8 @@ pub struct KftcClient {
     endpoints: KftcEndpoints,
     tran_ids: TranIds,
     breaker: CircuitBreaker,
+    /// Time-out of one attempt (`QETTA_UPSTREAM_TIMEOUT_MS`); the request's deadline may cut it.
+    call_timeout: Duration,
 }
 
 /// The bank business day and request time, in KST.
@@ -60,8 +63,8 @@ fn kst_now() -> (String, String) {
 }
 
 impl KftcClient {
-    pub fn new(http: reqwest::Client, endpoints: KftcEndpoints, tran_ids: TranIds) -> Self {
-        Self { http, endpoints, tran_ids, breaker: CircuitBreaker::new(5, Duration::from_secs(30)) }
+    pub fn new(http: reqwest::Client, endpoints: KftcEndpoints, tran_ids: TranIds, call_timeout: Duration, breaker: BreakerPolicy) -> Self {
+        Self { http, endpoints, tran_ids, breaker: CircuitBreaker::new("kftc", breaker), call_timeout }
     }
 
     pub fn client_use_code(&self) -> &str {
@@ -91,22 +94,27 @@ impl KftcClient {
         format!("{}{}", self.endpoints.base, path)
     }
 
-    fn breaker_gate(&self) -> Result<(), KftcError> {
-        self.breaker.check().map_err(|d| KftcError::CircuitOpen { retry_after_secs: d.as_secs().max(1) })
+    fn breaker_gate(&self) -> Result<Permit<'_>, KftcError> {
+        self.breaker.check().map_err(|d| KftcError::CircuitOpen { retry_after_secs: d.as_secs_f64().ceil().max(1.0) as u64 })
     }
 
-    fn record(&self, r: &Result<impl Sized, KftcError>) {
-        match r {
-            Err(e) if e.is_upstream_failure() => self.breaker.failure(),
-            _ => self.breaker.success(),
-        }
+    /// Reports one logical call (after its retries) to the breaker.
+    fn record(permit: Permit<'_>, r: &Result<impl Sized, KftcError>) {
+        permit.record(matches!(r, Err(e) if e.is_upstream_failure()));
     }
 
     /// Sends a request and reads the JSON body; KFTC errors arrive as HTTP 200 with rsp_code.
+    /// The attempt is cut at the request's deadline.
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<(Envelope, T), KftcError> {
-        let resp = req.send().await.map_err(|e| if e.is_timeout() { KftcError::Timeout } else { KftcError::Network })?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| if e.is_timeout() { KftcError::Timeout } else { KftcError::Network })?;
+        let limit = upstream::attempt_timeout(self.call_timeout).ok_or(KftcError::Timeout)?;
+        let transport = |e: reqwest::Error| if e.is_timeout() { KftcError::Timeout } else { KftcError::Network };
+        let exchange = async {
+            let resp = req.send().await.map_err(transport)?;
+            let status = resp.status();
+            let bytes = resp.bytes().await.map_err(transport)?;
+            Ok::<_, KftcError>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(limit, exchange).await.map_err(|_| KftcError::Timeout)??;
         let envelope: Envelope = match serde_json::from_slice(&bytes) {
             Ok(e) => e,
             Err(_) if !status.is_success() => return Err(KftcError::Http { status: status.as_u16() }),
@@ -120,7 +128,7 @@ impl KftcClient {
     }
 
     async fn token_call(&self, form: &[(&str, &str)]) -> Result<TokenResponse, KftcError> {
-        self.breaker_gate()?;
+        let permit = self.breaker_gate()?;
         let mut attempt = 0;
         let result = loop {
             let req = self.http.post(self.url("/oauth/2.0/token")).form(form);
@@ -128,13 +136,16 @@ impl KftcClient {
             // The token endpoint is retried on connection failures only: a request that reached
             // KFTC may have spent the code or refresh token.
             if matches!(r, Err(KftcError::Network)) && attempt < READ_RETRIES {
-                attempt += 1;
-                tokio::time::sleep(backoff(attempt)).await;
-                continue;
+                let pause = backoff(attempt + 1);
+                if upstream::retry_fits(pause) {
+                    attempt += 1;
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
             }
             break r;
         };
-        self.record(&result);
+        Self::record(permit, &result);
         let (envelope, body) = result?;
         if !envelope.rsp_code.is_empty() && envelope.rsp_code != "A0000" {
             return Err(KftcError::from_codes(&envelope.rsp_code, &envelope.rsp_message, None, None));
@@ -185,10 +196,11 @@ impl KftcClient {
         Ok(Self::grant(t))
     }
 
-    /// A read-only business call, retried on upstream trouble with a fresh bank_tran_id, and once
-    /// more with a fresh one on A0326.
+    /// A read-only business call, retried on upstream trouble with a fresh bank_tran_id (as long
+    /// as another attempt fits before the request's deadline), and once more with a fresh one on
+    /// A0326. The breaker counts the call once, with its final outcome.
     async fn inquiry<T: DeserializeOwned>(&self, token: &SecretString, path: &str, params: &[(&str, &str)], with_tran_id: bool) -> Result<T, KftcError> {
-        self.breaker_gate()?;
+        let permit = self.breaker_gate()?;
         let mut attempt = 0;
         let mut duplicate_retried = false;
         loop {
@@ -210,15 +222,14 @@ impl KftcClient {
                     duplicate_retried = true;
                     continue;
                 }
-                Err(e) if e.is_retryable() && attempt < READ_RETRIES => {
-                    self.breaker.failure();
+                Err(e) if e.is_retryable() && attempt < READ_RETRIES && upstream::retry_fits(backoff(attempt + 1)) => {
+                    tracing::debug!(error = %e, attempt, "KFTC call failed; retrying");
                     attempt += 1;
                     tokio::time::sleep(backoff(attempt)).await;
-                    self.breaker_gate()?;
                     continue;
                 }
                 other => {
-                    self.record(&other);
+                    Self::record(permit, &other);
                     return other;
                 }
             }
@@ -259,7 +270,7 @@ impl KftcClient {
 
     /// `POST /v2.0/user/unlink` (SPEC A7): the user's link to us ends and the tokens stop working.
     pub async fn unlink(&self, token: &SecretString, user_seq_no: &str) -> Result<(), KftcError> {
-        self.breaker_gate()?;
+        let permit = self.breaker_gate()?;
         let body = serde_json::json!({ "client_use_code": self.client_use_code(), "user_seq_no": user_seq_no });
         let req = self.http.post(self.url("/v2.0/user/unlink")).bearer_auth(token.expose_secret()).json(&body);
         let result = match self.send::<serde_json::Value>(req).await {
@@ -267,7 +278,7 @@ impl KftcClient {
             Ok((env, _)) => Err(KftcError::from_codes(&env.rsp_code, &env.rsp_message, env.bank_rsp_code.as_deref(), env.bank_rsp_message.as_deref())),
             Err(e) => Err(e),
         };
-        self.record(&result);
+        Self::record(permit, &result);
         result
     }
 }

@@ -103,8 +103,7 @@ impl From<KftcError> for crate::error::ApiError {
             },
             KftcError::Bank { message, .. } => ApiError::Upstream { code: "bank_error", message: format!("The bank could not answer: {message}"), provider_code },
             KftcError::Timeout | KftcError::ProviderTimeout { .. } => ApiError::UpstreamTimeout { message: "KFTC or the bank did not answer in time.".into() },
-            KftcError::CircuitOpen { retry_after_secs } => ApiError::TooManyRequests {
-                code: "upstream_unavailable",
+            KftcError::CircuitOpen { retry_after_secs } => ApiError::UpstreamUnavailable {
                 message: "KFTC is failing right now; calls are paused briefly.".into(),
                 retry_after_secs,
             },

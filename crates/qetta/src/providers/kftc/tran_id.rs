@@ -1,12 +1,17 @@
 //! `bank_tran_id` = client_use_code (10) + `U` + 9 characters `[0-9A-Z]`, unique per day per
 //! institution (SPEC A3). Uniqueness across replicas comes from a per-day counter in the
-//! database (or Redis when configured): each process reserves a block of numbers at a time, so
-//! most ids cost no round trip. The 9 characters are the counter in base 36.
+//! database: each process reserves a block of numbers at a time, so most ids cost no round trip.
+//! The 9 characters are the counter in base 36.
+//!
+//! The counter is always in the database, even with Redis: a Redis restart (without
+//! persistence) or failover would restart a Redis counter and reuse the day's ids (A0326).
+//! Earlier versions counted in Redis; where that key still exists for the day, the first
+//! reservation of the day in each process lifts the database counter above it, so no id given
+//! out by the old scheme is given out again.
 
 use std::sync::Mutex;
 
-use redis::aio::ConnectionManager;
-
+use crate::redis_conn::Redis;
 use crate::store::{Db, StoreError};
 
 const BLOCK: i64 = 100;
@@ -28,14 +33,13 @@ impl From<TranIdError> for crate::error::ApiError {
     }
 }
 
-enum Counter {
-    Database(Db),
-    Redis(Box<ConnectionManager>, String),
-}
-
 pub struct TranIds {
     client_use_code: String,
-    counter: Counter,
+    db: Db,
+    /// The Redis of the old scheme and the key prefix, to read its high-water mark.
+    legacy: Option<(Redis, String)>,
+    /// Days whose legacy high-water mark has been carried over by this process.
+    seeded: Mutex<Option<String>>,
     /// (day, next, end): numbers next..end of `day` are reserved for this process.
     block: Mutex<(String, i64, i64)>,
 }
@@ -55,11 +59,12 @@ pub fn suffix(mut n: i64) -> Option<String> {
 
 impl TranIds {
     pub fn with_database(client_use_code: String, db: Db) -> Self {
-        Self { client_use_code, counter: Counter::Database(db), block: Mutex::new((String::new(), 0, 0)) }
+        Self { client_use_code, db, legacy: None, seeded: Mutex::new(None), block: Mutex::new((String::new(), 0, 0)) }
     }
 
-    pub fn with_redis(client_use_code: String, conn: ConnectionManager, prefix: &str) -> Self {
-        Self { client_use_code, counter: Counter::Redis(Box::new(conn), prefix.to_string()), block: Mutex::new((String::new(), 0, 0)) }
+    /// Counts in the database, and carries over the day's counter of the former Redis scheme.
+    pub fn with_legacy_redis(client_use_code: String, db: Db, redis: Redis, prefix: &str) -> Self {
+        Self { legacy: Some((redis, prefix.to_string())), ..Self::with_database(client_use_code, db) }
     }
 
     pub fn client_use_code(&self) -> &str {
@@ -88,27 +93,48 @@ impl TranIds {
 
     /// Reserves the next block of the day and returns its end (exclusive).
     async fn reserve(&self, day: &str) -> Result<i64, TranIdError> {
-        match &self.counter {
-            Counter::Database(db) => {
-                let (last,): (i64,) = sqlx::query_as(
-                    "INSERT INTO kftc_tran_counters (day, last) VALUES ($1, $2) \
-                     ON CONFLICT (day) DO UPDATE SET last = kftc_tran_counters.last + $2 RETURNING last",
-                )
-                .bind(day)
-                .bind(BLOCK)
-                .fetch_one(db.pool())
-                .await
-                .map_err(StoreError::from)?;
-                Ok(last)
-            }
-            Counter::Redis(conn, prefix) => {
-                let mut conn = ConnectionManager::clone(conn);
-                let key = format!("{prefix}:kftc:tran_id:{day}");
-                let last: i64 = redis::cmd("INCRBY").arg(&key).arg(BLOCK).query_async(&mut conn).await?;
-                let _: () = redis::cmd("EXPIRE").arg(&key).arg(3 * 86400).query_async(&mut conn).await?;
-                Ok(last)
-            }
+        self.carry_over_legacy(day).await?;
+        let (last,): (i64,) = sqlx::query_as(
+            "INSERT INTO kftc_tran_counters (day, last) VALUES ($1, $2) \
+             ON CONFLICT (day) DO UPDATE SET last = kftc_tran_counters.last + $2 RETURNING last",
+        )
+        .bind(day)
+        .bind(BLOCK)
+        .fetch_one(self.db.pool())
+        .await
+        .map_err(StoreError::from)?;
+        Ok(last)
+    }
+
+    /// Once per day and process: lifts the database counter to the old Redis counter of the day,
+    /// if there is one. Redis being unreachable is not an error (nothing to carry over then: the
+    /// old scheme's counter is only read, never written).
+    async fn carry_over_legacy(&self, day: &str) -> Result<(), TranIdError> {
+        let Some((redis, prefix)) = &self.legacy else { return Ok(()) };
+        if self.seeded.lock().expect("seeded").as_deref() == Some(day) {
+            return Ok(());
         }
+        let key = format!("{prefix}:kftc:tran_id:{day}");
+        let old: Option<i64> = match redis.call(|mut c| async move { redis::cmd("GET").arg(&key).query_async(&mut c).await }).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not read the former Redis bank_tran_id counter; trying again at the next block");
+                return Ok(());
+            }
+        };
+        if let Some(old) = old {
+            sqlx::query(
+                "INSERT INTO kftc_tran_counters (day, last) VALUES ($1, $2) \
+                 ON CONFLICT (day) DO UPDATE SET last = CASE WHEN kftc_tran_counters.last < $2 THEN $2 ELSE kftc_tran_counters.last END",
+            )
+            .bind(day)
+            .bind(old)
+            .execute(self.db.pool())
+            .await
+            .map_err(StoreError::from)?;
+        }
+        *self.seeded.lock().expect("seeded") = Some(day.to_string());
+        Ok(())
     }
 }
 
