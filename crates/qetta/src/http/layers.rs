@@ -83,6 +83,16 @@ pub async fn security_headers(State(Https(https)): State<Https>, req: Request, n
     }
     if https {
         h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+        // Every cookie we set (flow cookies, and the ones that clear them) is https-only.
+        let cookies: Vec<HeaderValue> = h.get_all(header::SET_COOKIE).iter().cloned().collect();
+        if cookies.iter().any(|c| !c.to_str().unwrap_or("").to_ascii_lowercase().contains("; secure")) {
+            h.remove(header::SET_COOKIE);
+            for c in cookies {
+                let text = c.to_str().unwrap_or("");
+                let secured = if text.to_ascii_lowercase().contains("; secure") { c.clone() } else { HeaderValue::from_str(&format!("{text}; Secure")).unwrap_or(c.clone()) };
+                h.append(header::SET_COOKIE, secured);
+            }
+        }
     }
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -415,6 +415,7 @@ async fn redis_going_away_and_coming_back(backend: Backend) {
             provider: "kftc".into(),
             redirect_to: None,
             browser_binding: None,
+            initiator_hash: None,
             created_at: now,
             expires_at: now + 600,
             consumed_at: None,
