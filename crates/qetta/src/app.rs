@@ -108,8 +108,8 @@ fn derive_key(secret: &str, purpose: &str) -> [u8; 32] {
 pub enum StartError {
     #[error("cannot create the data directory {path}: {source} (set QETTA_DATA_DIR to a writable directory)")]
     DataDir { path: String, source: std::io::Error },
-    #[error("cannot connect to the database at {url}: {source} (check DATABASE_URL)")]
-    DatabaseConnect { url: String, source: StoreError },
+    #[error("cannot connect to the database at {url}: {cause} (check DATABASE_URL; QETTA_DB_CONNECT_WAIT_SECS sets how long a database that is starting is waited for)")]
+    DatabaseConnect { url: String, cause: String },
     #[error("database migration failed: {0}")]
     Migrate(StoreError),
     #[error("cannot listen on {addr}: {source} (set HOST and PORT)")]
@@ -139,6 +139,26 @@ pub struct App {
     pub banner: Banner,
 }
 
+/// Connects to the database without migrating (waiting `QETTA_DB_CONNECT_WAIT_SECS` for one that
+/// is starting); the error names the root cause once.
+pub async fn connect_database(config: &Config) -> Result<Db, StartError> {
+    let db = Db::connect_waiting(config.database_url.expose_secret(), config.database_kind, config.database_connect_wait).await;
+    db.map_err(|e| start_error(config, e))
+}
+
+/// The database, read-only (`qetta audit verify`).
+pub async fn connect_database_read_only(config: &Config) -> Result<Db, StartError> {
+    Db::connect_read_only(config.database_url.expose_secret(), config.database_kind).await.map_err(|e| start_error(config, e))
+}
+
+fn start_error(config: &Config, e: StoreError) -> StartError {
+    let cause = match &e {
+        StoreError::Database(inner) => crate::store::root_cause(inner),
+        other => other.to_string(),
+    };
+    StartError::DatabaseConnect { url: config.database_url_for_display(), cause }
+}
+
 /// Connects to the database (creating the SQLite data directory first) and runs migrations.
 pub async fn open_database(config: &Config) -> Result<Db, StartError> {
     let data_dir_err = |source| StartError::DataDir { path: config.data_dir.display().to_string(), source };
@@ -148,9 +168,7 @@ pub async fn open_database(config: &Config) -> Result<Db, StartError> {
     if let Some(path) = config.sqlite_path() {
         local_secrets::private_sqlite_file(&path).map_err(|source| StartError::DataDir { path: path.display().to_string(), source })?;
     }
-    let db = Db::connect(config.database_url.expose_secret(), config.database_kind)
-        .await
-        .map_err(|source| StartError::DatabaseConnect { url: config.database_url_for_display(), source })?;
+    let db = connect_database(config).await?;
     db.migrate().await.map_err(StartError::Migrate)?;
     Ok(db)
 }

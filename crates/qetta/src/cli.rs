@@ -212,10 +212,8 @@ struct AuditBroken {
 }
 
 async fn audit_verify(config: Config) -> anyhow::Result<()> {
-    // Read-only: no migrations, nothing created.
-    let db = crate::store::Db::connect(secrecy::ExposeSecret::expose_secret(&config.database_url), config.database_kind)
-        .await
-        .map_err(|source| app::StartError::DatabaseConnect { url: config.database_url_for_display(), source })?;
+    // Read-only: no migrations, nothing written.
+    let db = app::connect_database_read_only(&config).await?;
     let result = crate::store::audit::verify(&db).await?;
     db.close().await;
     match result {

@@ -149,6 +149,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: SecretString,
     pub database_kind: DatabaseKind,
+    /// How long a database that is not up yet is waited for at start (`QETTA_DB_CONNECT_WAIT_SECS`).
+    pub database_connect_wait: Duration,
     /// `true` when `DATABASE_URL` was not set and the embedded SQLite default is used.
     pub database_is_default: bool,
     pub redis_url: Option<SecretString>,
@@ -355,6 +357,7 @@ impl Config {
             data_dir,
             database_url: SecretString::from(database_url),
             database_kind,
+            database_connect_wait: Duration::from_secs(parse_or(src, "QETTA_DB_CONNECT_WAIT_SECS", 10u64, "a number of seconds")?),
             database_is_default,
             redis_url,
             redis_prefix: match src.get("QETTA_REDIS_PREFIX") {

@@ -57,6 +57,16 @@ impl From<StoreError> for crate::error::ApiError {
     }
 }
 
+/// The innermost cause of an error, for messages that should name it once ("Connection refused
+/// (os error 111)", not three wrappers of it).
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
 /// Whether `e` says the database cannot be reached or cannot write right now (an outage), rather
 /// than that a statement is wrong.
 pub fn is_outage(e: &sqlx::Error) -> bool {
@@ -90,20 +100,74 @@ pub struct Db {
 }
 
 impl Db {
+    /// Connects, waiting up to `wait` for a database that is not up yet (connection refused, the
+    /// server starting or shutting down): a service started together with its database should not
+    /// fail because it was quicker. Other errors (bad credentials, unknown database) fail at once.
+    pub async fn connect_waiting(url: &str, kind: DatabaseKind, wait: Duration) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let options: AnyConnectOptions = url.parse()?;
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut announced = false;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), <sqlx::AnyConnection as sqlx::Connection>::connect_with(&options)).await {
+                Ok(Ok(conn)) => {
+                    let _ = sqlx::Connection::close(conn).await;
+                    break;
+                }
+                Ok(Err(e)) if is_outage(&e) && tokio::time::Instant::now() < deadline => {
+                    if !announced {
+                        tracing::warn!(cause = %root_cause(&e), wait_secs = wait.as_secs(), "the database is not reachable yet; retrying");
+                        announced = true;
+                    }
+                }
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) if tokio::time::Instant::now() < deadline => {}
+                Err(_) => return Err(sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 5 s")).into()),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Self::connect(url, kind).await
+    }
+
     pub async fn connect(url: &str, kind: DatabaseKind) -> Result<Self, StoreError> {
+        Self::open(url, kind, false).await
+    }
+
+    /// Connects so that nothing can be written (`qetta audit verify`): SQLite opens the file
+    /// read-only and leaves its journal mode alone; PostgreSQL sessions are read-only.
+    pub async fn connect_read_only(url: &str, kind: DatabaseKind) -> Result<Self, StoreError> {
+        let url = match kind {
+            DatabaseKind::Sqlite => {
+                let (path, _) = url.split_once('?').unwrap_or((url, ""));
+                format!("{path}?mode=ro")
+            }
+            DatabaseKind::Postgres => url.to_string(),
+        };
+        Self::open(&url, kind, true).await
+    }
+
+    async fn open(url: &str, kind: DatabaseKind, read_only: bool) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let options: AnyConnectOptions = url.parse()?;
         let mut pool = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
-        pool = match kind {
-            DatabaseKind::Sqlite => pool.max_connections(8).after_connect(|conn, _| {
+        let setup = match (kind, read_only) {
+            (DatabaseKind::Sqlite, false) => "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
+            (DatabaseKind::Sqlite, true) => "PRAGMA busy_timeout = 10000;",
+            (DatabaseKind::Postgres, false) => "",
+            (DatabaseKind::Postgres, true) => "SET default_transaction_read_only = on",
+        };
+        pool = pool.max_connections(match kind {
+            DatabaseKind::Sqlite => 8,
+            DatabaseKind::Postgres => 16,
+        });
+        if !setup.is_empty() {
+            pool = pool.after_connect(move |conn, _| {
                 Box::pin(async move {
-                    conn.execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
-                        .await?;
+                    conn.execute(setup).await?;
                     Ok(())
                 })
-            }),
-            DatabaseKind::Postgres => pool.max_connections(16),
-        };
+            });
+        }
         let pool = pool.connect_with(options).await?;
         Ok(Self { pool, kind, local_write_lock: Arc::new(tokio::sync::Mutex::new(())) })
     }

@@ -42,6 +42,10 @@ struct PrivatePg {
 
 impl PrivatePg {
     fn start() -> Option<Self> {
+        Self::start_on(crate::procs::free_port())
+    }
+
+    fn start_on(port: u16) -> Option<Self> {
         let bin = std::fs::read_dir("/usr/lib/postgresql").ok().and_then(|versions| {
             let mut dirs: Vec<PathBuf> = versions.flatten().map(|e| e.path().join("bin")).filter(|b| b.join("pg_ctl").exists()).collect();
             dirs.sort();
@@ -54,7 +58,7 @@ impl PrivatePg {
             // PostgreSQL refuses to run as root: the cluster belongs to the postgres user.
             run(Command::new("chown").args(["-R", "postgres:"]).arg(dir.path()));
         }
-        let pg = Self { bin, data, port: crate::procs::free_port(), _dir: dir };
+        let pg = Self { bin, data, port, _dir: dir };
         run(&mut pg.cmd("initdb", &["-A", "trust", "-U", "postgres", "--no-sync", "-D"]).arg(&pg.data));
         pg.up();
         Some(pg)
@@ -425,4 +429,43 @@ async fn postgres_without_redis_keeps_its_pool_under_a_refresh_storm() {
     eprintln!("40 concurrent refreshes over a pool of 16: {:?} in {:?}", statuses.iter().fold(std::collections::BTreeMap::new(), |mut m, s| { *m.entry(*s).or_insert(0) += 1; m }), started.elapsed());
     assert!(statuses.iter().all(|s| *s == 200), "no pool time-out: {statuses:?}");
     assert_eq!(count(&app.sandbox_stats("kftc").await, &["tokens", "issued", "refresh_token"]) as usize, N);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_starts_after_the_service_is_waited_for() {
+    let db_port = crate::procs::free_port();
+    let port = crate::procs::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut service = Command::new(env!("CARGO_BIN_EXE_qetta"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args(["serve"])
+        .env("PORT", port.to_string())
+        .env("DATABASE_URL", format!("postgres://postgres@127.0.0.1:{db_port}/postgres"))
+        .env("JWT_SECRET", crate::support::JWT_SECRET)
+        .env("QETTA_ENCRYPTION_KEYS", crate::support::ENCRYPTION_KEYS)
+        .env("QETTA_DB_CONNECT_WAIT_SECS", "30")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(service.try_wait().unwrap().is_none(), "still waiting for its database");
+    let Some(_pg) = PrivatePg::start_on(db_port) else {
+        let _ = service.kill();
+        return;
+    };
+    let started = Instant::now();
+    let healthy = loop {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/ready")).await {
+            break r.status() == 200;
+        }
+        if started.elapsed() > Duration::from_secs(20) || service.try_wait().unwrap().is_some() {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = service.kill();
+    let _ = service.wait();
+    assert!(healthy, "the service started once its database did");
 }

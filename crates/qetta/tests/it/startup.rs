@@ -27,11 +27,15 @@ fn an_unreachable_database_stops_with_a_message_without_the_password() {
         .env("DATABASE_URL", "postgres://qetta:hunter2secret@127.0.0.1:1/qetta")
         .env("JWT_SECRET", crate::support::JWT_SECRET)
         .env("QETTA_ENCRYPTION_KEYS", crate::support::ENCRYPTION_KEYS)
+        .env("QETTA_DB_CONNECT_WAIT_SECS", "1")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("DATABASE_URL") && err.contains("127.0.0.1:1"), "{err}");
+    // The root cause, named once (not "pool timed out" three times).
+    assert_eq!(err.matches("Connection refused").count(), 2, "once in the retry warning, once in the error: {err}");
+    assert!(!err.contains("pool timed out"), "{err}");
     assert!(!err.contains("hunter2secret"), "password leaked: {err}");
 }
 
@@ -198,4 +202,21 @@ fn keys_generate_prints_a_usable_key_entry() {
     assert_eq!(qetta::vault::KeyRing::parse(entry).unwrap().active_id(), "k2026");
     let out = qetta(dir.path()).args(["keys", "generate", "--id", "bad id"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn audit_verify_is_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("empty.db");
+    std::fs::File::create(&db).unwrap();
+    let out = qetta(dir.path()).args(["audit", "verify"]).env("DATABASE_URL", format!("sqlite://{}", db.display())).output().unwrap();
+    assert_ne!(out.status.code(), Some(0), "an empty database has no audit log to verify");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("audit_log"), "{err}");
+    // It migrated nothing: the file still has no tables.
+    let out = std::process::Command::new("sqlite3").arg(&db).arg(".tables").output();
+    if let Ok(out) = out {
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "", "no tables were created");
+    }
+    assert!(std::fs::metadata(&db).unwrap().len() == 0, "the file was not written");
 }
