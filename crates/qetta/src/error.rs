@@ -26,6 +26,9 @@ pub enum ApiError {
     Refused { code: &'static str, message: String },
     #[error("{0}")]
     NotFound(String),
+    /// 404 with a code more precise than `not_found`.
+    #[error("{message}")]
+    NotFoundCode { code: &'static str, message: String },
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
     /// Well-formed input with invalid values.
@@ -79,7 +82,7 @@ impl ApiError {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::Refused { .. } => StatusCode::FORBIDDEN,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::NotFound(_) | Self::NotFoundCode { .. } => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -94,6 +97,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadRequest { code, .. }
+            | Self::NotFoundCode { code, .. }
             | Self::Conflict { code, .. }
             | Self::Refused { code, .. }
             | Self::Invalid { code, .. }
@@ -180,7 +184,9 @@ impl From<crate::http::oauth_flow::FlowError> for ApiError {
         use crate::http::oauth_flow::FlowError as F;
         let message = e.to_string();
         match e {
-            F::StateMissing | F::StateInvalid | F::StateUnknown | F::StateExpired | F::ActionInvalid => Self::BadRequest { code: e.code(), message },
+            F::StateMissing | F::StateInvalid | F::StateExpired | F::ActionInvalid => Self::BadRequest { code: e.code(), message },
+            // A well-formed link whose state this service does not know: nothing there.
+            F::StateUnknown => Self::NotFoundCode { code: e.code(), message },
             F::CrossSite | F::CsrfInvalid | F::BrowserMismatch => Self::Refused { code: e.code(), message },
             F::StateAlreadyUsed | F::StateReplayed => Self::Conflict { code: e.code(), message },
         }

@@ -58,3 +58,13 @@ where
         <Self as FromRequest<S>>::from_request(req, state).await.map(Some)
     }
 }
+
+/// For optional body fields that may be left out but not sent as `null` (as the OpenAPI document
+/// says): `#[serde(default, deserialize_with = "crate::http::json::not_null")]`.
+pub fn not_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}

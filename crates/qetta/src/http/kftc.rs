@@ -382,9 +382,13 @@ pub struct TransactionsBody {
     fintech_use_num: String,
     from_date: String,
     to_date: String,
+    #[serde(default, deserialize_with = "super::json::not_null")]
     inquiry_type: Option<String>,
+    #[serde(default, deserialize_with = "super::json::not_null")]
     sort_order: Option<String>,
+    #[serde(default, deserialize_with = "super::json::not_null")]
     cursor: Option<String>,
+    #[serde(default, deserialize_with = "super::json::not_null")]
     limit: Option<i64>,
 }
 
@@ -450,6 +454,8 @@ fn direction(inout: &str) -> &'static str {
 }
 
 pub async fn transactions(State(state): State<AppState>, user: AuthUser, ApiJson(body): ApiJson<TransactionsBody>) -> Result<Json<Value>, ApiError> {
+    // Whose account first: about an account that is not the caller's, nothing else is said.
+    own_account(&state, &user.id, &body.fintech_use_num).await?;
     let from = parse_date(&body.from_date, "from_date")?;
     let to = parse_date(&body.to_date, "to_date")?;
     if from > to {
@@ -479,7 +485,6 @@ pub async fn transactions(State(state): State<AppState>, user: AuthUser, ApiJson
         return Err(ApiError::invalid("invalid_limit", format!("limit must be between 1 and {MAX_LIMIT}.")));
     }
     let limit = limit as usize;
-    own_account(&state, &user.id, &body.fintech_use_num).await?;
 
     let query = TransactionQuery {
         fintech_use_num: body.fintech_use_num.clone(),

@@ -85,10 +85,15 @@ pub async fn test(State(state): State<AppState>, user: AuthUser, ConnectInfo(pee
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewVerification {
+    #[serde(default, deserialize_with = "super::json::not_null")]
     request_type: Option<String>,
+    #[serde(default, deserialize_with = "super::json::not_null")]
     name: Option<String>,
+    #[serde(default, deserialize_with = "super::json::not_null")]
     phone: Option<String>,
+    #[serde(default, deserialize_with = "super::json::not_null")]
     birthday: Option<String>,
+    #[serde(default, deserialize_with = "super::json::not_null")]
     trigger: Option<String>,
 }
 

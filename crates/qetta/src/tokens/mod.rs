@@ -464,7 +464,7 @@ impl TokenManager {
                     Ok(written) => break Ok(written),
                     Err(e) if tokio::time::Instant::now() < give_up => {
                         attempt += 1;
-                        if attempt == 1 || attempt % 20 == 0 {
+                        if attempt == 1 || attempt.is_multiple_of(20) {
                             tracing::warn!(connection_id = %id, error = %e, attempt, "could not store refreshed tokens; keeping them and retrying");
                         }
                         tokio::time::sleep(crate::providers::upstream::backoff(attempt).min(Duration::from_secs(1))).await;

@@ -59,7 +59,7 @@ impl PrivatePg {
             run(Command::new("chown").args(["-R", "postgres:"]).arg(dir.path()));
         }
         let pg = Self { bin, data, port, _dir: dir };
-        run(&mut pg.cmd("initdb", &["-A", "trust", "-U", "postgres", "--no-sync", "-D"]).arg(&pg.data));
+        run(pg.cmd("initdb", &["-A", "trust", "-U", "postgres", "--no-sync", "-D"]).arg(&pg.data));
         pg.up();
         Some(pg)
     }

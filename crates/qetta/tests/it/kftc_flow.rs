@@ -203,7 +203,7 @@ async fn state_attacks_store_nothing(backend: Backend) {
     assert_eq!((cb.status, cb.code.as_str()), (400, "state_missing"));
     let altered = callback.replace("state=", "state=X");
     let cb = app.kftc_callback(&browser, &altered).await;
-    assert_eq!((cb.status, cb.code.as_str()), (400, "state_unknown"));
+    assert_eq!((cb.status, cb.code.as_str()), (404, "state_unknown"));
 
     // Another browser (no binding cookie) is refused, and the state is then spent.
     let other_browser = app.browser();
@@ -600,7 +600,7 @@ async fn confirmation_refuses_forgeries(backend: Backend) {
         refusal(victim.get(app.url(&format!("{LAUNCH}?state={}", "Q".repeat(32)))).send().await.unwrap()).await,
         refusal(victim.get(app.url(&format!("{LAUNCH}?state=abc"))).send().await.unwrap()).await,
     );
-    assert_eq!(code_unknown, (400, "state_unknown".into()));
+    assert_eq!(code_unknown, (404, "state_unknown".into()));
     assert_eq!(code_invalid, (400, "state_invalid".into()));
     app.clock.advance(11 * 60);
     assert_eq!(refusal(victim.get(&launch).send().await.unwrap()).await, (400, "state_expired".into()));

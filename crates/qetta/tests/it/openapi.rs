@@ -11,6 +11,27 @@ async fn openapi_lists_every_route_and_only_real_ones() {
     let app = spawn(Backend::Sqlite).await;
     let doc: Value = app.get("/api/v1/openapi.json", None).await.json().await.unwrap();
     assert_eq!(doc["openapi"], "3.0.3");
+    // Every reference resolves (a schema-driven client refuses the document otherwise).
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    match (k.as_str(), x.as_str()) {
+                        ("$ref", Some(r)) => out.push(r),
+                        _ => refs(x, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    for r in found {
+        let pointer = r.strip_prefix('#').unwrap_or_else(|| panic!("only local references: {r}"));
+        assert!(doc.pointer(pointer).is_some(), "unresolvable reference {r}");
+    }
     let mut documented = BTreeSet::new();
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for method in ops.as_object().unwrap().keys() {
