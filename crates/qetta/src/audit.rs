@@ -16,7 +16,8 @@ use crate::store::Db;
 /// How long a failed ordinary entry is retried.
 const RETRY_FOR: Duration = Duration::from_secs(60);
 
-fn stamp(mut entry: NewEntry) -> NewEntry {
+/// Stamps `entry` with the id of the request being served, when there is one.
+pub(crate) fn stamp(mut entry: NewEntry) -> NewEntry {
     if entry.request_id.is_none() {
         entry.request_id = Some(crate::http::request_id::current()).filter(|r| !r.is_empty());
     }

@@ -60,17 +60,7 @@ pub fn mask_token(t: &str) -> String {
 }
 
 fn audit_entry(user_id: &str, connection_id: Option<&str>, action: &str, outcome: &str, ip: Option<String>, detail: Value) -> audit::NewEntry {
-    audit::NewEntry {
-        actor: format!("user:{user_id}"),
-        user_id: Some(user_id.to_string()),
-        provider: Some(PROVIDER.to_string()),
-        connection_id: connection_id.map(str::to_string),
-        action: action.into(),
-        outcome: outcome.into(),
-        request_id: Some(crate::http::request_id::current()).filter(|r| !r.is_empty()),
-        ip,
-        detail,
-    }
+    audit::NewEntry::user_action(Some(user_id), PROVIDER, connection_id, action, outcome, ip, detail)
 }
 
 pub(crate) async fn audit(state: &AppState, user_id: &str, connection_id: Option<&str>, action: &str, outcome: &str, ip: Option<String>, detail: Value) {
@@ -603,7 +593,7 @@ pub async fn disconnect(State(state): State<AppState>, user: AuthUser, ConnectIn
     let unlink = unlink(&state, &conn).await;
     // The tokens go together with the entry that records it, or not at all (503, try again; a
     // second unlink at KFTC is harmless).
-    let entry = audit_entry(&user.id, Some(&conn.id), "disconnect", "ok", Some(peer.ip().to_string()), json!({"unlink": unlink}));
+    let entry = crate::audit::stamp(audit_entry(&user.id, Some(&conn.id), "disconnect", "ok", Some(peer.ip().to_string()), json!({"unlink": unlink})));
     let now = state.clock.now();
     let done = async {
         let mut w = state.db.begin_write().await?;

@@ -453,17 +453,7 @@ impl Flow {
     }
 
     pub async fn audit(&self, state: &AppState, user_id: &str, action: &str, outcome: &str, ip: Option<String>, detail: Value) {
-        let entry = audit::NewEntry {
-            actor: format!("user:{user_id}"),
-            user_id: Some(user_id.to_string()),
-            provider: Some(self.provider.to_string()),
-            connection_id: None,
-            action: action.into(),
-            outcome: outcome.into(),
-            request_id: None,
-            ip,
-            detail,
-        };
+        let entry = audit::NewEntry::user_action(Some(user_id), self.provider, None, action, outcome, ip, detail);
         crate::audit::record(&state.db, entry, state.clock.now()).await;
     }
 }

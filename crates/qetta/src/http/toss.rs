@@ -295,7 +295,7 @@ pub async fn disconnect(State(state): State<AppState>, user: AuthUser, ConnectIn
         let forgot = store::delete_identity(&mut *w.tx, &user.id).await?;
         let deleted = store::delete_verifications_for_user(&mut *w.tx, &user.id).await?;
         if forgot || deleted > 0 {
-            let entry = crate::toss_service::entry(Some(&user.id), ip(&peer), "disconnect", "ok", json!({"identity_forgotten": forgot, "verifications_deleted": deleted}));
+            let entry = crate::audit::stamp(crate::toss_service::entry(Some(&user.id), ip(&peer), "disconnect", "ok", json!({"identity_forgotten": forgot, "verifications_deleted": deleted})));
             crate::store::audit::append_in(&mut w, &entry, now).await?;
         }
         Ok((forgot, deleted))

@@ -56,6 +56,25 @@ struct Fields<'a> {
 }
 
 impl NewEntry {
+    /// What a user (or, without one, the service) did with a provider: actor `user:<id>` or
+    /// `service`.
+    pub fn user_action(user_id: Option<&str>, provider: &str, connection_id: Option<&str>, action: &str, outcome: &str, ip: Option<String>, detail: serde_json::Value) -> Self {
+        Self {
+            actor: match user_id {
+                Some(u) => format!("user:{u}"),
+                None => "service".into(),
+            },
+            user_id: user_id.map(str::to_string),
+            provider: Some(provider.to_string()),
+            connection_id: connection_id.map(str::to_string),
+            action: action.into(),
+            outcome: outcome.into(),
+            request_id: None,
+            ip,
+            detail,
+        }
+    }
+
     fn fields<'a>(&'a self, detail: &'a str) -> Fields<'a> {
         Fields {
             actor: &self.actor,

@@ -622,18 +622,5 @@ impl TossService {
 
 /// A Toss audit entry.
 pub(crate) fn entry(user_id: Option<&str>, ip: Option<String>, action: &str, outcome: &str, detail: Value) -> audit::NewEntry {
-    audit::NewEntry {
-        actor: match user_id {
-            Some(u) => format!("user:{u}"),
-            None => "service".into(),
-        },
-        user_id: user_id.map(str::to_string),
-        provider: Some(PROVIDER.to_string()),
-        connection_id: None,
-        action: action.into(),
-        outcome: outcome.into(),
-        request_id: None,
-        ip,
-        detail,
-    }
+    audit::NewEntry::user_action(user_id, PROVIDER, None, action, outcome, ip, detail)
 }
