@@ -212,9 +212,12 @@ pub struct TokenSettings {
     pub backoff_base_secs: i64,
     pub backoff_max_secs: i64,
     pub upstream_timeout: Duration,
-    /// How long a refreshing replica's lease lasts without renewal (it renews every third of it),
-    /// i.e. how long a crashed holder blocks the others.
+    /// How long a refreshing replica's lease lasts without renewal (it renews every third of it).
     pub refresh_lease: Duration,
+    /// How long after its end another replica may take over a lease: room for a holder whose
+    /// renewals failed (storage outage) to store its grant first. Lease + grace is how long a
+    /// crashed holder blocks the others.
+    pub lease_grace: Duration,
     /// How long a request waits for another replica's refresh before answering 503.
     pub lock_wait: Duration,
     /// How long new tokens that the provider granted are retried against storage before they are
@@ -530,7 +533,8 @@ fn token_settings(src: &Sources) -> Result<TokenSettings, ConfigError> {
         backoff_base_secs: parse_or(src, "QETTA_REFRESH_BACKOFF_SECS", 30i64, "a number of seconds")?,
         backoff_max_secs: parse_or(src, "QETTA_REFRESH_BACKOFF_MAX_SECS", 3600i64, "a number of seconds")?,
         upstream_timeout: Duration::from_millis(parse_or(src, "QETTA_UPSTREAM_TIMEOUT_MS", 10_000u64, "a number of milliseconds")?),
-        refresh_lease: Duration::from_secs(5),
+        refresh_lease: Duration::from_secs(3),
+        lease_grace: Duration::from_secs(2),
         // Filled in from the request timeout below.
         lock_wait: Duration::ZERO,
         grant_retry: Duration::from_secs(parse_or(src, "QETTA_GRANT_RETRY_SECS", 600u64, "a number of seconds")?),

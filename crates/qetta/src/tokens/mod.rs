@@ -6,8 +6,9 @@
 //! 1. callers in this process queue on a per-connection [`locks::LocalFlights`] lock;
 //! 2. the winner takes the connection's **refresh lease** in the database (one short `UPDATE`;
 //!    no pooled connection or row lock is held while the provider is called), renews it every
-//!    third of its life while it works, and a crashed holder blocks the others for at most one
-//!    lease (5 s); waiters poll the row and never wait longer than `lock_wait`;
+//!    third of its life (3 s) while it works; another replica may take it over 2 s after it
+//!    ended, so a crashed holder blocks the others for at most 5 s; waiters poll the row and
+//!    never wait longer than `lock_wait`;
 //! 3. after the lease it **re-reads the row**: if someone else already refreshed (the version
 //!    moved, or the token is fresh again) it uses that instead of spending the refresh token;
 //! 4. the new grant is committed together with its audit entry (with the version as fencing
@@ -149,6 +150,8 @@ pub struct TokenManager {
     refreshers: HashMap<&'static str, Arc<dyn Refresher>>,
     /// Names this process in lease owners.
     instance: String,
+    /// Connections whose new tokens this process holds while storage does not take them.
+    unstored: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// Wall-clock Unix milliseconds: leases measure real time between processes, whatever the
@@ -169,7 +172,7 @@ impl Drop for Heartbeat {
 impl TokenManager {
     pub fn new(db: Db, vault: Vault, clock: Arc<dyn Clock>, settings: TokenSettings) -> Self {
         let instance = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-        Self { db, vault, clock, settings, flights: LocalFlights::default(), refreshers: HashMap::new(), instance }
+        Self { db, vault, clock, settings, flights: LocalFlights::default(), refreshers: HashMap::new(), instance, unstored: Arc::default() }
     }
 
     pub fn register(&mut self, provider: &'static str, refresher: Arc<dyn Refresher>) {
@@ -283,9 +286,18 @@ impl TokenManager {
             if let Some(answer) = self.answer_without_refresh(&row, reason) {
                 return answer;
             }
+            // This process still holds new tokens for it that storage has not taken yet: wait for
+            // those rather than spend the refresh token they replace.
+            if self.unstored.lock().expect("unstored grants").contains(&id) {
+                return Err(TokenError::StorageUnavailable);
+            }
+            // A lease left behind by another holder that did not release it (it died, or its
+            // storage failed while it held new tokens).
+            let takeover = connections::lease_owner(&self.db, &id).await?.is_some();
             let now = wall_ms();
-            if connections::claim_lease(&self.db, &id, &owner, now, now + self.settings.refresh_lease.as_millis() as i64).await? {
-                return self.refresh_under_lease(&id, reason, &owner).await;
+            let expired_before = now - self.settings.lease_grace.as_millis() as i64;
+            if connections::claim_lease(&self.db, &id, &owner, expired_before, now + self.settings.refresh_lease.as_millis() as i64).await? {
+                return self.refresh_under_lease(&id, reason, &owner, takeover).await;
             }
             if tokio::time::Instant::now() + pause > deadline {
                 return Err(TokenError::Busy);
@@ -342,9 +354,9 @@ impl TokenManager {
     }
 
     /// Runs with the connection's refresh lease held by `owner`.
-    async fn refresh_under_lease(&self, id: &str, reason: Reason, owner: &str) -> Result<AccessToken, TokenError> {
+    async fn refresh_under_lease(&self, id: &str, reason: Reason, owner: &str, takeover: bool) -> Result<AccessToken, TokenError> {
         let heartbeat = self.heartbeat(id, owner);
-        let result = self.refresh_leased(id, reason, owner, heartbeat).await;
+        let result = self.refresh_leased(id, reason, owner, heartbeat, takeover).await;
         if !matches!(result, Err(TokenError::StorageUnavailable)) {
             // Every write path already released it; this covers the early returns.
             if let Err(e) = connections::release_lease(self.db.pool(), id, owner).await {
@@ -354,7 +366,7 @@ impl TokenManager {
         result
     }
 
-    async fn refresh_leased(&self, id: &str, reason: Reason, owner: &str, heartbeat: Heartbeat) -> Result<AccessToken, TokenError> {
+    async fn refresh_leased(&self, id: &str, reason: Reason, owner: &str, heartbeat: Heartbeat, takeover: bool) -> Result<AccessToken, TokenError> {
         // Re-read under the lease: never act on what we read before it.
         let row = connections::get_by_id(&self.db, id).await?.ok_or(TokenError::NotConnected)?;
         let now = self.clock.now();
@@ -389,6 +401,15 @@ impl TokenManager {
         match outcome {
             Ok(grant) => self.keep_grant(row, grant, reason, owner, heartbeat).await,
             Err(RefreshError::GrantDead { provider_code }) => {
+                // After taking over a lease its holder left behind, a refused refresh token may
+                // just have been spent by that holder, whose new tokens are landing now (its
+                // storage came back): give them the grace to arrive before calling the grant dead.
+                if takeover {
+                    if let Some(fresh) = self.newer_row(&row, self.settings.lease_grace).await? {
+                        tracing::info!(connection_id = %row.id, "a refresh token refused after a lease takeover: the previous holder's grant arrived");
+                        return self.usable(&fresh);
+                    }
+                }
                 if !self.mark_dead(&row, owner, &provider_code).await? {
                     // A newer grant was stored meanwhile (only after a lost lease): use it.
                     let fresh = connections::get_by_id(&self.db, id).await?.ok_or(TokenError::NotConnected)?;
@@ -440,6 +461,7 @@ impl TokenManager {
             provider_user_id: row.provider_user_id.clone(),
         };
         let (db, id, owner, version, retry_for) = (self.db.clone(), row.id.clone(), owner.to_string(), row.version, self.settings.grant_retry);
+        let unstored = self.unstored.clone();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             let _heartbeat = heartbeat;
@@ -464,14 +486,20 @@ impl TokenManager {
                     Ok(written) => break Ok(written),
                     Err(e) if tokio::time::Instant::now() < give_up => {
                         attempt += 1;
+                        if attempt == 1 {
+                            unstored.lock().expect("unstored grants").insert(id.clone());
+                        }
                         if attempt == 1 || attempt.is_multiple_of(20) {
                             tracing::warn!(connection_id = %id, error = %e, attempt, "could not store refreshed tokens; keeping them and retrying");
                         }
-                        tokio::time::sleep(crate::providers::upstream::backoff(attempt).min(Duration::from_secs(1))).await;
+                        // Well inside the lease's grace, so that the grant lands before anyone
+                        // else may take the lease once storage is back.
+                        tokio::time::sleep(crate::providers::upstream::backoff(attempt).min(Duration::from_millis(500))).await;
                     }
                     Err(e) => break Err(e),
                 }
             };
+            unstored.lock().expect("unstored grants").remove(&id);
             match &outcome {
                 Ok(true) if attempt > 0 => tracing::info!(connection_id = %id, attempts = attempt + 1, "refreshed tokens stored after a storage outage"),
                 Ok(_) => {}
@@ -493,6 +521,21 @@ impl TokenManager {
             Ok(Ok(Err(e))) => Err(e.into()),
             // Still retrying (storage is down), or the task ended abnormally.
             Ok(Err(_)) | Err(_) => Err(TokenError::StorageUnavailable),
+        }
+    }
+
+    /// Polls `row`'s connection for up to `within` for a newer version.
+    async fn newer_row(&self, row: &Connection, within: Duration) -> Result<Option<Connection>, TokenError> {
+        let until = tokio::time::Instant::now() + within;
+        loop {
+            let now = connections::get_by_id(&self.db, &row.id).await?.ok_or(TokenError::NotConnected)?;
+            if now.version != row.version {
+                return Ok(Some(now));
+            }
+            if tokio::time::Instant::now() >= until {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

@@ -138,20 +138,35 @@ async fn a_storage_outage_during_a_refresh_wave_loses_no_connection() {
         .await;
     const N: usize = 20;
     let tokens = connected_users(&app, N).await;
+    // A second replica on the same database, calling the same KFTC (the first one's simulator).
+    let other = Spawn::new(Backend::Postgres)
+        .database(&pg.url())
+        .var("KFTC_API_BASE", &app.url("/sandbox/kftc"))
+        .var("KFTC_CLIENT_ID", qetta_sandbox::config::DEFAULT_KFTC_CLIENT_ID)
+        .var("KFTC_CLIENT_SECRET", qetta_sandbox::config::DEFAULT_KFTC_CLIENT_SECRET)
+        .var("KFTC_CLIENT_USE_CODE", qetta_sandbox::config::DEFAULT_KFTC_CLIENT_USE_CODE)
+        .var("QETTA_REFRESHER_ENABLED", "false")
+        .var("QETTA_RATE_LIMIT_API_PER_USER", "100000")
+        .var("QETTA_RATE_LIMIT_API_PER_IP", "100000")
+        .start()
+        .await;
     let issued = |s: &Value| count(s, &["tokens", "issued", "refresh_token"]);
     assert_eq!(issued(&app.sandbox_stats("kftc").await), 0);
 
     // Every token is due; KFTC answers the refreshes after 1.5 s, and the database crashes while
     // they are in flight, for 12 s.
     app.clock.advance(7_776_000);
+    other.clock.advance(7_776_000);
     app.sandbox_control("kftc", "faults", json!({"latency_ms": 1500})).await;
     let mut wave = Vec::new();
+    let mut fins = Vec::new();
     for t in &tokens {
         let (client, url, token) = (app.client.clone(), app.url("/api/v1/oauth/kftc/accounts"), t.clone());
         // Warm the account list first (the balance route reads it before refreshing).
         let fin: Value = client.get(&url).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
         let fin = fin["accounts"][0]["fintech_use_num"].as_str().unwrap().to_string();
         let balance = app.url(&format!("/api/v1/oauth/kftc/balance/{fin}"));
+        fins.push(fin);
         wave.push(tokio::spawn(async move { client.get(balance).bearer_auth(&token).send().await.map(|r| r.status().as_u16()).unwrap_or(0) }));
     }
     // Crash once every refresh has reached KFTC (the sandbox counts a call before its latency).
@@ -165,6 +180,13 @@ async fn a_storage_outage_during_a_refresh_wave_loses_no_connection() {
     let outage = Instant::now();
     tokio::time::sleep(Duration::from_secs(12)).await;
     pg.up();
+    // The moment storage is back, the other replica wants the same connections: the first
+    // replica's leases ran out during the outage, but its grants must still win.
+    let race = tokens.iter().zip(&fins).map(|(t, f)| {
+        let (client, url, token) = (other.client.clone(), other.url(&format!("/api/v1/oauth/kftc/balance/{f}")), t.clone());
+        async move { client.get(url).bearer_auth(&token).send().await.map(|r| r.status().as_u16()).unwrap_or(0) }
+    });
+    let raced = futures::future::join_all(race).await;
     let statuses: Vec<u16> = futures::future::join_all(wave).await.into_iter().map(Result::unwrap).collect();
     assert!(statuses.iter().all(|s| [200, 503].contains(s)), "answers during the outage: {statuses:?}");
     app.sandbox_control("kftc", "faults", json!({})).await;
@@ -178,7 +200,8 @@ async fn a_storage_outage_during_a_refresh_wave_loses_no_connection() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    eprintln!("outage of {:?}: {refreshed} of {N} grants stored after it, {lost} lost; answers {statuses:?}", outage.elapsed());
+    eprintln!("outage of {:?}: {refreshed} of {N} grants stored after it, {lost} lost; answers {statuses:?}; the other replica right after: {raced:?}", outage.elapsed());
+    assert!(raced.iter().all(|s| [200, 503].contains(s)), "{raced:?}");
     assert_eq!(lost, 0, "no connection needs consent again");
     assert_eq!(refreshed as usize, N, "every grant issued during the outage was stored");
     assert_eq!(issued(&app.sandbox_stats("kftc").await) as usize, N, "one refresh per connection, none repeated");
@@ -329,16 +352,16 @@ async fn a_dead_lease_holder_blocks_others_for_one_lease_at_most(backend: Backen
     app.connect_kftc(&token, "kim").await;
     let fin = app.accounts(&token).await[0]["fintech_use_num"].as_str().unwrap().to_string();
     app.clock.advance(7_776_000);
-    // A replica took the refresh lease and died at once (its lease is never renewed).
-    let until = chrono::Utc::now().timestamp_millis() + 5_000;
+    // A replica took the refresh lease (3 s) and died at once: it never renews it.
+    let until = chrono::Utc::now().timestamp_millis() + 3_000;
     sqlx::query("UPDATE connections SET refresh_lease_owner = 'dead-replica', refresh_lease_until = $1").bind(until).execute(app.state.db.pool()).await.unwrap();
     let started = Instant::now();
     let r = app.get(&format!("/api/v1/oauth/kftc/balance/{fin}"), Some(&token)).await;
     let waited = started.elapsed();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
     eprintln!("blocked by a dead lease holder for {waited:?}");
-    assert!(waited >= Duration::from_millis(4_000), "the lease was honoured ({waited:?})");
-    assert!(waited < Duration::from_millis(6_500), "blocked at most one lease (5 s) plus the refresh ({waited:?})");
+    assert!(waited >= Duration::from_millis(4_500), "the lease and its grace were honoured ({waited:?})");
+    assert!(waited < Duration::from_millis(5_900), "blocked at most 5 s (lease and grace) plus the refresh ({waited:?})");
     assert_eq!(count(&app.sandbox_stats("kftc").await, &["tokens", "issued", "refresh_token"]), 1);
 }
 
@@ -468,4 +491,62 @@ async fn a_database_that_starts_after_the_service_is_waited_for() {
     let _ = service.kill();
     let _ = service.wait();
     assert!(healthy, "the service started once its database did");
+}
+
+both_backends!(a_refresh_token_spent_by_a_stalled_holder_waits_for_its_grant);
+
+/// A holder refreshed at KFTC, then its storage failed long enough for its lease to run out; the
+/// moment storage is back another caller takes the lease and presents the (now spent) refresh
+/// token. KFTC refuses it, but the connection is not declared dead: the holder's grant lands
+/// within the lease's grace and is used.
+async fn a_refresh_token_spent_by_a_stalled_holder_waits_for_its_grant(backend: Backend) {
+    let app = Spawn::new(backend).var("QETTA_REFRESHER_ENABLED", "false").start().await;
+    let (token, user_id) = app.register("stalled@example.com").await;
+    app.connect_kftc(&token, "kim").await;
+    let fin = app.accounts(&token).await[0]["fintech_use_num"].as_str().unwrap().to_string();
+    let conn = qetta::store::connections::get(&app.state.db, &user_id, "kftc").await.unwrap().unwrap();
+    let vault = &app.state.vault;
+    let refresh = vault.open_string(conn.refresh_token.as_deref().unwrap(), qetta::tokens::aad(&conn, "refresh_token")).unwrap();
+
+    // The stalled holder's refresh at KFTC: the old refresh token is spent now.
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", qetta_sandbox::config::DEFAULT_KFTC_CLIENT_ID),
+        ("client_secret", qetta_sandbox::config::DEFAULT_KFTC_CLIENT_SECRET),
+        ("refresh_token", secrecy::ExposeSecret::expose_secret(&refresh)),
+        ("scope", "login inquiry"),
+    ];
+    let granted: Value = app.client.post(app.url("/sandbox/kftc/oauth/2.0/token")).form(&form).send().await.unwrap().json().await.unwrap();
+    let access = granted["access_token"].as_str().expect("a new grant").to_string();
+    let new_refresh = granted["refresh_token"].as_str().unwrap().to_string();
+    // Its lease ran out (and its grace) while storage was down.
+    let long_ago = chrono::Utc::now().timestamp_millis() - 60_000;
+    sqlx::query("UPDATE connections SET refresh_lease_owner = 'stalled-holder', refresh_lease_until = $1").bind(long_ago).execute(app.state.db.pool()).await.unwrap();
+
+    // Storage is back: its write lands 600 ms from now, fenced by the version it read.
+    let (db, now) = (app.state.db.clone(), app.state.clock.now());
+    let write = qetta::store::connections::TokenWrite {
+        access_token: vault.seal_str(&access, qetta::tokens::aad(&conn, "access_token")),
+        refresh_token: Some(vault.seal_str(&new_refresh, qetta::tokens::aad(&conn, "refresh_token"))),
+        key_id: vault.active_key_id().to_string(),
+        token_type: "Bearer".into(),
+        scope: "inquiry login".into(),
+        expires_at: Some(now + 7_776_000),
+        refresh_expires_at: None,
+    };
+    let (id, version) = (conn.id.clone(), conn.version);
+    let holder = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        qetta::store::connections::write_tokens(db.pool(), &id, version, &write, None, true, now).await.unwrap()
+    });
+
+    // Meanwhile a request finds the token due and takes the abandoned lease.
+    app.clock.advance(7_776_000 - 60);
+    let r = app.get(&format!("/api/v1/oauth/kftc/balance/{fin}"), Some(&token)).await;
+    assert!(holder.await.unwrap(), "the holder's grant was stored");
+    assert_eq!(r.status(), 200, "served with the holder's grant: {}", r.text().await.unwrap_or_default());
+    let after = qetta::store::connections::get(&app.state.db, &user_id, "kftc").await.unwrap().unwrap();
+    assert_eq!(after.status, "active", "not declared dead");
+    let refused = count(&app.sandbox_stats("kftc").await, &["tokens", "refused", "refresh_token"]);
+    assert_eq!(refused, 1, "the spent refresh token was presented once and refused");
 }
