@@ -372,8 +372,15 @@ async fn full_flow_connect_kftc_browse_accounts_verify_with_toss_and_disconnect(
     b.goto(&format!("/oauth#token={token}")).await;
     b.wait_card("kftc", "not_connected").await;
 
-    // Connect KFTC: the consent page opens in a popup; approving closes it and updates the page.
+    // The session came in the URL (someone else's link could do that): the first connect names
+    // the account and asks; the popup opens from the confirmation's click.
     b.click("#kftc [data-action=connect]").await;
+    b.wait_for("the account confirmation", "document.getElementById('confirm').open").await;
+    let asked = b.text("#confirm-text").await;
+    assert!(asked.contains("flow@example.com"), "{asked}");
+    b.screenshot("handover-confirm-account").await;
+    b.click("#confirm-ok").await;
+    // Connect KFTC: the consent page opens in a popup; approving closes it and updates the page.
     let deadline = Instant::now() + WAIT;
     let popup = loop {
         let windows = b.client.windows().await.unwrap();

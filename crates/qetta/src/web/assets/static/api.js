@@ -12,11 +12,28 @@ export function token() {
   return sessionStorage.getItem(TOKEN);
 }
 
-/** Stores a session from a login/register response or a handed-over JWT. */
-export function saveSession(jwt, email) {
+const HANDED_OVER = "qetta.handed_over";
+
+/**
+ * Stores a session from a login/register response, or (`handedOver`) a JWT that arrived in the
+ * page's URL: someone else's link may sign this tab in as *their* account, so the first connect
+ * in such a session asks the user to confirm the account by name.
+ */
+export function saveSession(jwt, email, handedOver = false) {
   sessionStorage.setItem(TOKEN, jwt);
   if (email) sessionStorage.setItem(EMAIL, email);
   else sessionStorage.removeItem(EMAIL);
+  if (handedOver) sessionStorage.setItem(HANDED_OVER, "1");
+  else sessionStorage.removeItem(HANDED_OVER);
+}
+
+/** Whether the session came in a link and its account has not been confirmed yet. */
+export function sessionNeedsConfirmation() {
+  return sessionStorage.getItem(HANDED_OVER) === "1";
+}
+
+export function sessionConfirmed() {
+  sessionStorage.removeItem(HANDED_OVER);
 }
 
 export function sessionEmail() {
@@ -26,6 +43,7 @@ export function sessionEmail() {
 export function clearSession() {
   sessionStorage.removeItem(TOKEN);
   sessionStorage.removeItem(EMAIL);
+  sessionStorage.removeItem(HANDED_OVER);
 }
 
 /** A one-shot message for the next page (e.g. "session expired" on the login page). */

@@ -2,8 +2,8 @@
 // are blocked), linked accounts with balances, and paged transactions of the last 3 months.
 
 import { t, formatDateTime, formatKRW } from "./i18n.js";
-import { api } from "./api.js";
-import { el, showError, announce, busy } from "./ui.js";
+import { api, sessionEmail, sessionNeedsConfirmation, sessionConfirmed } from "./api.js";
+import { el, showError, announce, busy, confirmDialog } from "./ui.js";
 
 const PAGE_SIZE = 20;
 const POPUP_NAME = "qetta-kftc";
@@ -49,6 +49,18 @@ export function createKftc(card, ctx) {
 
   async function startConsent(button) {
     showError(errorBox, null);
+    // A session that came in a link may be someone else's account: name it and ask first. The
+    // popup then opens in the OK click's gesture.
+    if (sessionNeedsConfirmation()) {
+      const who = sessionEmail() || t("this_account");
+      const ok = await confirmDialog({
+        title: t("confirm_account_title"),
+        text: t("confirm_account_text", { account: who }),
+        ok: t("confirm_account_ok"),
+      });
+      if (!ok) return;
+      sessionConfirmed();
+    }
     // Open the (blank) popup synchronously inside the click, before any await, so that popup
     // blockers see the user's gesture; point it at the authorize URL once we have it.
     let popup = window.open("", POPUP_NAME, POPUP_FEATURES);

@@ -18,7 +18,7 @@ function takeHandedOverToken() {
   if (!m) return;
   const jwt = decodeURIComponent(m[1]);
   history.replaceState(null, "", location.pathname + location.search);
-  saveSession(jwt, jwtClaims(jwt).email);
+  saveSession(jwt, jwtClaims(jwt).email, true);
 }
 
 takeHandedOverToken();
