@@ -550,3 +550,29 @@ async fn a_refresh_token_spent_by_a_stalled_holder_waits_for_its_grant(backend: 
     let refused = count(&app.sandbox_stats("kftc").await, &["tokens", "refused", "refresh_token"]);
     assert_eq!(refused, 1, "the spent refresh token was presented once and refused");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rotation_is_refused_when_the_audit_log_cannot_be_written() {
+    let app = Spawn::new(Backend::Sqlite).start().await;
+    let (token, _) = app.register("rotate@example.com").await;
+    app.connect_kftc(&token, "kim").await;
+    break_audit_log(&app, true).await;
+    let before: Vec<Vec<u8>> = sqlx::query_scalar("SELECT access_token FROM connections").fetch_all(app.state.db.pool()).await.unwrap();
+    // A new active key first, the old one after it: everything would be re-encrypted.
+    let keys = format!("k2:{},{}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]), crate::support::ENCRYPTION_KEYS);
+    let out = Command::new(env!("CARGO_BIN_EXE_qetta"))
+        .current_dir(app.dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args(["keys", "rotate"])
+        .env("DATABASE_URL", &app.database_url)
+        .env("QETTA_ENCRYPTION_KEYS", &keys)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("keys rotate with the audit log broken: {:?} {err}", out.status.code());
+    assert_ne!(out.status.code(), Some(0), "refused");
+    assert!(err.contains("audit log cannot be written") && err.contains("nothing was re-encrypted"), "{err}");
+    let after: Vec<Vec<u8>> = sqlx::query_scalar("SELECT access_token FROM connections").fetch_all(app.state.db.pool()).await.unwrap();
+    assert_eq!(before, after, "nothing re-encrypted");
+}
