@@ -189,6 +189,9 @@ impl App {
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
         config.check_serve_rules()?;
         let mut banner = Banner::default();
+        for (name, closest) in config.sources.unknown_variables() {
+            banner.warnings.push(crate::operator::unknown_warning(&name, closest));
+        }
         let data_dir_err = |source| StartError::DataDir { path: config.data_dir.display().to_string(), source };
         let db = open_database(&config).await?;
         if config.database_is_default {

@@ -53,6 +53,21 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Check what the service needs: configuration, database, migrations, encryption keys,
+    /// Redis, the clock, and the configured providers' reachability. One line per check; exit 1
+    /// when one fails.
+    Doctor,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration, secrets hidden, with where each value came from.
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -97,6 +112,10 @@ pub fn main() -> ExitCode {
         if let Command::Smoke { url, sandbox_user } = &command {
             return crate::smoke::run(url, sandbox_user).await.map_err(anyhow::Error::from);
         }
+        if let Command::Doctor = &command {
+            let checks = crate::operator::doctor(&Sources::load()?).await;
+            return if crate::operator::report(&checks) { Ok(()) } else { Err(DoctorFailed.into()) };
+        }
         let config = load_config()?;
         crate::telemetry::init(config.log_format);
         match command {
@@ -106,11 +125,16 @@ pub fn main() -> ExitCode {
             Command::Keys { command: KeysCommand::Rotate { batch } } => rotate(config, batch).await,
             Command::Keys { command: KeysCommand::Generate { .. } } => unreachable!("handled above"),
             Command::Audit { command: AuditCommand::Verify } => audit_verify(config).await,
-            Command::Smoke { .. } => unreachable!("handled above"),
+            Command::Smoke { .. } | Command::Doctor => unreachable!("handled above"),
+            Command::Config { command: ConfigCommand::Show } => {
+                print!("{}", crate::operator::show(&config));
+                Ok(())
+            }
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<DoctorFailed>().is_some() => ExitCode::FAILURE,
         Err(e) if e.downcast_ref::<AuditBroken>().is_some() || e.downcast_ref::<crate::smoke::SmokeFailed>().is_some() => {
             eprintln!("{e}");
             ExitCode::FAILURE
@@ -169,6 +193,7 @@ async fn rotate(config: Config, batch: i64) -> anyhow::Result<()> {
     if !(1..=10_000).contains(&batch) {
         anyhow::bail!("--batch must be between 1 and 10000");
     }
+    config.check_shared_keys()?;
     let db = app::open_database(&config).await?;
     let (ring, _) = crate::keys::load_ring(&config)?;
     crate::keys::verify_against_store(&db, &ring).await?;
@@ -203,6 +228,10 @@ async fn rotate(config: Config, batch: i64) -> anyhow::Result<()> {
     db.close().await;
     Ok(())
 }
+
+#[derive(Debug, thiserror::Error)]
+#[error("a check failed")]
+struct DoctorFailed;
 
 #[derive(Debug, thiserror::Error)]
 #[error("audit log BROKEN at entry {id}: {reason}")]

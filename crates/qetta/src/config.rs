@@ -36,10 +36,45 @@ impl ConfigError {
     }
 }
 
+/// Where a configuration value came from (`qetta config show`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Environment,
+    DotEnv,
+    Toml(String),
+    /// Read from the file named by `<VAR>_FILE`.
+    File(String),
+    /// Set by the program itself (tests).
+    Given,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Environment => f.write_str("environment"),
+            Origin::DotEnv => f.write_str(".env"),
+            Origin::Toml(p) => write!(f, "{p}"),
+            Origin::File(p) => write!(f, "file {p}"),
+            Origin::Given => f.write_str("given"),
+        }
+    }
+}
+
+/// Secrets that may also be given as the content of a file named by `<VAR>_FILE` (Docker and
+/// Kubernetes secrets). `QETTA_ENCRYPTION_KEYS_FILE` has its own format (one key a line).
+pub const SECRET_FILE_VARIABLES: [(&str, &str); 6] = [
+    ("JWT_SECRET", "JWT_SECRET_FILE"),
+    ("QETTA_SERVICE_KEY", "QETTA_SERVICE_KEY_FILE"),
+    ("KFTC_CLIENT_SECRET", "KFTC_CLIENT_SECRET_FILE"),
+    ("TOSS_CLIENT_SECRET", "TOSS_CLIENT_SECRET_FILE"),
+    ("DATABASE_URL", "DATABASE_URL_FILE"),
+    ("REDIS_URL", "REDIS_URL_FILE"),
+];
+
 /// The merged view of every configuration source: variable name → value.
 #[derive(Clone, Default)]
 pub struct Sources {
-    values: HashMap<String, String>,
+    values: HashMap<String, (String, Origin)>,
 }
 
 impl Sources {
@@ -51,14 +86,15 @@ impl Sources {
             default.exists().then_some(default)
         });
         if let Some(path) = toml_path {
-            values.extend(read_toml(&path)?);
+            let origin = Origin::Toml(path.display().to_string());
+            values.extend(read_toml(&path)?.into_iter().map(|(k, v)| (k, (v, origin.clone()))));
         }
         if let Ok(iter) = dotenvy::from_path_iter(".env") {
             for (k, v) in iter.flatten() {
-                values.insert(k, v);
+                values.insert(k, (v, Origin::DotEnv));
             }
         }
-        values.extend(std::env::vars());
+        values.extend(std::env::vars().map(|(k, v)| (k, (v, Origin::Environment))));
         Ok(Self { values })
     }
 
@@ -69,17 +105,94 @@ impl Sources {
         K: Into<String>,
         V: Into<String>,
     {
-        Self { values: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+        Self { values: pairs.into_iter().map(|(k, v)| (k.into(), (v.into(), Origin::Given))).collect() }
     }
 
     pub fn set(&mut self, key: &str, value: impl Into<String>) {
-        self.values.insert(key.to_string(), value.into());
+        self.values.insert(key.to_string(), (value.into(), Origin::Given));
     }
 
     /// The value of `key`, with empty strings treated as unset.
     pub fn get(&self, key: &str) -> Option<String> {
-        self.values.get(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+        self.values.get(key).map(|(v, _)| v.trim().to_string()).filter(|v| !v.is_empty())
     }
+
+    /// Where the value of `key` came from (`None`: unset, the default applies).
+    pub fn origin(&self, key: &str) -> Option<&Origin> {
+        self.get(key).and(self.values.get(key).map(|(_, o)| o))
+    }
+
+    /// Reads every `<VAR>_FILE` of [`SECRET_FILE_VARIABLES`] into `<VAR>` (trailing newlines
+    /// dropped). Setting both is an error: which one wins would be a guess.
+    pub fn with_secret_files(&self) -> Result<Self, ConfigError> {
+        let mut out = self.clone();
+        for (var, file_var) in SECRET_FILE_VARIABLES {
+            let Some(path) = self.get(file_var) else { continue };
+            if self.get(var).is_some() {
+                return Err(ConfigError::invalid(file_var, format!("set either it or {var}, not both")));
+            }
+            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::invalid(file_var, format!("cannot read {path}: {e}")))?;
+            out.values.insert(var.to_string(), (text.trim_end_matches(['\n', '\r']).to_string(), Origin::File(path)));
+        }
+        Ok(out)
+    }
+
+    /// Variables that look like ours (`QETTA_…`, or a provider prefix) but that nothing reads,
+    /// with the closest known name: a typo would otherwise be ignored silently.
+    pub fn unknown_variables(&self) -> Vec<(String, Option<&'static str>)> {
+        let mut out: Vec<(String, Option<&'static str>)> = self
+            .values
+            .keys()
+            .filter(|k| ["QETTA_", "KFTC_", "TOSS_"].iter().any(|p| k.starts_with(p)))
+            .filter(|k| !KNOWN_VARIABLES.contains(&k.as_str()) && !KNOWN_PREFIXES.iter().any(|p| k.starts_with(p)))
+            .map(|k| (k.clone(), closest_known(k)))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// Every variable this program reads (a test keeps it in step with the code).
+pub const KNOWN_VARIABLES: &[&str] = &[
+    "HOST", "PORT", "QETTA_DATA_DIR", "DATABASE_URL", "DATABASE_URL_FILE", "QETTA_DB_CONNECT_WAIT_SECS", "REDIS_URL", "REDIS_URL_FILE",
+    "QETTA_REDIS_PREFIX", "QETTA_REDIS_TIMEOUT_MS", "JWT_SECRET", "JWT_SECRET_FILE", "QETTA_JWT_ISSUER", "QETTA_JWT_AUDIENCE",
+    "QETTA_JWT_TTL_SECS", "QETTA_SERVICE_KEY", "QETTA_SERVICE_KEY_FILE", "CORS_ORIGINS", "QETTA_PUBLIC_URL", "QETTA_REQUEST_TIMEOUT_SECS",
+    "QETTA_BODY_LIMIT_BYTES", "QETTA_LOGIN_MAX_FAILURES", "QETTA_LOGIN_LOCKOUT_SECS", "QETTA_HASH_CONCURRENCY", "QETTA_HASH_QUEUE_WAIT_MS",
+    "QETTA_LOG_FORMAT", "QETTA_ENCRYPTION_KEYS", "QETTA_ENCRYPTION_KEYS_FILE", "QETTA_REFRESH_MARGIN_SECS", "QETTA_REFRESHER_ENABLED",
+    "QETTA_REFRESHER_INTERVAL_SECS", "QETTA_REFRESHER_LOOKAHEAD_SECS", "QETTA_REFRESHER_BATCH", "QETTA_REFRESHER_CONCURRENCY",
+    "QETTA_REFRESH_BACKOFF_SECS", "QETTA_REFRESH_BACKOFF_MAX_SECS", "QETTA_UPSTREAM_TIMEOUT_MS", "QETTA_GRANT_RETRY_SECS",
+    "QETTA_BREAKER_WINDOW_SECS", "QETTA_BREAKER_MIN_CALLS", "QETTA_BREAKER_FAILURE_RATIO", "QETTA_BREAKER_OPEN_MS",
+    "QETTA_RATE_LIMIT_AUTH_PER_IP", "QETTA_RATE_LIMIT_API_PER_IP", "QETTA_RATE_LIMIT_API_PER_USER", "QETTA_SANDBOX", "QETTA_CONFIG",
+    "KFTC_API_BASE", "KFTC_CLIENT_ID", "KFTC_CLIENT_SECRET", "KFTC_CLIENT_SECRET_FILE", "KFTC_CLIENT_USE_CODE", "KFTC_REDIRECT_URI",
+    "KFTC_SCOPE", "TOSS_OAUTH_BASE", "TOSS_API_BASE", "TOSS_CLIENT_ID", "TOSS_CLIENT_SECRET", "TOSS_CLIENT_SECRET_FILE",
+    "TOSS_RSA_PUBLIC_KEY", "TOSS_REQUEST_URL",
+];
+
+/// Families read elsewhere: the sandbox's own settings, and the test harness's.
+const KNOWN_PREFIXES: &[&str] = &["QETTA_SANDBOX_", "QETTA_TEST_", "QETTA_CHROM"];
+
+/// The known variable nearest to `name` by edit distance, when it is near enough to be a typo.
+fn closest_known(name: &str) -> Option<&'static str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    }
+    KNOWN_VARIABLES
+        .iter()
+        .map(|k| (distance(name, k), *k))
+        .filter(|(d, k)| *d <= (k.len() / 3).max(2))
+        .min()
+        .map(|(_, k)| k)
 }
 
 fn read_toml(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
@@ -253,6 +366,7 @@ pub struct TossSettings {
 
 impl Config {
     pub fn from_sources(src: &Sources) -> Result<Self, ConfigError> {
+        let src = &src.with_secret_files()?;
         let host: IpAddr = parse_or(src, "HOST", "127.0.0.1".parse().expect("literal address"), "an IP address such as 127.0.0.1 or 0.0.0.0")?;
         let port = match src.get("PORT") {
             None => 8080,
@@ -434,17 +548,6 @@ impl Config {
     /// With PostgreSQL the service is meant to run as several replicas: secrets generated into one
     /// replica's data directory would differ between replicas, so they must be configured.
     fn check_production_rules(self) -> Result<Self, ConfigError> {
-        if self.database_kind == DatabaseKind::Postgres {
-            if self.jwt_secret.is_none() {
-                return Err(ConfigError::invalid("JWT_SECRET", "must be set when DATABASE_URL is PostgreSQL (every replica needs the same secret)"));
-            }
-            if self.encryption_keys.is_none() {
-                return Err(ConfigError::invalid(
-                    "QETTA_ENCRYPTION_KEYS",
-                    "must be set when DATABASE_URL is PostgreSQL (every replica needs the same keys); make one with `qetta keys generate`",
-                ));
-            }
-        }
         if self.kftc.api_base.is_some() && (self.kftc.client_id.is_none() || self.kftc.client_secret.is_none() || self.kftc.client_use_code.is_none()) {
             return Err(ConfigError::invalid("KFTC_API_BASE", "is set, so KFTC_CLIENT_ID, KFTC_CLIENT_SECRET and KFTC_CLIENT_USE_CODE must be set too"));
         }
@@ -465,6 +568,18 @@ impl Config {
         Ok(self)
     }
 
+    /// With PostgreSQL the encryption keys must be configured: keys generated into one machine's
+    /// data directory would differ between replicas (serve, `keys rotate`).
+    pub fn check_shared_keys(&self) -> Result<(), ConfigError> {
+        if self.database_kind == DatabaseKind::Postgres && self.encryption_keys.is_none() {
+            return Err(ConfigError::invalid(
+                "QETTA_ENCRYPTION_KEYS",
+                "must be set when DATABASE_URL is PostgreSQL (every replica needs the same keys); make one with `qetta keys generate`",
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether a real KFTC or Toss is configured.
     pub fn any_provider_configured(&self) -> bool {
         self.kftc.api_base.is_some() || self.toss.api_base.is_some()
@@ -482,6 +597,10 @@ impl Config {
     /// Rules for `qetta serve`: the sandbox and its control API are only reachable from this
     /// machine unless the operator asked for it by name.
     pub fn check_serve_rules(&self) -> Result<(), ConfigError> {
+        if self.database_kind == DatabaseKind::Postgres && self.jwt_secret.is_none() {
+            return Err(ConfigError::invalid("JWT_SECRET", "must be set when DATABASE_URL is PostgreSQL (every replica needs the same secret)"));
+        }
+        self.check_shared_keys()?;
         if self.sandbox_mounted() && !self.host.is_loopback() && self.sandbox_mode != SandboxMode::On {
             return Err(ConfigError::invalid(
                 "HOST",
@@ -671,8 +790,6 @@ mod tests {
             (vec![("CORS_ORIGINS", "https://a.example/")], "CORS_ORIGINS"),
             (vec![("REDIS_URL", "localhost")], "REDIS_URL"),
             (vec![("QETTA_LOG_FORMAT", "xml")], "QETTA_LOG_FORMAT"),
-            (vec![("DATABASE_URL", "postgres://h/db")], "JWT_SECRET"),
-            (vec![("DATABASE_URL", "postgres://h/db"), ("JWT_SECRET", "0123456789abcdef0123456789abcdef")], "QETTA_ENCRYPTION_KEYS"),
             (vec![("KFTC_API_BASE", "https://openapi.openbanking.or.kr")], "KFTC_API_BASE"),
             (vec![("KFTC_API_BASE", "ftp://x")], "KFTC_API_BASE"),
             (vec![("QETTA_SANDBOX", "maybe")], "QETTA_SANDBOX"),
@@ -721,6 +838,56 @@ mod tests {
         let mut real = kftc("https://openapi.openbanking.or.kr");
         real.push(("HOST", "0.0.0.0"));
         assert!(cfg(&real).unwrap().check_serve_rules().is_ok());
+    }
+
+    #[test]
+    fn postgres_needs_shared_secrets_to_serve_but_not_for_database_commands() {
+        let c = cfg(&[("DATABASE_URL", "postgres://h/db")]).expect("migrate and audit verify need no JWT secret");
+        assert!(c.check_serve_rules().err().unwrap().to_string().starts_with("JWT_SECRET"));
+        assert!(c.check_shared_keys().err().unwrap().to_string().starts_with("QETTA_ENCRYPTION_KEYS"));
+        let c = cfg(&[("DATABASE_URL", "postgres://h/db"), ("JWT_SECRET", "0123456789abcdef0123456789abcdef")]).unwrap();
+        assert!(c.check_serve_rules().err().unwrap().to_string().starts_with("QETTA_ENCRYPTION_KEYS"));
+    }
+
+    #[test]
+    fn secrets_from_files_and_typos_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("jwt");
+        std::fs::write(&f, "0123456789abcdef0123456789abcdef-from-file\n").unwrap();
+        let src = Sources::from_pairs([("JWT_SECRET_FILE", f.to_str().unwrap())]);
+        let c = Config::from_sources(&src).unwrap();
+        assert_eq!(c.jwt_secret.as_ref().map(|s| s.expose_secret().to_string()).as_deref(), Some("0123456789abcdef0123456789abcdef-from-file"));
+        assert_eq!(c.sources.origin("JWT_SECRET"), Some(&Origin::File(f.display().to_string())));
+        let both = Sources::from_pairs([("JWT_SECRET_FILE", f.to_str().unwrap()), ("JWT_SECRET", "x".repeat(40).as_str())]);
+        assert!(Config::from_sources(&both).err().unwrap().to_string().starts_with("JWT_SECRET_FILE"));
+        let missing = Sources::from_pairs([("KFTC_CLIENT_SECRET_FILE", "/nonexistent/secret")]);
+        assert!(Config::from_sources(&missing).err().unwrap().to_string().starts_with("KFTC_CLIENT_SECRET_FILE"));
+
+        let src = Sources::from_pairs([("QETTA_REFRESHER_INTERVAL", "30"), ("QETTA_SANDBOX_SEED", "1"), ("QETTA_WHATEVER_ELSE", "1"), ("PORT", "1")]);
+        assert_eq!(
+            src.unknown_variables(),
+            vec![("QETTA_REFRESHER_INTERVAL".to_string(), Some("QETTA_REFRESHER_INTERVAL_SECS")), ("QETTA_WHATEVER_ELSE".to_string(), None)]
+        );
+    }
+
+    /// Every variable name this crate reads is in [`KNOWN_VARIABLES`] (so it is never reported
+    /// as unknown).
+    #[test]
+    fn known_variables_cover_the_code() {
+        let mut missing = Vec::new();
+        for file in [include_str!("config.rs"), include_str!("app.rs"), include_str!("cli.rs")] {
+            let code = file.split("#[cfg(test)]").next().unwrap_or(file);
+            for part in code.split('"').skip(1).step_by(2) {
+                let looks_like_var = part.len() > 3 && part.bytes().all(|b| b.is_ascii_uppercase() || b == b'_' || b.is_ascii_digit()) && part.contains('_');
+                let ours = ["QETTA_", "KFTC_", "TOSS_", "JWT_", "DATABASE_", "REDIS_", "CORS_"].iter().any(|p| part.starts_with(p)) || ["HOST", "PORT"].contains(&part);
+                if looks_like_var && ours && !part.ends_with('_') && !KNOWN_VARIABLES.contains(&part) && !KNOWN_PREFIXES.iter().any(|p| part.starts_with(p)) {
+                    missing.push(part.to_string());
+                }
+            }
+        }
+        missing.sort();
+        missing.dedup();
+        assert!(missing.is_empty(), "read but not in KNOWN_VARIABLES: {missing:?}");
     }
 
     #[test]

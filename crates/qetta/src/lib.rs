@@ -11,6 +11,7 @@ pub mod error;
 pub mod http;
 pub mod keys;
 pub mod local_secrets;
+pub mod operator;
 pub mod redis_conn;
 pub mod shared_state;
 pub mod smoke;

@@ -185,6 +185,17 @@ impl Db {
         Ok(())
     }
 
+    /// How many of this build's migrations the database has not applied yet.
+    pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
+        let migrator = match self.kind {
+            DatabaseKind::Sqlite => &SQLITE_MIGRATIONS,
+            DatabaseKind::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        // Before the first migration the bookkeeping table does not exist: everything is pending.
+        let applied: Vec<(i64,)> = sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(&self.pool).await.unwrap_or_default();
+        Ok(migrator.iter().filter(|m| !applied.iter().any(|(v,)| *v == m.version)).count())
+    }
+
     /// Writes one small row, to tell a database that answers but cannot write (read-only, full).
     pub async fn write_probe(&self, now: i64) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO meta (key, value) VALUES ('ready_probe', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")

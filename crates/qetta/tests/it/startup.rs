@@ -220,3 +220,110 @@ fn audit_verify_is_read_only() {
     }
     assert!(std::fs::metadata(&db).unwrap().len() == 0, "the file was not written");
 }
+
+#[test]
+fn config_show_names_sources_and_never_prints_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("qetta.toml"), "PORT = 9001\nQETTA_JWT_ISSUER = \"from-toml\"\n").unwrap();
+    std::fs::write(dir.path().join(".env"), "QETTA_JWT_AUDIENCE=from-dotenv\nQETTA_SERVICE_KEY=service-key-from-dotenv-0123456789abcdef\n").unwrap();
+    let secret_file = dir.path().join("jwt");
+    std::fs::write(&secret_file, "jwt-secret-from-a-file-0123456789abcdef\n").unwrap();
+    let out = qetta(dir.path())
+        .args(["config", "show"])
+        .env("JWT_SECRET_FILE", &secret_file)
+        .env("DATABASE_URL", "postgres://qetta:db-password-secret@127.0.0.1:5432/qetta")
+        .env("QETTA_ENCRYPTION_KEYS", crate::support::ENCRYPTION_KEYS)
+        .env("QETTA_REFRESHER_INTERVAL", "30")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "PORT = 9001  (qetta.toml)",
+        "QETTA_JWT_ISSUER = from-toml  (qetta.toml)",
+        "QETTA_JWT_AUDIENCE = from-dotenv  (.env)",
+        "QETTA_SERVICE_KEY = (set, hidden)  (.env)",
+        "QETTA_ENCRYPTION_KEYS = (set, hidden)  (environment)",
+        "DATABASE_URL = postgres://qetta:***@127.0.0.1:5432/qetta  (environment)",
+        "QETTA_REQUEST_TIMEOUT_SECS = 30  (default)",
+        "did you mean QETTA_REFRESHER_INTERVAL_SECS?",
+    ] {
+        assert!(text.contains(line), "{line:?} in:\n{text}");
+    }
+    assert!(text.contains(&format!("JWT_SECRET = (set, hidden)  (file {})", secret_file.display())), "{text}");
+    let key = crate::support::ENCRYPTION_KEYS.split_once(':').unwrap().1;
+    for secret in ["jwt-secret-from-a-file", "service-key-from-dotenv", "db-password-secret", key] {
+        assert!(!text.contains(secret), "{secret} printed:\n{text}");
+    }
+}
+
+#[test]
+fn doctor_checks_one_line_each_and_fails_on_an_unreachable_database() {
+    let dir = tempfile::tempdir().unwrap();
+    // Embedded defaults after a first start: everything ok, the sandbox mode pointed out.
+    let mut serve = qetta(dir.path()).arg("serve").env("PORT", "0").stderr(Stdio::null()).spawn().unwrap();
+    let started = Instant::now();
+    while !dir.path().join("data/encryption_keys").exists() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let out = qetta(dir.path()).arg("doctor").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for line in ["ok    configuration: valid", "ok    database: reachable", "ok    migrations: up to date", "ok    database writes", "ok    encryption keys: active key", "warn  providers: sandbox mode"] {
+        assert!(text.contains(line), "{line:?} in:\n{text}");
+    }
+
+    let out = qetta(dir.path())
+        .arg("doctor")
+        .env("DATABASE_URL", "postgres://qetta:hunter2@127.0.0.1:1/qetta")
+        .env("JWT_SECRET", crate::support::JWT_SECRET)
+        .env("QETTA_ENCRYPTION_KEYS", crate::support::ENCRYPTION_KEYS)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL  database: cannot connect to postgres://qetta:***@127.0.0.1:1/qetta: Connection refused"), "{text}");
+    assert!(!text.contains("hunter2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_commands_need_no_jwt_secret() {
+    if crate::support::postgres_admin_url().await.is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::support::fresh_database(crate::support::Backend::Postgres, dir.path()).await;
+    for args in [vec!["migrate"], vec!["audit", "verify"]] {
+        let out = qetta(dir.path()).args(&args).env("DATABASE_URL", &url).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // Serving still needs the shared secrets, and says which.
+    let out = qetta(dir.path()).arg("serve").env("DATABASE_URL", &url).env("PORT", "0").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("JWT_SECRET"));
+    // So does a key rotation (keys generated on one machine would differ between replicas).
+    let out = qetta(dir.path()).args(["keys", "rotate"]).env("DATABASE_URL", &url).output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("QETTA_ENCRYPTION_KEYS"));
+}
+
+#[test]
+fn serve_warns_about_unknown_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = qetta(dir.path()).arg("serve").env("PORT", port.to_string()).env("QETTA_REQUEST_TIMEOUT", "5").stderr(Stdio::piped()).spawn().unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("QETTA_REQUEST_TIMEOUT is not a setting of this service and is ignored; did you mean QETTA_REQUEST_TIMEOUT_SECS?"), "{err}");
+}
