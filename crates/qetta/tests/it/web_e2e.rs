@@ -112,6 +112,19 @@ impl Browser {
         self.client.goto(&format!("{}{path}", self.base)).await.expect("navigate");
     }
 
+    /// Runs axe-core on the current page (WCAG 2.x A/AA, best practices and the experimental
+    /// rules): the serious and critical violations, as `(rule, [selectors])`.
+    async fn accessibility_violations(&self, axe_source: &str) -> Vec<(String, Vec<String>)> {
+        self.client.execute(axe_source, vec![]).await.expect("inject axe-core");
+        let script = "const done = arguments[arguments.length - 1];\n\
+            axe.run(document, { resultTypes: ['violations'], runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice', 'experimental'] } })\n\
+              .then((r) => done(r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')\n\
+                .map((v) => [v.id, v.nodes.map((n) => n.target.join(' '))])))\n\
+              .catch((e) => done([['axe failed: ' + e, []]]));";
+        let found = self.client.execute_async(script, vec![]).await.expect("run axe-core");
+        serde_json::from_value(found).expect("violations")
+    }
+
     /// Runs `script` (a function body) and returns its result.
     async fn js(&self, script: &str) -> Value {
         self.client.execute(script, vec![]).await.unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
@@ -494,4 +507,50 @@ async fn a_link_made_elsewhere_asks_for_confirmation_first() {
     b.wait_for("the refusal", "document.getElementById('result')").await;
     assert_eq!(b.js("return document.getElementById('result').dataset.code").await, "state_already_used");
     b.finish().await;
+}
+
+/// axe-core's browser build, installed by `.ci/run` (`npm ci --prefix crates/qetta/tests/peers/axe`),
+/// or `None` (skip) outside CI.
+fn axe_source() -> Option<String> {
+    let path = std::env::var("QETTA_AXE_JS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/axe/node_modules/axe-core/axe.min.js"));
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Some(s),
+        Err(e) if crate::support::must_run_everything() => panic!("axe-core is needed under CI at {}: {e}", path.display()),
+        Err(_) => {
+            eprintln!("skipped: axe-core is not installed at {} (npm ci --prefix crates/qetta/tests/peers/axe)", path.display());
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_passes_the_axe_accessibility_rules() {
+    let Some(axe) = axe_source() else { return };
+    let app = Spawn::new(Backend::Sqlite).start().await;
+    let token = register_via_api(&app, "a11y@example.com").await;
+    let mut found = Vec::new();
+    for lang in ["en-US", "ko-KR"] {
+        let Some(b) = Browser::start(&app, lang).await else { return };
+        for path in ["/login", "/register"] {
+            b.goto(path).await;
+            b.wait_for("page scripts ran", "document.getElementById('auth-title').textContent.length > 0").await;
+            found.extend(b.accessibility_violations(&axe).await.into_iter().map(|v| (format!("{lang} {path}"), v)));
+        }
+        b.goto(&format!("/oauth#token={token}")).await;
+        b.wait_card("kftc", "not_connected").await;
+        found.extend(b.accessibility_violations(&axe).await.into_iter().map(|v| (format!("{lang} /oauth"), v)));
+        b.finish().await;
+    }
+    // The pages of the connect flow: the confirmation of a link made elsewhere, and a result.
+    let Some(b) = Browser::start(&app, "en-US").await else { return };
+    let launch = app.kftc_authorize_backend(&token).await;
+    b.client.goto(&launch).await.unwrap();
+    b.wait_for("the confirmation page", "document.querySelector('form')").await;
+    found.extend(b.accessibility_violations(&axe).await.into_iter().map(|v| ("launch confirmation".to_string(), v)));
+    b.goto("/api/v1/oauth/kftc/callback?state=unknown-state&code=x").await;
+    found.extend(b.accessibility_violations(&axe).await.into_iter().map(|v| ("callback result".to_string(), v)));
+    b.finish().await;
+    assert!(found.is_empty(), "serious or critical accessibility violations: {found:#?}");
 }
