@@ -103,28 +103,31 @@ impl KftcClient {
         permit.record(matches!(r, Err(e) if e.is_upstream_failure()));
     }
 
-    /// Sends a request and reads the JSON body; KFTC errors arrive as HTTP 200 with rsp_code.
-    /// The attempt is cut at the request's deadline.
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<(Envelope, T), KftcError> {
+    /// Sends a request and reads its envelope (KFTC errors arrive as HTTP 200 with `rsp_code`);
+    /// the typed body is read only from a successful answer ([`Answer::body`]), so an odd field in
+    /// an error answer never hides its code. The attempt is cut at the request's deadline.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Answer, KftcError> {
         let limit = upstream::attempt_timeout(self.call_timeout).ok_or(KftcError::Timeout)?;
-        let transport = |e: reqwest::Error| if e.is_timeout() { KftcError::Timeout } else { KftcError::Network };
         let exchange = async {
-            let resp = req.send().await.map_err(transport)?;
+            // A connect error means the request never left: the only failure a token call may
+            // retry. Anything later may have reached KFTC.
+            let resp = req.send().await.map_err(|e| if e.is_timeout() { KftcError::Timeout } else if e.is_connect() { KftcError::Connect } else { KftcError::Network })?;
             let status = resp.status();
-            let bytes = resp.bytes().await.map_err(transport)?;
+            let bytes = resp.bytes().await.map_err(|e| if e.is_timeout() { KftcError::Timeout } else { KftcError::Network })?;
             Ok::<_, KftcError>((status, bytes))
         };
         let (status, bytes) = tokio::time::timeout(limit, exchange).await.map_err(|_| KftcError::Timeout)??;
-        let envelope: Envelope = match serde_json::from_slice(&bytes) {
-            Ok(e) => e,
-            Err(_) if !status.is_success() => return Err(KftcError::Http { status: status.as_u16() }),
-            Err(e) => return Err(KftcError::Decode(e.to_string())),
+        let value: serde_json::Value = match serde_json::from_slice(&bytes) {
+            Ok(v @ serde_json::Value::Object(_)) => v,
+            _ if !status.is_success() => return Err(KftcError::Http { status: status.as_u16() }),
+            Ok(_) => return Err(KftcError::Unreadable("not a JSON object".into())),
+            Err(_) => return Err(KftcError::Unreadable(describe_body(&bytes))),
         };
+        let envelope: Envelope = serde_json::from_value(value.clone()).unwrap_or_default();
         if !status.is_success() && envelope.rsp_code.is_empty() {
             return Err(KftcError::Http { status: status.as_u16() });
         }
-        let body: T = serde_json::from_slice(&bytes).map_err(|e| KftcError::Decode(e.to_string()))?;
-        Ok((envelope, body))
+        Ok(Answer { envelope, value })
     }
 
     async fn token_call(&self, form: &[(&str, &str)]) -> Result<TokenResponse, KftcError> {
@@ -132,10 +135,11 @@ impl KftcClient {
         let mut attempt = 0;
         let result = loop {
             let req = self.http.post(self.url("/oauth/2.0/token")).form(form);
-            let r = self.send::<serde_json::Value>(req).await;
-            // The token endpoint is retried on connection failures only: a request that reached
-            // KFTC may have spent the code or refresh token.
-            if matches!(r, Err(KftcError::Network)) && attempt < READ_RETRIES {
+            let r = self.send(req).await;
+            // The token endpoint is retried only when the request provably never reached KFTC
+            // (connect errors): one that reached it may have spent the code or refresh token, and
+            // a second use would kill the grant.
+            if matches!(r, Err(KftcError::Connect)) && attempt < READ_RETRIES {
                 let pause = backoff(attempt + 1);
                 if upstream::retry_fits(pause) {
                     attempt += 1;
@@ -146,11 +150,12 @@ impl KftcClient {
             break r;
         };
         Self::record(permit, &result);
-        let (envelope, body) = result?;
+        let answer = result?;
+        let envelope = &answer.envelope;
         if !envelope.rsp_code.is_empty() && envelope.rsp_code != "A0000" {
             return Err(KftcError::from_codes(&envelope.rsp_code, &envelope.rsp_message, None, None));
         }
-        serde_json::from_value(body).map_err(|e| KftcError::Decode(format!("token response: {e}")))
+        answer.body("token response")
     }
 
     fn grant(t: TokenResponse) -> Grant {
@@ -207,14 +212,17 @@ impl KftcClient {
             let (day, tran_dtime) = kst_now();
             let mut query: Vec<(&str, String)> = params.iter().map(|(k, v)| (*k, v.to_string())).collect();
             if with_tran_id {
-                let id = self.tran_ids.next(&day).await.map_err(|e| KftcError::Decode(format!("bank_tran_id: {e}")))?;
+                let id = self.tran_ids.next(&day).await.map_err(|e| KftcError::Internal(format!("bank_tran_id: {e}")))?;
                 query.push(("bank_tran_id", id));
                 query.push(("tran_dtime", tran_dtime));
             }
             let req = self.http.get(self.url(path)).bearer_auth(token.expose_secret()).query(&query);
-            let result = match self.send::<T>(req).await {
-                Ok((env, body)) if env.is_success() => Ok(body),
-                Ok((env, _)) => Err(KftcError::from_codes(&env.rsp_code, &env.rsp_message, env.bank_rsp_code.as_deref(), env.bank_rsp_message.as_deref())),
+            let result = match self.send(req).await {
+                Ok(answer) if answer.envelope.is_success() => answer.body(path),
+                Ok(answer) => {
+                    let env = &answer.envelope;
+                    Err(KftcError::from_codes(&env.rsp_code, &env.rsp_message, env.bank_rsp_code.as_deref(), env.bank_rsp_message.as_deref()))
+                }
                 Err(e) => Err(e),
             };
             match result {
@@ -273,13 +281,38 @@ impl KftcClient {
         let permit = self.breaker_gate()?;
         let body = serde_json::json!({ "client_use_code": self.client_use_code(), "user_seq_no": user_seq_no });
         let req = self.http.post(self.url("/v2.0/user/unlink")).bearer_auth(token.expose_secret()).json(&body);
-        let result = match self.send::<serde_json::Value>(req).await {
-            Ok((env, _)) if env.is_success() => Ok(()),
-            Ok((env, _)) => Err(KftcError::from_codes(&env.rsp_code, &env.rsp_message, env.bank_rsp_code.as_deref(), env.bank_rsp_message.as_deref())),
+        let result = match self.send(req).await {
+            Ok(answer) if answer.envelope.is_success() => Ok(()),
+            Ok(Answer { envelope: env, .. }) => Err(KftcError::from_codes(&env.rsp_code, &env.rsp_message, env.bank_rsp_code.as_deref(), env.bank_rsp_message.as_deref())),
             Err(e) => Err(e),
         };
         Self::record(permit, &result);
         result
+    }
+}
+
+/// A JSON answer: its envelope, and the whole object for the typed body.
+struct Answer {
+    envelope: Envelope,
+    value: serde_json::Value,
+}
+
+impl Answer {
+    /// The typed body of a successful answer.
+    fn body<T: DeserializeOwned>(self, what: &str) -> Result<T, KftcError> {
+        serde_json::from_value(self.value).map_err(|e| KftcError::Decode(format!("{what}: {e}")))
+    }
+}
+
+/// What a non-JSON body looked like, for logs (never its content: it may echo our request).
+fn describe_body(bytes: &[u8]) -> String {
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(64)]).to_ascii_lowercase();
+    if head.trim_start().starts_with("<!doctype html") || head.trim_start().starts_with("<html") {
+        format!("an HTML page of {} bytes", bytes.len())
+    } else if bytes.is_empty() {
+        "an empty body".into()
+    } else {
+        format!("{} bytes that are not JSON", bytes.len())
     }
 }
 

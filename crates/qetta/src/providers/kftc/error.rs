@@ -33,12 +33,24 @@ pub enum KftcError {
     Other { code: String, message: String },
     #[error("KFTC did not answer in time")]
     Timeout,
+    /// The connection could not be made: the request provably never reached KFTC.
     #[error("KFTC could not be reached")]
+    Connect,
+    /// The connection failed after the request may have reached KFTC (reading the answer).
+    #[error("the connection to KFTC broke")]
     Network,
     #[error("KFTC answered HTTP {status}")]
     Http { status: u16 },
     #[error("KFTC sent a response we cannot read: {0}")]
     Decode(String),
+    /// KFTC answered HTTP 200 with something that is not its JSON (an HTML maintenance page, a
+    /// truncated body): a failing provider, counted by the breaker.
+    #[error("KFTC sent an answer that is not its JSON ({0})")]
+    Unreadable(String),
+    /// A failure on our side while preparing the call (e.g. storage for `bank_tran_id`): never
+    /// shown to clients as a provider message.
+    #[error("internal: {0}")]
+    Internal(String),
     /// Our circuit breaker is open after repeated failures.
     #[error("KFTC is failing; calls are paused for {retry_after_secs} s")]
     CircuitOpen { retry_after_secs: u64 },
@@ -81,7 +93,8 @@ impl KftcError {
     /// Worth another attempt of a read-only call (fresh bank_tran_id): upstream trouble, not a
     /// verdict about the request.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Timeout | Self::Network | Self::ProviderTimeout { .. }) || matches!(self, Self::Http { status } if *status >= 500)
+        matches!(self, Self::Timeout | Self::Connect | Self::Network | Self::ProviderTimeout { .. } | Self::Unreadable(_))
+            || matches!(self, Self::Http { status } if *status >= 500)
     }
 
     /// Counts against the circuit breaker.
@@ -107,6 +120,11 @@ impl From<KftcError> for crate::error::ApiError {
                 message: "KFTC is failing right now; calls are paused briefly.".into(),
                 retry_after_secs,
             },
+            KftcError::Unreadable(_) | KftcError::Decode(_) => {
+                tracing::warn!(error = %e, "KFTC sent an unreadable answer");
+                ApiError::Upstream { code: "upstream_invalid", message: "KFTC sent an answer we cannot read.".into(), provider_code: None }
+            }
+            KftcError::Internal(detail) => ApiError::internal(anyhow::anyhow!("preparing a KFTC call: {detail}")),
             other => ApiError::Upstream { code: "upstream_error", message: format!("KFTC call failed: {other}"), provider_code },
         }
     }

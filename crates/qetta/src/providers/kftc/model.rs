@@ -3,15 +3,38 @@
 
 use serde::Deserialize;
 
-/// `rsp_code`/`rsp_message` and the bank part, present on every business response.
+/// `rsp_code`/`rsp_message` and the bank part, present on every business response. Read on its
+/// own before the typed body, and tolerant of `null` and of numbers where strings are expected,
+/// so that an odd field in an error answer never hides its real code.
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
 pub struct Envelope {
+    #[serde(deserialize_with = "lenient_string")]
     pub api_tran_id: String,
+    #[serde(deserialize_with = "lenient_string")]
     pub rsp_code: String,
+    #[serde(deserialize_with = "lenient_string")]
     pub rsp_message: String,
+    #[serde(deserialize_with = "lenient_opt_string")]
     pub bank_rsp_code: Option<String>,
+    #[serde(deserialize_with = "lenient_opt_string")]
     pub bank_rsp_message: Option<String>,
+}
+
+/// A string, or `""` for `null`, or the text of a number or boolean.
+fn lenient_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(lenient_opt_string(d)?.unwrap_or_default())
+}
+
+fn lenient_opt_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        // An object or array where a code belongs tells nothing.
+        _ => None,
+    })
 }
 
 impl Envelope {
