@@ -57,6 +57,7 @@ async fn main() {
         .arg("serve")
         .current_dir(dir.path())
         .env("PORT", port.to_string())
+        .env("QETTA_ADMIN_ADDR", "127.0.0.1:0")
         .env("QETTA_SANDBOX_AUTO_CONSENT", "approve")
         .env("QETTA_RATE_LIMIT_API_PER_IP", "1000000")
         .env("QETTA_RATE_LIMIT_API_PER_USER", "1000000")

@@ -114,6 +114,8 @@ pub enum StartError {
     Migrate(StoreError),
     #[error("cannot listen on {addr}: {source} (set HOST and PORT)")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot listen on {addr} for the admin listener: {source} (set QETTA_ADMIN_ADDR, or off)")]
+    AdminBind { addr: SocketAddr, source: std::io::Error },
     #[error("encryption keys: {0}")]
     Keys(#[from] KeyError),
     #[error("cannot connect to Redis at {url}: {source} (check REDIS_URL)")]
@@ -135,6 +137,8 @@ pub struct Banner {
 
 pub struct App {
     listener: TcpListener,
+    /// `/metrics`, `/health`, `/ready` for operators, off the public port.
+    admin_listener: Option<TcpListener>,
     state: AppState,
     pub banner: Banner,
 }
@@ -234,6 +238,13 @@ impl App {
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let bound = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        let admin_listener = match config.admin_addr {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| StartError::AdminBind { addr, source })?),
+            None => None,
+        };
+        if let Some(a) = admin_listener.as_ref().and_then(|l| l.local_addr().ok()) {
+            banner.notes.push(format!("admin: http://{a}/metrics, /health, /ready"));
+        }
         // With PORT=0 the public URL follows the port the OS chose.
         let mut config = config;
         if config.sources.get("QETTA_PUBLIC_URL").is_none() {
@@ -404,11 +415,16 @@ impl App {
             refresher_stats: Arc::new(RefresherStats::default()),
             sandbox,
         };
-        Ok(Self { listener, state, banner })
+        Ok(Self { listener, admin_listener, state, banner })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Where the admin listener listens, when it is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn state(&self) -> &AppState {
@@ -422,10 +438,26 @@ impl App {
         let refresher = self.state.config.tokens.refresher_enabled.then(|| {
             tokio::spawn(crate::tokens::refresher::run(self.state.tokens.clone(), self.state.refresher_stats.clone(), stop_rx))
         });
+        // The admin listener stops with the public one.
+        let admin = self.admin_listener.map(|l| {
+            let router = crate::http::admin_router(self.state.clone());
+            let mut stop = stop_tx.subscribe();
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.changed().await;
+                };
+                if let Err(e) = axum::serve(l, router).with_graceful_shutdown(stopped).await {
+                    tracing::error!(error = %e, "the admin listener stopped");
+                }
+            })
+        });
         let result = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await;
         let _ = stop_tx.send(true);
+        if let Some(task) = admin {
+            let _ = task.await;
+        }
         if let Some(task) = refresher {
             let _ = task.await;
         }

@@ -51,6 +51,19 @@ async fn provider_gate(axum::extract::State(state): axum::extract::State<AppStat
     next.run(req).await
 }
 
+/// The admin listener's routes (`QETTA_ADMIN_ADDR`): Prometheus metrics and the probes, for
+/// operators and orchestrators, off the public port.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .fallback(|| async { ApiError::NotFound("No such route on the admin listener: /metrics, /health, /ready.".into()) })
+        .layer(axum::middleware::from_fn(layers::json_errors))
+        .layer(axum::middleware::from_fn(request_id::middleware))
+        .with_state(state)
+}
+
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/auth/register", post(auth_routes::register))
@@ -78,7 +91,6 @@ pub fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
-        .route("/metrics", get(metrics::metrics))
         .nest("/api/v1", api);
     if let Some(sb) = &state.sandbox {
         app = app.nest_service("/sandbox/kftc", sb.kftc_router()).nest_service("/sandbox/toss", sb.toss_router());

@@ -26,7 +26,7 @@ async fn the_embedded_data_dir_and_database_are_private() {
     use std::os::unix::fs::PermissionsExt;
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("fresh/data");
-    let sources = qetta::config::Sources::from_pairs([("PORT", "0"), ("QETTA_DATA_DIR", data.to_str().unwrap())]);
+    let sources = qetta::config::Sources::from_pairs([("PORT", "0"), ("QETTA_ADMIN_ADDR", "127.0.0.1:0"), ("QETTA_DATA_DIR", data.to_str().unwrap())]);
     let config = qetta::config::Config::from_sources(&sources).unwrap();
     let app = qetta::app::App::build(config, qetta::clock::OffsetClock::new()).await.unwrap();
     // Writes happened (migrations), so SQLite's WAL files exist.
@@ -40,4 +40,19 @@ async fn the_embedded_data_dir_and_database_are_private() {
             assert!(f.ends_with("-shm"), "{f} should exist");
         }
     }
+}
+
+#[tokio::test]
+async fn metrics_are_served_on_the_admin_listener_only() {
+    let app = Spawn::new(Backend::Sqlite).start().await;
+    let r = app.get("/metrics", None).await;
+    assert_eq!(r.status(), 404, "not on the public port");
+    let text = app.metrics().await;
+    assert!(text.contains("qetta_refresher_passes_total"), "{text}");
+    for path in ["/health", "/ready"] {
+        assert_eq!(app.client.get(format!("{}{path}", app.admin_base)).send().await.unwrap().status(), 200, "{path}");
+        assert_eq!(app.get(path, None).await.status(), 200, "{path} on the public port too");
+    }
+    let r = app.client.get(format!("{}/api/v1/oauth/status", app.admin_base)).send().await.unwrap();
+    assert_eq!(crate::support::error_code(r, 404).await, "not_found", "the API is not on the admin listener");
 }

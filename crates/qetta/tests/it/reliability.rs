@@ -33,7 +33,7 @@ async fn connected(backend: Backend, vars: &[(&str, &str)]) -> (TestApp, String,
 }
 
 async fn metrics(app: &TestApp) -> String {
-    app.get("/metrics", None).await.text().await.unwrap()
+    app.metrics().await
 }
 
 fn breaker_state_line(provider: &str, state: &str) -> String {

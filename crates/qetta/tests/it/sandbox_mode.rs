@@ -69,7 +69,7 @@ async fn a_real_kftc_turns_the_sandbox_off_and_disables_toss(backend: Backend) {
     let r = app.get("/api/v1/oauth/kftc/authorize", Some(&token)).await;
     assert_eq!(r.status(), 200);
 
-    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("qetta_upstream_circuit_open{provider=\"kftc\"}") && !metrics.contains("provider=\"toss\""), "{metrics}");
 }
 
@@ -123,7 +123,7 @@ async fn the_sandbox_on_a_public_address_needs_saying_so() {
     use qetta::config::{Config, Sources};
     let dir = tempfile::tempdir().unwrap();
     let base = |extra: &[(&str, &str)]| {
-        let mut s = Sources::from_pairs([("PORT", "0"), ("QETTA_DATA_DIR", dir.path().to_str().unwrap()), ("HOST", "0.0.0.0")]);
+        let mut s = Sources::from_pairs([("PORT", "0"), ("QETTA_ADMIN_ADDR", "127.0.0.1:0"), ("QETTA_DATA_DIR", dir.path().to_str().unwrap()), ("HOST", "0.0.0.0")]);
         for (k, v) in extra {
             s.set(k, *v);
         }
@@ -145,6 +145,7 @@ fn the_binary_refuses_plain_http_provider_bases() {
         .current_dir(dir.path())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("QETTA_ADMIN_ADDR", "127.0.0.1:0")
         .args(["serve"])
         .env("PORT", "0")
         .env("KFTC_API_BASE", "http://openapi.openbanking.or.kr")

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 fn qetta(dir: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_qetta"));
-    c.current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    c.current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("QETTA_ADMIN_ADDR", "127.0.0.1:0");
     c
 }
 

@@ -150,6 +150,8 @@ pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
 
 pub struct TestApp {
     pub base: String,
+    /// The admin listener (`/metrics`, `/health`, `/ready`).
+    pub admin_base: String,
     pub client: reqwest::Client,
     pub clock: Arc<OffsetClock>,
     pub state: AppState,
@@ -199,6 +201,7 @@ impl Spawn {
             ("DATABASE_URL", url.clone()),
             ("JWT_SECRET", JWT_SECRET.to_string()),
             ("QETTA_ENCRYPTION_KEYS", ENCRYPTION_KEYS.to_string()),
+            ("QETTA_ADMIN_ADDR", "127.0.0.1:0".to_string()),
         ]);
         if self.backend.uses_redis() {
             sources.set("REDIS_URL", redis_url().await.expect("Redis reachable"));
@@ -211,13 +214,14 @@ impl Spawn {
         let clock = OffsetClock::new();
         let app = App::build(config, clock.clone()).await.expect("app starts");
         let base = format!("http://{}", app.local_addr());
+        let admin_base = app.admin_addr().map(|a| format!("http://{a}")).unwrap_or_default();
         let state = app.state().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run(async move {
             let _ = rx.await;
         }));
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        TestApp { base, client, clock, state, dir, database_url: url, shutdown: Some(tx) }
+        TestApp { base, admin_base, client, clock, state, dir, database_url: url, shutdown: Some(tx) }
     }
 }
 
@@ -226,6 +230,11 @@ pub async fn spawn(backend: Backend) -> TestApp {
 }
 
 impl TestApp {
+    /// The Prometheus text of the admin listener.
+    pub async fn metrics(&self) -> String {
+        self.client.get(format!("{}/metrics", self.admin_base)).send().await.expect("admin listener").text().await.unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -241,6 +241,7 @@ async fn key_rotation_under_load_loses_nothing() {
     // And a key ring without the key the data needs is refused at start.
     let config = qetta::config::Config::from_sources(&qetta::config::Sources::from_pairs([
         ("PORT", "0".to_string()),
+        ("QETTA_ADMIN_ADDR", "127.0.0.1:0".to_string()),
         ("DATABASE_URL", url.clone()),
         ("JWT_SECRET", crate::support::JWT_SECRET.to_string()),
         ("QETTA_ENCRYPTION_KEYS", qetta::vault::KeyRing::generate_entry("new")),

@@ -519,7 +519,7 @@ async fn a_failing_toss_opens_the_circuit_breaker(backend: Backend) {
     let v: Value = app.toss_post("/test", &json!({}), &token).await.json().await.unwrap();
     assert_eq!(v["ok"], false, "{v}");
     assert_eq!(toss_calls(&app, "status").await, calls, "no call while the breaker is open");
-    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("qetta_upstream_circuit_open{provider=\"toss\"} 1"), "{metrics}");
     assert!(metrics.contains("qetta_upstream_circuit_state{provider=\"toss\",state=\"open\"} 1"), "{metrics}");
     // An API call that needs Toss answers 503 with Retry-After while it is open.
