@@ -152,6 +152,8 @@ fn load_config() -> anyhow::Result<Config> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Before the port opens (see `shutdown_signal`).
+    let shutdown = app::shutdown_signal();
     let app = App::build(config, Arc::new(SystemClock)).await?;
     let addr = app.local_addr();
     let public = app.state().config.public_url.clone();
@@ -165,7 +167,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     for warning in &app.banner.warnings {
         tracing::warn!("{warning}");
     }
-    app.run(app::shutdown_signal()).await?;
+    app.run(shutdown).await?;
     Ok(())
 }
 
@@ -177,6 +179,7 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
 }
 
 async fn sandbox(config: Config, host: std::net::IpAddr, port: u16) -> anyhow::Result<()> {
+    let shutdown = app::shutdown_signal();
     let sc = qetta_sandbox::SandboxConfig::from_lookup(|k| config.sources.get(k))?;
     let sandbox = qetta_sandbox::Sandbox::new(sc);
     let listener = tokio::net::TcpListener::bind((host, port)).await.map_err(|e| anyhow::anyhow!("cannot listen on {host}:{port}: {e}"))?;
@@ -185,7 +188,7 @@ async fn sandbox(config: Config, host: std::net::IpAddr, port: u16) -> anyhow::R
     println!("  KFTC base: http://{addr}/kftc   (KFTC_API_BASE)");
     println!("  Toss base: http://{addr}/toss   (TOSS_OAUTH_BASE and TOSS_API_BASE)");
     println!("  Toss public key (TOSS_RSA_PUBLIC_KEY): {}", sandbox.toss_public_key_base64());
-    qetta_sandbox::serve(listener, sandbox, app::shutdown_signal()).await?;
+    qetta_sandbox::serve(listener, sandbox, shutdown).await?;
     Ok(())
 }
 
