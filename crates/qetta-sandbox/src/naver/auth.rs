@@ -365,7 +365,7 @@ fn exchange(sim: &NaverSim, p: &Pairs, code: &str, now: DateTime<Utc>, oidc_path
 /// N3: AT ≤ 256 characters of `[A-Za-z0-9+/=]`: standard base64 of random bytes, so tokens carry
 /// `+`, `/` and `=` and clients must URL-encode them.
 fn access_token() -> String {
-    let mut b = [0u8; 62];
+    let mut b = [0u8; 61]; // 61 bytes → 84 characters ending in `==`
     rand::thread_rng().fill_bytes(&mut b);
     B64.encode(b)
 }
