@@ -112,8 +112,8 @@ fn authorize(sim: &KakaoSim, headers: &HeaderMap, pairs: Option<Pairs>) -> Respo
         Ok(None) => return show(headers, page_error("KOE201", "invalid_request", "Unsupported response type: ")),
         Err(d) => return show(headers, page_error("KOE001", "invalid_request", format!("duplicated parameter {}", d.0))),
     }
-    let st = state.as_deref();
-    let redirect = |error: &str, description: &str| redirect_error(&redirect_uri, st, error, description);
+    let state_ref = state.as_deref();
+    let redirect = |error: &str, description: &str| redirect_error(&redirect_uri, state_ref, error, description);
     for key in ["scope", "prompt", "nonce", "code_challenge", "code_challenge_method", "login_hint"] {
         if let Err(d) = get(key) {
             return redirect("invalid_request", &format!("duplicated parameter {}", d.0));
@@ -218,14 +218,10 @@ fn authorize(sim: &KakaoSim, headers: &HeaderMap, pairs: Option<Pairs>) -> Respo
     drop(st);
     // K2.2: `?code=…&state=…`, state only when sent.
     let mut params = vec![("code", code.as_str())];
-    if let Some(s) = st_ref(&state) {
+    if let Some(s) = state.as_deref() {
         params.push(("state", s));
     }
     found(&append_query(&redirect_uri, &params))
-}
-
-fn st_ref(s: &Option<String>) -> Option<&str> {
-    s.as_deref()
 }
 
 // ---------------------------------------------------------------------------------------------

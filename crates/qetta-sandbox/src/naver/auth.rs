@@ -138,12 +138,18 @@ fn authorize(sim: &NaverSim, headers: &HeaderMap, pairs: Option<Pairs>, oidc_pat
             _ => return show(headers, "invalid_request", "sandbox_consent must be approve or deny"),
         }
     } else if auth_type == Some("autologin") {
-        // N2 [C]: silent login; without a logged-in, consenting person → access_denied.
-        let who = sim.config.auto_consent_user.as_deref().or(sandbox_user);
-        match (sim.config.auto_consent, social::resolve(who)) {
-            (Some(AutoConsent::Approve), Some(p)) if sim.state().links.contains_key(p.id) => Decision::Approve(p),
-            (Some(AutoConsent::Approve), Some(_)) => return redirect("access_denied", "need user consent."),
-            _ => return redirect("access_denied", "user not logged in."),
+        // N2 [C]: silent login; without a logged-in person → `user not logged in.`, without
+        // earlier consent → `need user consent.`. The sandbox has no browser session: the
+        // logged-in person is `sandbox_user`, else the auto-consent user.
+        let who = match (sandbox_user, sim.config.auto_consent) {
+            (Some(u), _) => social::person(u),
+            (None, Some(AutoConsent::Approve)) => social::resolve(sim.config.auto_consent_user.as_deref()),
+            (None, _) => None,
+        };
+        match who {
+            Some(p) if sim.state().links.contains_key(p.id) => Decision::Approve(p),
+            Some(_) => return redirect("access_denied", "need user consent."),
+            None => return redirect("access_denied", "user not logged in."),
         }
     } else if let Some(auto) = sim.config.auto_consent {
         match auto {

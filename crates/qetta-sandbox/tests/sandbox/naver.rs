@@ -274,6 +274,11 @@ async fn authorize_errors_and_denial() {
     // autologin without a logged-in person.
     let r = sb.n_authorize("/oauth2.0/authorize", &[("auth_type", "autologin")]).await;
     assert_eq!(query_of(&location(&r))["error_description"], "user not logged in.");
+    let r = sb.n_authorize("/oauth2.0/authorize", &[("auth_type", "autologin"), ("sandbox_user", "park")]).await;
+    assert_eq!(query_of(&location(&r))["error_description"], "need user consent.");
+    sb.n_login("park").await;
+    let r = sb.n_authorize("/oauth2.0/authorize", &[("auth_type", "autologin"), ("sandbox_user", "park")]).await;
+    assert!(query_of(&location(&r)).contains_key("code"), "silent login once consented");
     // Consent page, and its form.
     let r = sb.n_authorize("/oauth2.0/authorize", &[]).await;
     assert_eq!(r.status(), 200);
