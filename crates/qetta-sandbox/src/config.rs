@@ -36,6 +36,36 @@ pub const DEFAULT_TOSS_REQUEST_TTL_SECS: i64 = 600;
 pub const DEFAULT_TOSS_RESULT_WINDOW_SECS: i64 = 3600;
 /// SPEC B6: at most 2 successful result queries per txId.
 pub const DEFAULT_TOSS_MAX_RESULT_CALLS: u32 = 2;
+/// Default Kakao REST API key registered in the sandbox when `KAKAO_CLIENT_ID` is unset.
+pub const DEFAULT_KAKAO_CLIENT_ID: &str = "sandbox-kakao-rest-api-key";
+/// Default Kakao client secret when `KAKAO_CLIENT_SECRET` is unset.
+pub const DEFAULT_KAKAO_CLIENT_SECRET: &str = "sandbox-kakao-client-secret";
+/// Default Kakao admin key (`Authorization: KakaoAK …`, K1).
+pub const DEFAULT_KAKAO_ADMIN_KEY: &str = "sandbox-kakao-admin-key";
+/// Default registered Kakao redirect URI.
+pub const DEFAULT_KAKAO_REDIRECT_URI: &str = "http://localhost:8080/api/v1/oauth/kakao/callback";
+/// Default registered Kakao logout redirect URI (K5 `logout_redirect_uri`).
+pub const DEFAULT_KAKAO_LOGOUT_REDIRECT_URI: &str = "http://localhost:8080/";
+/// K3.4: REST API key access tokens live 6 h (`expires_in` ≈ 21599).
+pub const DEFAULT_KAKAO_ACCESS_TOKEN_TTL_SECS: i64 = 21_599;
+/// K3.4: refresh tokens live 2 months (real answers show 5183999).
+pub const DEFAULT_KAKAO_REFRESH_TOKEN_TTL_SECS: i64 = 5_183_999;
+/// K3.4: a refresh rotates the refresh token only when it has less than 1 month left (30 days).
+pub const DEFAULT_KAKAO_REFRESH_ROTATION_WINDOW_SECS: i64 = 2_592_000;
+/// Default Kakao app id answered by token info (K5).
+pub const DEFAULT_KAKAO_APP_ID: u64 = 1_234_567;
+/// Default Naver client id when `NAVER_CLIENT_ID` is unset.
+pub const DEFAULT_NAVER_CLIENT_ID: &str = "sandboxNaverClientId";
+/// Default Naver client secret when `NAVER_CLIENT_SECRET` is unset.
+pub const DEFAULT_NAVER_CLIENT_SECRET: &str = "sandboxNaverSecret";
+/// Default registered Naver callback URL.
+pub const DEFAULT_NAVER_REDIRECT_URI: &str = "http://localhost:8080/api/v1/oauth/naver/callback";
+/// N3: access tokens live 3600 s.
+pub const DEFAULT_NAVER_ACCESS_TOKEN_TTL_SECS: i64 = 3600;
+/// N3/E6: the refresh-token lifetime is undocumented [U]; one year is our choice.
+pub const DEFAULT_NAVER_REFRESH_TOKEN_TTL_SECS: i64 = 31_536_000;
+/// E1: authorization-code lifetime of Kakao and Naver is undocumented [U]; 10 minutes.
+pub const DEFAULT_SOCIAL_CODE_TTL_SECS: i64 = 600;
 /// Default seed of the generated sandbox data.
 pub const DEFAULT_SEED: u64 = 2026;
 
@@ -96,6 +126,59 @@ pub struct TossConfig {
     pub rsa_private_key_pem: String,
 }
 
+/// Kakao Login (OAUTH_PROVIDERS.md Part K).
+#[derive(Clone, Debug)]
+pub struct KakaoConfig {
+    /// The app's REST API key.
+    pub client_id: String,
+    pub client_secret: String,
+    /// K1: when the client secret is ON it is required on token requests (KOE010 otherwise);
+    /// when OFF a sent secret is ignored [U].
+    pub client_secret_enabled: bool,
+    /// `KakaoAK` admin key for server-side user/me, logout and unlink with `target_id`.
+    pub admin_key: String,
+    /// Exact redirect URIs (K7: up to 10, http/https).
+    pub redirect_uris: Vec<String>,
+    pub logout_redirect_uris: Vec<String>,
+    pub access_token_ttl_secs: i64,
+    pub refresh_token_ttl_secs: i64,
+    /// K3.4: a refresh returns a new refresh token only when the old one has less than this left.
+    pub refresh_rotation_window_secs: i64,
+    pub code_ttl_secs: i64,
+    /// K6: OpenID Connect switched on for the app (ID tokens, discovery, JWKS).
+    pub oidc: bool,
+    /// Fixed issuer; `None` = the sandbox base URL the request came in on.
+    pub issuer: Option<String>,
+    pub app_id: u64,
+    /// KOE237 token-issuance rate limit: at most this many tokens per minute (sandbox clock).
+    pub token_rate_limit_per_minute: Option<u32>,
+    pub auto_consent: Option<AutoConsent>,
+    pub auto_consent_user: Option<String>,
+}
+
+/// Naver Login (OAUTH_PROVIDERS.md Part N).
+#[derive(Clone, Debug)]
+pub struct NaverConfig {
+    pub client_id: String,
+    pub client_secret: String,
+    /// Exact callback URLs (N7: up to 5; E14 matching rule unknown, we compare exactly).
+    pub redirect_uris: Vec<String>,
+    pub access_token_ttl_secs: i64,
+    pub refresh_token_ttl_secs: i64,
+    pub code_ttl_secs: i64,
+    /// N4: the OIDC path (`/oauth2/*`, discovery, JWKS, ID tokens).
+    pub oidc: bool,
+    pub issuer: Option<String>,
+    /// D9/E7: refuse a code exchange without the authorize request's `state` [U: enforcement].
+    pub require_state: bool,
+    /// E8: accept HTTP Basic client authentication on the token endpoints [U].
+    pub accept_basic: bool,
+    /// E13: HTTP status of a `024` profile answer (401 documented; some clients expect 200).
+    pub auth_failed_status: u16,
+    pub auto_consent: Option<AutoConsent>,
+    pub auto_consent_user: Option<String>,
+}
+
 #[derive(Clone, Debug)]
 pub struct FaultConfig {
     /// Added to every provider API call (not to control calls or HTML pages).
@@ -104,11 +187,20 @@ pub struct FaultConfig {
     pub error_rate: f64,
     pub kftc_error: FaultKind,
     pub toss_error: FaultKind,
+    pub kakao_error: FaultKind,
+    pub naver_error: FaultKind,
 }
 
 impl Default for FaultConfig {
     fn default() -> Self {
-        Self { latency_ms: 0, error_rate: 0.0, kftc_error: FaultKind::Http(500), toss_error: FaultKind::Http(500) }
+        Self {
+            latency_ms: 0,
+            error_rate: 0.0,
+            kftc_error: FaultKind::Http(500),
+            toss_error: FaultKind::Http(500),
+            kakao_error: FaultKind::Http(500),
+            naver_error: FaultKind::Http(500),
+        }
     }
 }
 
@@ -116,6 +208,8 @@ impl Default for FaultConfig {
 pub struct SandboxConfig {
     pub kftc: KftcConfig,
     pub toss: TossConfig,
+    pub kakao: KakaoConfig,
+    pub naver: NaverConfig,
     /// Seed of every generated value (users, accounts, balances, transactions).
     pub seed: u64,
     /// Transactions are generated backwards from this date; `None` means the sandbox clock's
@@ -147,6 +241,39 @@ impl Default for SandboxConfig {
                 result_window_secs: DEFAULT_TOSS_RESULT_WINDOW_SECS,
                 max_result_calls: DEFAULT_TOSS_MAX_RESULT_CALLS,
                 rsa_private_key_pem: SANDBOX_TOSS_RSA_PRIVATE_KEY_PEM.into(),
+            },
+            kakao: KakaoConfig {
+                client_id: DEFAULT_KAKAO_CLIENT_ID.into(),
+                client_secret: DEFAULT_KAKAO_CLIENT_SECRET.into(),
+                client_secret_enabled: true,
+                admin_key: DEFAULT_KAKAO_ADMIN_KEY.into(),
+                redirect_uris: vec![DEFAULT_KAKAO_REDIRECT_URI.into()],
+                logout_redirect_uris: vec![DEFAULT_KAKAO_LOGOUT_REDIRECT_URI.into()],
+                access_token_ttl_secs: DEFAULT_KAKAO_ACCESS_TOKEN_TTL_SECS,
+                refresh_token_ttl_secs: DEFAULT_KAKAO_REFRESH_TOKEN_TTL_SECS,
+                refresh_rotation_window_secs: DEFAULT_KAKAO_REFRESH_ROTATION_WINDOW_SECS,
+                code_ttl_secs: DEFAULT_SOCIAL_CODE_TTL_SECS,
+                oidc: true,
+                issuer: None,
+                app_id: DEFAULT_KAKAO_APP_ID,
+                token_rate_limit_per_minute: None,
+                auto_consent: None,
+                auto_consent_user: None,
+            },
+            naver: NaverConfig {
+                client_id: DEFAULT_NAVER_CLIENT_ID.into(),
+                client_secret: DEFAULT_NAVER_CLIENT_SECRET.into(),
+                redirect_uris: vec![DEFAULT_NAVER_REDIRECT_URI.into()],
+                access_token_ttl_secs: DEFAULT_NAVER_ACCESS_TOKEN_TTL_SECS,
+                refresh_token_ttl_secs: DEFAULT_NAVER_REFRESH_TOKEN_TTL_SECS,
+                code_ttl_secs: DEFAULT_SOCIAL_CODE_TTL_SECS,
+                oidc: true,
+                issuer: None,
+                require_state: true,
+                accept_basic: false,
+                auth_failed_status: 401,
+                auto_consent: None,
+                auto_consent_user: None,
             },
             seed: DEFAULT_SEED,
             data_anchor_date: None,
@@ -210,6 +337,95 @@ impl SandboxConfig {
             };
         }
         c.kftc.auto_consent_user = get("QETTA_SANDBOX_USER");
+        c.kakao.auto_consent = c.kftc.auto_consent;
+        c.kakao.auto_consent_user = c.kftc.auto_consent_user.clone();
+        c.naver.auto_consent = c.kftc.auto_consent;
+        c.naver.auto_consent_user = c.kftc.auto_consent_user.clone();
+
+        // Kakao (Part K)
+        if let Some(v) = get("KAKAO_CLIENT_ID") {
+            c.kakao.client_id = v;
+        }
+        if let Some(v) = get("KAKAO_CLIENT_SECRET") {
+            c.kakao.client_secret = v;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_KAKAO_CLIENT_SECRET_ENABLED") {
+            c.kakao.client_secret_enabled = boolean("QETTA_SANDBOX_KAKAO_CLIENT_SECRET_ENABLED", &v)?;
+        }
+        if let Some(v) = get("KAKAO_ADMIN_KEY") {
+            c.kakao.admin_key = v;
+        }
+        if let Some(v) = get("KAKAO_REDIRECT_URI") {
+            c.kakao.redirect_uris = uri_list("KAKAO_REDIRECT_URI", &v)?;
+        }
+        if let Some(v) = get("KAKAO_LOGOUT_REDIRECT_URI") {
+            c.kakao.logout_redirect_uris = uri_list("KAKAO_LOGOUT_REDIRECT_URI", &v)?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_KAKAO_ACCESS_TOKEN_TTL") {
+            c.kakao.access_token_ttl_secs = positive("QETTA_SANDBOX_KAKAO_ACCESS_TOKEN_TTL", &v)?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_KAKAO_REFRESH_TOKEN_TTL") {
+            c.kakao.refresh_token_ttl_secs = positive("QETTA_SANDBOX_KAKAO_REFRESH_TOKEN_TTL", &v)?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_KAKAO_REFRESH_ROTATION_WINDOW") {
+            c.kakao.refresh_rotation_window_secs = non_negative("QETTA_SANDBOX_KAKAO_REFRESH_ROTATION_WINDOW", &v)?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_KAKAO_CODE_TTL") {
+            c.kakao.code_ttl_secs = positive("QETTA_SANDBOX_KAKAO_CODE_TTL", &v)?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_KAKAO_OIDC") {
+            c.kakao.oidc = boolean("QETTA_SANDBOX_KAKAO_OIDC", &v)?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_KAKAO_ISSUER") {
+            c.kakao.issuer = Some(uri_list("QETTA_SANDBOX_KAKAO_ISSUER", &v)?.remove(0));
+        }
+        if let Some(v) = get("QETTA_SANDBOX_KAKAO_TOKEN_RATE_LIMIT") {
+            c.kakao.token_rate_limit_per_minute = match v.to_ascii_lowercase().as_str() {
+                "off" | "none" | "false" => None,
+                _ => Some(v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    invalid("QETTA_SANDBOX_KAKAO_TOKEN_RATE_LIMIT", "expected a positive number of tokens per minute or off")
+                })?),
+            };
+        }
+
+        // Naver (Part N)
+        if let Some(v) = get("NAVER_CLIENT_ID") {
+            c.naver.client_id = v;
+        }
+        if let Some(v) = get("NAVER_CLIENT_SECRET") {
+            c.naver.client_secret = v;
+        }
+        if let Some(v) = get("NAVER_REDIRECT_URI") {
+            c.naver.redirect_uris = uri_list("NAVER_REDIRECT_URI", &v)?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_NAVER_ACCESS_TOKEN_TTL") {
+            c.naver.access_token_ttl_secs = positive("QETTA_SANDBOX_NAVER_ACCESS_TOKEN_TTL", &v)?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_NAVER_REFRESH_TOKEN_TTL") {
+            c.naver.refresh_token_ttl_secs = positive("QETTA_SANDBOX_NAVER_REFRESH_TOKEN_TTL", &v)?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_NAVER_CODE_TTL") {
+            c.naver.code_ttl_secs = positive("QETTA_SANDBOX_NAVER_CODE_TTL", &v)?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_NAVER_OIDC") {
+            c.naver.oidc = boolean("QETTA_SANDBOX_NAVER_OIDC", &v)?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_NAVER_ISSUER") {
+            c.naver.issuer = Some(uri_list("QETTA_SANDBOX_NAVER_ISSUER", &v)?.remove(0));
+        }
+        if let Some(v) = get("QETTA_SANDBOX_NAVER_REQUIRE_STATE") {
+            c.naver.require_state = boolean("QETTA_SANDBOX_NAVER_REQUIRE_STATE", &v)?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_NAVER_ACCEPT_BASIC") {
+            c.naver.accept_basic = boolean("QETTA_SANDBOX_NAVER_ACCEPT_BASIC", &v)?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_NAVER_AUTH_FAILED_STATUS") {
+            c.naver.auth_failed_status = match v.as_str() {
+                "401" => 401,
+                "200" => 200,
+                _ => return Err(invalid("QETTA_SANDBOX_NAVER_AUTH_FAILED_STATUS", "expected 401 or 200")),
+            };
+        }
 
         if let Some(v) = get("TOSS_CLIENT_ID") {
             c.toss.client_id = v;
@@ -272,8 +488,39 @@ impl SandboxConfig {
             c.faults.toss_error =
                 FaultKind::parse(&v, Provider::Toss).map_err(|e| invalid("QETTA_SANDBOX_TOSS_ERROR", e))?;
         }
+        if let Some(v) = get("QETTA_SANDBOX_KAKAO_ERROR") {
+            c.faults.kakao_error =
+                FaultKind::parse(&v, Provider::Kakao).map_err(|e| invalid("QETTA_SANDBOX_KAKAO_ERROR", e))?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_NAVER_ERROR") {
+            c.faults.naver_error =
+                FaultKind::parse(&v, Provider::Naver).map_err(|e| invalid("QETTA_SANDBOX_NAVER_ERROR", e))?;
+        }
         Ok(c)
     }
+}
+
+fn boolean(var: &'static str, v: &str) -> Result<bool, SandboxConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "on" | "yes" => Ok(true),
+        "0" | "false" | "off" | "no" => Ok(false),
+        _ => Err(invalid(var, "expected on/off (true/false)")),
+    }
+}
+
+/// Comma-separated absolute http(s) URIs (at least one).
+fn uri_list(var: &'static str, v: &str) -> Result<Vec<String>, SandboxConfigError> {
+    let uris: Vec<String> = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    if uris.is_empty() {
+        return Err(invalid(var, "no URI given"));
+    }
+    for u in &uris {
+        let ok = (u.starts_with("http://") || u.starts_with("https://")) && !u.chars().any(char::is_whitespace);
+        if !ok {
+            return Err(invalid(var, format!("not an absolute http(s) URI: {u}")));
+        }
+    }
+    Ok(uris)
 }
 
 fn invalid(var: &'static str, reason: impl Into<String>) -> SandboxConfigError {
@@ -316,6 +563,33 @@ mod tests {
         assert_eq!(c.seed, DEFAULT_SEED);
         assert!(c.kftc.auto_consent.is_none());
         assert!(c.toss.auto_complete_after_secs.is_none());
+        assert_eq!(c.kakao.access_token_ttl_secs, 21_599);
+        assert_eq!(c.kakao.refresh_token_ttl_secs, 5_183_999);
+        assert!(c.kakao.oidc && c.kakao.client_secret_enabled);
+        assert_eq!(c.naver.access_token_ttl_secs, 3600);
+        assert!(c.naver.require_state && !c.naver.accept_basic);
+    }
+
+    #[test]
+    fn social_overrides() {
+        let c = cfg(&[
+            ("KAKAO_CLIENT_ID", "k"),
+            ("KAKAO_REDIRECT_URI", "https://a/cb,http://localhost/cb"),
+            ("QETTA_SANDBOX_KAKAO_OIDC", "off"),
+            ("QETTA_SANDBOX_KAKAO_CLIENT_SECRET_ENABLED", "false"),
+            ("QETTA_SANDBOX_NAVER_REQUIRE_STATE", "off"),
+            ("QETTA_SANDBOX_NAVER_AUTH_FAILED_STATUS", "200"),
+            ("QETTA_SANDBOX_AUTO_CONSENT", "approve"),
+            ("QETTA_SANDBOX_KAKAO_ERROR", "KOE237"),
+        ])
+        .unwrap();
+        assert_eq!(c.kakao.client_id, "k");
+        assert_eq!(c.kakao.redirect_uris.len(), 2);
+        assert!(!c.kakao.oidc && !c.kakao.client_secret_enabled);
+        assert!(!c.naver.require_state);
+        assert_eq!(c.naver.auth_failed_status, 200);
+        assert_eq!(c.naver.auto_consent, Some(AutoConsent::Approve));
+        assert!(matches!(c.faults.kakao_error, FaultKind::Code { .. }));
     }
 
     #[test]
@@ -356,6 +630,12 @@ mod tests {
             ("QETTA_SANDBOX_TOSS_ERROR", "A0007"),
             ("QETTA_SANDBOX_TOSS_RSA_PRIVATE_KEY", "-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----"),
             ("KFTC_REDIRECT_URI", "not a uri"),
+            ("KAKAO_REDIRECT_URI", "myapp://cb"),
+            ("QETTA_SANDBOX_KAKAO_OIDC", "maybe"),
+            ("QETTA_SANDBOX_KAKAO_ERROR", "A0007"),
+            ("QETTA_SANDBOX_NAVER_ERROR", "KOE237"),
+            ("QETTA_SANDBOX_NAVER_AUTH_FAILED_STATUS", "403"),
+            ("QETTA_SANDBOX_KAKAO_TOKEN_RATE_LIMIT", "0"),
         ] {
             assert!(cfg(&[(k, v)]).is_err(), "{k}={v} should be rejected");
         }

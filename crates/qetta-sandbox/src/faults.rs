@@ -13,7 +13,14 @@ use serde::{Deserialize, Serialize};
 pub enum Provider {
     Kftc,
     Toss,
+    Kakao,
+    Naver,
 }
+
+/// Kakao API error codes (`{"msg", "code"}` bodies, K4) an injected fault may use.
+pub const KAKAO_API_FAULT_CODES: &[i64] = &[-1, -2, -10, -101, -103, -401, -402, -9798];
+/// Naver OAuth `error` values (N2/N3) an injected fault may use.
+pub const NAVER_FAULT_ERRORS: &[&str] = &["server_error", "temporarily_unavailable"];
 
 /// What an injected failure looks like.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +67,22 @@ impl FaultKind {
                 let ok = s.len() == 6 && s.starts_with("CE") && s[2..].bytes().all(|b| b.is_ascii_digit());
                 if !ok {
                     return Err(format!("{s}: expected http_5xx or a Toss error code like CE0001"));
+                }
+                Ok(FaultKind::Code { code: s.to_string(), bank_rsp_code: None })
+            }
+            Provider::Kakao => {
+                let koe = s.len() == 6 && s.starts_with("KOE") && s[3..].bytes().all(|b| b.is_ascii_digit());
+                let api = s.parse::<i64>().is_ok_and(|n| KAKAO_API_FAULT_CODES.contains(&n));
+                if !(koe || api) {
+                    return Err(format!(
+                        "{s}: expected http_5xx, a Kakao token error like KOE237 or an API code of {KAKAO_API_FAULT_CODES:?}"
+                    ));
+                }
+                Ok(FaultKind::Code { code: s.to_string(), bank_rsp_code: None })
+            }
+            Provider::Naver => {
+                if !NAVER_FAULT_ERRORS.contains(&s) {
+                    return Err(format!("{s}: expected http_5xx, server_error or temporarily_unavailable"));
                 }
                 Ok(FaultKind::Code { code: s.to_string(), bank_rsp_code: None })
             }
@@ -205,6 +228,12 @@ mod tests {
         assert!(FaultKind::parse("A0007", Provider::Toss).is_err());
         assert!(FaultKind::parse("", Provider::Toss).is_err());
         assert!(FaultKind::parse("é", Provider::Kftc).is_err());
+        assert!(FaultKind::parse("KOE237", Provider::Kakao).is_ok());
+        assert!(FaultKind::parse("-9798", Provider::Kakao).is_ok());
+        assert!(FaultKind::parse("-5", Provider::Kakao).is_err());
+        assert!(FaultKind::parse("KOE23", Provider::Kakao).is_err());
+        assert!(FaultKind::parse("server_error", Provider::Naver).is_ok());
+        assert!(FaultKind::parse("KOE237", Provider::Naver).is_err());
     }
 
     #[test]

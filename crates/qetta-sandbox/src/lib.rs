@@ -1,5 +1,6 @@
 //! Offline simulators of the KFTC OpenBanking testbed and of Toss Certification (본인확인),
-//! built from `shared/providers/SPEC.md` independently of the `qetta` service.
+//! built from `shared/providers/SPEC.md`, and of Kakao Login and Naver Login, built from
+//! `shared/providers/OAUTH_PROVIDERS.md`, independently of the `qetta` service.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -17,7 +18,11 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod faults;
+pub mod kakao;
 pub mod kftc;
+pub mod naver;
+pub mod oidc;
+pub mod social;
 pub mod stats;
 pub mod toss;
 
@@ -25,15 +30,19 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use clock::SandboxClock;
-pub use config::{AutoConsent, FaultConfig, KftcConfig, SandboxConfig, SandboxConfigError, TossConfig};
+pub use config::{
+    AutoConsent, FaultConfig, KakaoConfig, KftcConfig, NaverConfig, SandboxConfig, SandboxConfigError, TossConfig,
+};
 pub use faults::FaultKind;
 
-/// Both simulators, sharing one clock. Cheap to clone.
+/// All simulators, sharing one clock. Cheap to clone.
 #[derive(Clone)]
 pub struct Sandbox {
     clock: SandboxClock,
     kftc: Arc<kftc::KftcSim>,
     toss: Arc<toss::TossSim>,
+    kakao: Arc<kakao::KakaoSim>,
+    naver: Arc<naver::NaverSim>,
 }
 
 impl Sandbox {
@@ -54,7 +63,9 @@ impl Sandbox {
                 }
             }
         };
-        Self { clock, kftc, toss: Arc::new(toss) }
+        let kakao = Arc::new(kakao::KakaoSim::new(&config, clock.clone()));
+        let naver = Arc::new(naver::NaverSim::new(&config, clock.clone()));
+        Self { clock, kftc, toss: Arc::new(toss), kakao, naver }
     }
 
     /// KFTC routes relative to the KFTC base: `/oauth/2.0/authorize`, `/oauth/2.0/token`,
@@ -67,6 +78,28 @@ impl Sandbox {
     /// `/_sandbox/...`.
     pub fn toss_router(&self) -> axum::Router {
         toss::router(self.toss.clone())
+    }
+
+    /// Kakao Login routes relative to the Kakao base (both of Kakao's hosts): `/oauth/authorize`,
+    /// `/oauth/token`, `/.well-known/...`, `/v2/user/me`, `/v1/user/...`, `/_sandbox/...`.
+    pub fn kakao_router(&self) -> axum::Router {
+        kakao::router(self.kakao.clone())
+    }
+
+    /// Naver Login routes relative to the Naver base (nid and openapi hosts): `/oauth2.0/...`,
+    /// `/oauth2/...`, `/.well-known/openid-configuration`, `/v1/nid/...`, `/_sandbox/...`.
+    pub fn naver_router(&self) -> axum::Router {
+        naver::router(self.naver.clone())
+    }
+
+    /// Kakao app user id (a Long above 2^53) of a sandbox person (`kim`, `lee`, `park`, `choi`).
+    pub fn kakao_user_id(&self, person: &str) -> u64 {
+        self.kakao.user_id(person)
+    }
+
+    /// Naver pairwise `id` (and ID-token `sub`) of a sandbox person.
+    pub fn naver_user_id(&self, person: &str) -> String {
+        self.naver.user_id(person)
     }
 
     /// SubjectPublicKeyInfo DER, base64: the key clients use to RSA-encrypt session keys.
@@ -85,11 +118,14 @@ impl Sandbox {
     }
 }
 
-/// Both routers on one router: KFTC under `/kftc`, Toss under `/toss`.
+/// All routers on one router: KFTC under `/kftc`, Toss under `/toss`, Kakao under `/kakao`,
+/// Naver under `/naver`.
 pub fn standalone_router(sandbox: &Sandbox) -> axum::Router {
     axum::Router::new()
         .nest("/kftc", sandbox.kftc_router())
         .nest("/toss", sandbox.toss_router())
+        .nest("/kakao", sandbox.kakao_router())
+        .nest("/naver", sandbox.naver_router())
         .route("/", axum::routing::get(index))
 }
 
@@ -103,11 +139,16 @@ async fn index() -> axum::response::Html<&'static str> {
          <a href=\"kftc/_sandbox/stats\">stats</a></li>\
          <li>Toss base: <code>toss/</code> — <a href=\"toss/_sandbox/app\">simulated Toss app</a>, \
          <a href=\"toss/_sandbox/stats\">stats</a></li>\
+         <li>Kakao Login base: <code>kakao/</code> — <a href=\"kakao/.well-known/openid-configuration\">discovery</a>, \
+         <a href=\"kakao/_sandbox/users\">users</a>, <a href=\"kakao/_sandbox/stats\">stats</a></li>\
+         <li>Naver Login base: <code>naver/</code> — <a href=\"naver/.well-known/openid-configuration\">discovery</a>, \
+         <a href=\"naver/_sandbox/users\">users</a>, <a href=\"naver/_sandbox/stats\">stats</a></li>\
          </ul></div></main></body></html>",
     )
 }
 
-/// Standalone server: KFTC under `/kftc` and Toss under `/toss` on one listener; runs until
+/// Standalone server: KFTC under `/kftc`, Toss under `/toss`, Kakao under `/kakao` and Naver
+/// under `/naver` on one listener; runs until
 /// `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,

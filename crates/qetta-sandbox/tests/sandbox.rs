@@ -5,9 +5,13 @@
 mod common;
 #[path = "sandbox/control.rs"]
 mod control;
+#[path = "sandbox/kakao.rs"]
+mod kakao;
 #[path = "sandbox/kftc_accounts.rs"]
 mod kftc_accounts;
 #[path = "sandbox/kftc_oauth.rs"]
 mod kftc_oauth;
+#[path = "sandbox/naver.rs"]
+mod naver;
 #[path = "sandbox/toss.rs"]
 mod toss;

@@ -23,7 +23,8 @@ enum Command {
     Serve,
     /// Apply database migrations and exit (they also run at every start).
     Migrate,
-    /// Run the provider sandbox alone (KFTC under /kftc, Toss under /toss), for tests, demos
+    /// Run the provider sandbox alone (KFTC under /kftc, Toss under /toss, Kakao under /kakao,
+    /// Naver under /naver), for tests, demos
     /// and load tests of clients other than this service.
     Sandbox {
         /// Port to listen on (0 = any free port).
@@ -188,6 +189,8 @@ async fn sandbox(config: Config, host: std::net::IpAddr, port: u16) -> anyhow::R
     println!("  KFTC base: http://{addr}/kftc   (KFTC_API_BASE)");
     println!("  Toss base: http://{addr}/toss   (TOSS_OAUTH_BASE and TOSS_API_BASE)");
     println!("  Toss public key (TOSS_RSA_PUBLIC_KEY): {}", sandbox.toss_public_key_base64());
+    println!("  Kakao base: http://{addr}/kakao  (discovery: /kakao/.well-known/openid-configuration)");
+    println!("  Naver base: http://{addr}/naver  (discovery: /naver/.well-known/openid-configuration)");
     qetta_sandbox::serve(listener, sandbox, shutdown).await?;
     Ok(())
 }

@@ -21,6 +21,8 @@ pub struct TestSandbox {
     pub sandbox: Sandbox,
     pub kftc: String,
     pub toss: String,
+    pub kakao: String,
+    pub naver: String,
     pub http: Client,
     counter: AtomicU64,
     _shutdown: oneshot::Sender<()>,
@@ -50,6 +52,8 @@ pub async fn start_with(vars: &[(&str, &str)]) -> TestSandbox {
         sandbox,
         kftc: format!("http://{addr}/kftc"),
         toss: format!("http://{addr}/toss"),
+        kakao: format!("http://{addr}/kakao"),
+        naver: format!("http://{addr}/naver"),
         http: Client::builder().redirect(redirect::Policy::none()).build().expect("client"),
         counter: AtomicU64::new(1),
         _shutdown: tx,
@@ -283,4 +287,57 @@ impl TestSandbox {
 
 pub fn error_code(v: &Value) -> &str {
     v["error"]["errorCode"].as_str().unwrap_or("")
+}
+
+// ---- OAuth 2.0 / OIDC client helpers (Kakao, Naver) ---------------------------------------------
+
+/// A PKCE pair as a client makes it (RFC 7636): 64-character verifier, S256 challenge.
+pub fn pkce_pair() -> (String, String) {
+    use base64::Engine;
+    use sha2::Digest;
+    let verifier: String = {
+        use rand::Rng;
+        rand::thread_rng().sample_iter(&rand::distributions::Alphanumeric).take(64).map(char::from).collect()
+    };
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+/// Verify an ID token like an OIDC client: key by `kid` from the JWKS, RS256 only, `iss` and
+/// `aud` exact, `exp` in the future. Returns the claims.
+pub fn verify_id_token(jwks: &Value, token: &str, issuer: &str, audience: &str) -> Result<Value, String> {
+    use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+    let header = decode_header(token).map_err(|e| e.to_string())?;
+    if header.alg != Algorithm::RS256 {
+        return Err(format!("alg {:?}", header.alg));
+    }
+    let kid = header.kid.ok_or("no kid")?;
+    let key = jwks["keys"]
+        .as_array()
+        .ok_or("no keys")?
+        .iter()
+        .find(|k| k["kid"] == kid.as_str())
+        .ok_or_else(|| format!("kid {kid} not in JWKS"))?;
+    assert_eq!((key["kty"].as_str(), key["alg"].as_str(), key["use"].as_str()), (Some("RSA"), Some("RS256"), Some("sig")));
+    let dk = DecodingKey::from_rsa_components(key["n"].as_str().ok_or("n")?, key["e"].as_str().ok_or("e")?).map_err(|e| e.to_string())?;
+    let mut v = Validation::new(Algorithm::RS256);
+    v.set_issuer(&[issuer]);
+    v.set_audience(&[audience]);
+    v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    v.leeway = 0;
+    decode::<Value>(token, &dk, &v).map(|d| d.claims).map_err(|e| e.to_string())
+}
+
+impl TestSandbox {
+    pub async fn get_json_bearer(&self, url: &str, token: &str) -> (u16, Value) {
+        let r = self.http.get(url).bearer_auth(token).send().await.expect("get");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get_json_url(&self, url: &str) -> (u16, Value) {
+        let r = self.http.get(url).send().await.expect("get");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
 }

@@ -93,7 +93,11 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(health::ready))
         .nest("/api/v1", api);
     if let Some(sb) = &state.sandbox {
-        app = app.nest_service("/sandbox/kftc", sb.kftc_router()).nest_service("/sandbox/toss", sb.toss_router());
+        app = app
+            .nest_service("/sandbox/kftc", sb.kftc_router())
+            .nest_service("/sandbox/toss", sb.toss_router())
+            .nest_service("/sandbox/kakao", sb.kakao_router())
+            .nest_service("/sandbox/naver", sb.naver_router());
     }
     let mut app = app
         .merge(crate::web::routes())

@@ -23,19 +23,22 @@ async fn with_real_kftc(backend: Backend, sim: &TestApp) -> TestApp {
 
 /// The review's attack: anonymous calls to the control API of a production-like server.
 async fn control_api_is_unreachable(app: &TestApp) {
-    let posts: [(&str, Value); 6] = [
+    let posts: [(&str, Value); 8] = [
         ("/sandbox/kftc/_sandbox/reset", json!({})),
         ("/sandbox/kftc/_sandbox/faults", json!({"error_rate": 1.0})),
         ("/sandbox/kftc/_sandbox/expire-tokens", json!({})),
         ("/sandbox/kftc/_sandbox/clock", json!({"advance_seconds": 86400})),
         ("/sandbox/toss/_sandbox/reset", json!({})),
         ("/sandbox/toss/_sandbox/requests/any-tx", json!({"action": "approve"})),
+        ("/sandbox/kakao/_sandbox/reset", json!({})),
+        ("/sandbox/naver/_sandbox/expire-tokens", json!({})),
     ];
     for (path, body) in posts {
         let r = app.post_json(path, &body, None).await;
         assert_eq!(error_code(r, 404).await, "not_found", "POST {path}");
     }
-    for path in ["/sandbox/kftc/_sandbox/users", "/sandbox/kftc/_sandbox/stats", "/sandbox/toss/_sandbox/requests", "/sandbox/kftc/oauth/2.0/authorize", "/sandbox/"] {
+    for path in ["/sandbox/kftc/_sandbox/users", "/sandbox/kftc/_sandbox/stats", "/sandbox/toss/_sandbox/requests", "/sandbox/kftc/oauth/2.0/authorize", "/sandbox/",
+                 "/sandbox/kakao/oauth/authorize", "/sandbox/naver/.well-known/openid-configuration"] {
         let r = app.get(path, None).await;
         assert_eq!(error_code(r, 404).await, "not_found", "GET {path}");
     }
@@ -158,4 +161,25 @@ fn the_binary_refuses_plain_http_provider_bases() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("KFTC_API_BASE") && err.contains("https"), "{err}");
     assert!(!err.contains("secret-that-must-not-show"));
+}
+
+/// Sandbox mode mounts the Kakao and Naver simulators beside KFTC and Toss; their OIDC
+/// discovery documents name the embedded base as issuer.
+#[tokio::test]
+async fn the_embedded_sandbox_serves_kakao_and_naver() {
+    let app = spawn(Backend::Sqlite).await;
+    assert!(app.state.sandbox.is_some());
+    for (path, suffix) in [
+        ("/sandbox/kakao/.well-known/openid-configuration", "/sandbox/kakao"),
+        ("/sandbox/naver/.well-known/openid-configuration", "/sandbox/naver"),
+    ] {
+        let r = app.get(path, None).await;
+        assert_eq!(r.status(), 200, "{path}");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["issuer"].as_str().unwrap_or("").ends_with(suffix), "{v}");
+        assert!(v["jwks_uri"].as_str().unwrap_or("").starts_with(v["issuer"].as_str().unwrap_or("-")), "{v}");
+    }
+    for path in ["/sandbox/kakao/_sandbox/users", "/sandbox/naver/_sandbox/users"] {
+        assert_eq!(app.get(path, None).await.status(), 200, "{path}");
+    }
 }
