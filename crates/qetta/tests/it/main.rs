@@ -9,6 +9,7 @@ mod support;
 
 mod auth_api;
 mod kftc_flow;
+mod oidc_peer;
 mod openapi;
 mod faults;
 mod hardening;

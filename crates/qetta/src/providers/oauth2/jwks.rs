@@ -105,11 +105,10 @@ fn fits(jwk: &Jwk, alg: Algorithm) -> bool {
         (AlgorithmParameters::EllipticCurve(p), Algorithm::ES256) => p.curve == EllipticCurve::P256,
         _ => false,
     };
-    let alg_fits = match (jwk.common.key_algorithm, alg) {
-        (None, _) => true,
-        (Some(KeyAlgorithm::RS256), Algorithm::RS256) | (Some(KeyAlgorithm::ES256), Algorithm::ES256) => true,
-        _ => false,
-    };
+    let alg_fits = matches!(
+        (jwk.common.key_algorithm, alg),
+        (None, _) | (Some(KeyAlgorithm::RS256), Algorithm::RS256) | (Some(KeyAlgorithm::ES256), Algorithm::ES256)
+    );
     type_fits && alg_fits
 }
 
