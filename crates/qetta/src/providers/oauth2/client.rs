@@ -219,6 +219,7 @@ impl OAuthClient {
         let (id_token, claims) = match (&t.id_token, self.settings.oidc) {
             (Some(raw), true) => {
                 let claims = self.validate_id_token(raw.expose_secret(), pending.nonce.as_deref()).await?;
+                id_token::check_at_hash(&claims, t.access_token.expose_secret())?;
                 (Some(raw.clone()), Some(claims))
             }
             (None, true) => return Err(OAuthError::Decode("OpenID Connect is on but the token response has no id_token".into())),
@@ -239,7 +240,11 @@ impl OAuthClient {
         let mut claims = None;
         let mut id_token = None;
         if let (Some(raw), true) = (&t.id_token, self.settings.oidc) {
-            match self.validate_id_token(raw.expose_secret(), None).await {
+            let checked = match self.validate_id_token(raw.expose_secret(), None).await {
+                Ok(c) => id_token::check_at_hash(&c, t.access_token.expose_secret()).map(|_| c).map_err(OAuthError::from),
+                Err(e) => Err(e),
+            };
+            match checked {
                 Ok(c) => {
                     claims = Some(c);
                     id_token = Some(raw.clone());

@@ -112,7 +112,13 @@ pub fn resolve(settings: &OAuthSettings, meta: Option<&ProviderMetadata>) -> Res
     if let Some(methods) = meta.and_then(|m| m.token_endpoint_auth_methods_supported.as_ref()) {
         let ours = settings.client_auth.as_str();
         if !methods.iter().any(|m| m == ours) {
-            return Err(OAuthError::Discovery(format!("the provider does not support client_auth {ours} (it lists {})", methods.join(", "))));
+            // A secret sent the way the provider does not take it is a configuration error. A
+            // public client is let through with a warning: Kakao lists only client_secret_post
+            // yet an app whose client secret is off sends no secret at all (K1 [C]).
+            if settings.client_auth != ClientAuth::None {
+                return Err(OAuthError::Discovery(format!("the provider does not support client_auth {ours} (it lists {})", methods.join(", "))));
+            }
+            tracing::warn!(provider = %settings.name, listed = %methods.join(", "), "the provider does not list the none client authentication; sending client_id only");
         }
     }
     if let (Some(types), true) = (meta.and_then(|m| m.response_types_supported.as_ref()), meta.is_some()) {
@@ -196,6 +202,9 @@ mod tests {
         assert_eq!(r.userinfo_url.as_deref(), Some("https://kapi.kakao.com/v2/user/me"), "configured wins");
         assert!(r.pkce_s256 && !r.iss_parameter_required && r.revocation_url.is_none());
         assert_eq!(r.id_token_algs, vec![jsonwebtoken::Algorithm::RS256]);
+        // An app with the client secret off (a public client): let through.
+        let public = OAuthSettings::kakao("k", None, "https://app.example/cb");
+        assert!(resolve(&public, Some(&m)).is_ok());
         // The default (basic) is not what Kakao lists: refused, naming the method.
         let err = resolve(&settings_for("https://kauth.kakao.com"), Some(&m)).unwrap_err().to_string();
         assert!(err.contains("client_secret_basic"), "{err}");

@@ -29,6 +29,9 @@ pub enum IdTokenError {
     IssuedAt,
     #[error("the ID token's nonce does not match the one sent")]
     Nonce,
+    /// `at_hash` does not match the access token issued with the ID token.
+    #[error("the ID token's at_hash does not match the access token")]
+    AccessTokenHash,
     #[error("the ID token lacks the {0} claim")]
     MissingClaim(&'static str),
     #[error("the provider's JWKS could not be used: {0}")]

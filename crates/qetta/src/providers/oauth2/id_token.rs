@@ -160,6 +160,22 @@ pub fn validate_with_key(token: &str, key: &DecodingKey, alg: Algorithm, expect:
     Ok(c)
 }
 
+/// OIDC Core §3.1.3.8 / §3.3.2.11: when the ID token carries `at_hash`, it must be the
+/// base64url of the left half of the SHA-256 of the access token (RS256 and ES256 both hash with
+/// SHA-256). Absent (Kakao never sends it, K6), nothing to check.
+pub fn check_at_hash(claims: &IdTokenClaims, access_token: &str) -> Result<(), IdTokenError> {
+    use sha2::{Digest, Sha256};
+    let Some(at_hash) = claims.extra.get("at_hash") else {
+        return Ok(());
+    };
+    let digest = Sha256::digest(access_token.as_bytes());
+    let expected = URL_SAFE_NO_PAD.encode(&digest[..16]);
+    match at_hash.as_str() {
+        Some(got) if bool::from(got.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
+        _ => Err(IdTokenError::AccessTokenHash),
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -243,6 +259,20 @@ pub(crate) mod tests {
         let token = sign(&key, &claims(now));
         let lenient = Expectations { nonce_optional: true, ..expect(Some("other")) };
         assert_eq!(validate_with_key(&token, &decoding, Algorithm::RS256, &lenient, now).unwrap_err(), IdTokenError::Nonce);
+    }
+
+    #[test]
+    fn at_hash_is_checked_when_present() {
+        let key = rsa_key("k1");
+        let now = chrono::Utc::now().timestamp();
+        // OIDC Core §A.3's example: access token jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y has
+        // at_hash 77QmUPtjPfzWtF2AnpK9RQ.
+        let at = "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y";
+        let c = check(&key, with(now, |c| c["at_hash"] = json!("77QmUPtjPfzWtF2AnpK9RQ")), Some("n-1")).unwrap();
+        check_at_hash(&c, at).expect("matches");
+        assert_eq!(check_at_hash(&c, "another-token").unwrap_err(), IdTokenError::AccessTokenHash);
+        let without = check(&key, claims(now), Some("n-1")).unwrap();
+        check_at_hash(&without, "anything").expect("absent: nothing to check");
     }
 
     #[test]
