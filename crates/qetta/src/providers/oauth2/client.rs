@@ -223,7 +223,8 @@ impl OAuthClient {
                 (Some(raw.clone()), Some(claims))
             }
             (None, true) => return Err(OAuthError::Decode("OpenID Connect is on but the token response has no id_token".into())),
-            (raw, false) => (raw.clone(), None),
+            // Without OIDC an ID token is not validated, so it is not handed on either.
+            (_, false) => (None, None),
         };
         let refresh_rotated = t.refresh_token.is_some();
         Ok(TokenSet { grant: grant(t, &requested, None), id_token, claims, refresh_rotated })
@@ -339,7 +340,12 @@ impl OAuthClient {
             (ClientAuth::ClientSecretBasic, Some(secret)) => {
                 // RFC 6749 §2.3.1: id and secret form-urlencoded before Basic encoding.
                 let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-                basic = Some(SecretString::from(format!("Basic {}", STANDARD.encode(format!("{}:{}", enc(&self.settings.client_id), enc(secret.expose_secret()))))));
+                let credentials = SecretString::from(format!("{}:{}", enc(&self.settings.client_id), enc(secret.expose_secret())));
+                let mut value = reqwest::header::HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(credentials.expose_secret())))
+                    .map_err(|_| OAuthError::Decode("the client credentials do not fit a header".into()))?;
+                // Kept out of any Debug output of the request.
+                value.set_sensitive(true);
+                basic = Some(value);
             }
             (ClientAuth::ClientSecretPost, Some(secret)) => {
                 form.push(("client_id", self.settings.client_id.clone()));
@@ -358,7 +364,7 @@ impl OAuthClient {
                     .header("accept", "application/json")
                     .body(body.expose_secret().to_string());
                 if let Some(b) = &basic {
-                    req = req.header("authorization", b.expose_secret());
+                    req = req.header(reqwest::header::AUTHORIZATION, b.clone());
                 }
                 req
             },
