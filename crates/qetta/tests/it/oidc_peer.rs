@@ -331,3 +331,58 @@ async fn certified_op_refusals() {
     let other = peer.client(ES_CLIENT, |s| s.client_auth = qetta::providers::oauth2::ClientAuth::ClientSecretPost);
     assert!(matches!(other.validate_id_token(&genuine, nonce).await, Err(OAuthError::IdToken(IdTokenError::Audience))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certified_op_through_the_token_manager() {
+    use qetta::config::{Config, Sources};
+    use qetta::store::{users, Db};
+    use qetta::tokens::{TokenError, TokenManager};
+    use qetta::vault::{KeyRing, Vault};
+    use std::sync::Arc;
+
+    let Some(peer) = Peer::start().await else { return };
+    let client = Arc::new(peer.client(RS_CLIENT, |_| {}));
+    let (params, pending) = authorize(&peer, &client, "dana").await;
+    let code = client.callback(&params, &pending).await.unwrap();
+    let tokens = client.exchange_code(&code, &pending).await.unwrap();
+    let sub = tokens.claims.as_ref().unwrap().sub.clone();
+
+    // The service's token manager on SQLite, with the generic client as the provider's refresher.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let config = Config::from_sources(&Sources::from_pairs([
+        ("QETTA_DATA_DIR", dir.path().display().to_string()),
+        ("DATABASE_URL", url.clone()),
+        ("JWT_SECRET", crate::support::JWT_SECRET.to_string()),
+        ("QETTA_ENCRYPTION_KEYS", crate::support::ENCRYPTION_KEYS.to_string()),
+        ("QETTA_REFRESH_MARGIN_SECS", "900".to_string()),
+    ]))
+    .unwrap();
+    let db = Db::connect(&url, config.database_kind).await.unwrap();
+    db.migrate().await.unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let user = users::create(&db, "dana@example.com", "not-a-hash", now).await.unwrap();
+    let vault = Vault::new(KeyRing::parse(crate::support::ENCRYPTION_KEYS).unwrap());
+    let mut manager = TokenManager::new(db, vault, Arc::new(qetta::clock::SystemClock), config.tokens.clone());
+    manager.register("oidc-peer", Arc::new(OAuthRefresher(client.clone())));
+    manager.store_grant(&user.id, "oidc-peer", &tokens.grant, Some(&sub)).await.unwrap();
+
+    // The OP's access tokens live 600 s, within the 900 s margin: the first use refreshes.
+    let first = manager.access_token(&user.id, "oidc-peer").await.expect("refreshed through the OP");
+    assert_ne!(first.token.expose_secret(), tokens.grant.access_token.expose_secret());
+    client.user_info(&first.token, Some(&sub)).await.expect("the refreshed token works");
+    // Rejected by a resource: refreshed again, which only works with the rotated refresh token the
+    // manager stored.
+    let second = manager.after_rejection(&first).await.expect("second refresh with the stored, rotated refresh token");
+    assert!(second.version > first.version);
+    assert_eq!(second.provider_user_id.as_deref(), Some(sub.as_str()));
+    let third = manager.after_rejection(&second).await.expect("third refresh");
+    // The grant is revoked at the OP (this OP revokes the refresh token with the access token):
+    // the next refresh finds it dead and the connection needs consent again.
+    client.revoke(&third.token, TokenHint::AccessToken).await.unwrap();
+    match manager.after_rejection(&third).await {
+        Err(TokenError::ReauthRequired) => {}
+        Err(e) => panic!("expected re-consent, got {e:?}"),
+        Ok(_) => panic!("a revoked grant refreshed"),
+    }
+}

@@ -331,3 +331,48 @@ async fn discovery_must_name_the_configured_issuer() {
     let e = c.authorize(&[]).await.err().unwrap();
     assert!(matches!(&e, OAuthError::Discovery(m) if m.contains("names issuer")), "{e:?}");
 }
+
+#[tokio::test]
+async fn a_token_call_that_reached_the_provider_is_not_retried_a_read_is() {
+    // A provider that accepts the connection and hangs up without answering.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicU64::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await;
+                drop(socket);
+            });
+        }
+    });
+    let c = client(&base, |s| {
+        s.discovery = false;
+        s.oidc = false;
+        s.scopes = vec!["read".into()];
+        s.endpoints.authorize_url = Some(format!("{base}/authorize"));
+        s.endpoints.token_url = Some(format!("{base}/token"));
+        s.endpoints.userinfo_url = Some(format!("{base}/me"));
+    });
+    assert!(matches!(c.refresh(&SecretString::from("rt"), "read").await, Err(OAuthError::Network)));
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "the refresh token may have been spent: one attempt");
+    assert!(matches!(c.exchange_code(&SecretString::from("code"), &PendingAuthorization { state: "s".into(), code_verifier: None, nonce: None }).await, Err(OAuthError::Network)));
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "the code may have been spent: one attempt");
+    // A read is retried (3 attempts in all).
+    assert!(matches!(c.user_info(&SecretString::from("at"), None).await, Err(OAuthError::Network)));
+    assert_eq!(accepted.load(Ordering::SeqCst), 5);
+    // Nothing listening at all (the connection is never made): retried, then Network.
+    let closed = format!("http://127.0.0.1:{}", { let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap(); l.local_addr().unwrap().port() });
+    let c = client(&closed, |s| {
+        s.discovery = false;
+        s.oidc = false;
+        s.scopes = vec!["read".into()];
+        s.endpoints.authorize_url = Some(format!("{closed}/authorize"));
+        s.endpoints.token_url = Some(format!("{closed}/token"));
+    });
+    assert!(matches!(c.refresh(&SecretString::from("rt"), "read").await, Err(OAuthError::Network)));
+}
