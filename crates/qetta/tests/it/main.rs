@@ -10,6 +10,7 @@ mod support;
 mod auth_api;
 mod kftc_flow;
 mod kftc_upstream;
+mod oidc_peer;
 mod openapi;
 mod faults;
 mod hardening;
