@@ -11,6 +11,7 @@ mod auth_api;
 mod kftc_flow;
 mod kftc_upstream;
 mod oidc_peer;
+mod oauth2_sandbox;
 mod openapi;
 mod faults;
 mod hardening;
