@@ -1,5 +1,6 @@
 //! Offline simulators of the KFTC OpenBanking testbed and of Toss Certification (본인확인),
-//! built from `shared/providers/SPEC.md` independently of the `qetta` service.
+//! built from `docs/providers.md` independently of the `qetta` service ("SPEC A5.1" and the like
+//! in comments are that document's section ids).
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
