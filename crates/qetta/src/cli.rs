@@ -49,6 +49,21 @@ enum Command {
         #[arg(long, default_value = "kim")]
         sandbox_user: String,
     },
+    /// Probe a running service for container health checks (no shell or curl needed): GET the URL
+    /// and exit 0 on a 2xx answer, 1 otherwise. `--ignore redis` also accepts a 503 from `/ready`
+    /// whose only failing parts are the ignored ones (the service keeps working on its fallbacks
+    /// while Redis is down).
+    Health {
+        /// What to probe (default: `/ready` on 127.0.0.1 and `PORT`, or 8080).
+        #[arg(long)]
+        url: Option<String>,
+        /// A `/ready` check whose failure still counts as healthy (repeatable: `--ignore redis`).
+        #[arg(long, value_parser = ["database", "redis"])]
+        ignore: Vec<String>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3)]
+        timeout_secs: u64,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -117,6 +132,9 @@ pub fn main() -> ExitCode {
             let checks = crate::operator::doctor(&Sources::load()?).await;
             return if crate::operator::report(&checks) { Ok(()) } else { Err(DoctorFailed.into()) };
         }
+        if let Command::Health { url, ignore, timeout_secs } = &command {
+            return health(url.as_deref(), ignore, *timeout_secs).await;
+        }
         let config = load_config()?;
         crate::telemetry::init(config.log_format);
         match command {
@@ -126,7 +144,7 @@ pub fn main() -> ExitCode {
             Command::Keys { command: KeysCommand::Rotate { batch } } => rotate(config, batch).await,
             Command::Keys { command: KeysCommand::Generate { .. } } => unreachable!("handled above"),
             Command::Audit { command: AuditCommand::Verify } => audit_verify(config).await,
-            Command::Smoke { .. } | Command::Doctor => unreachable!("handled above"),
+            Command::Smoke { .. } | Command::Doctor | Command::Health { .. } => unreachable!("handled above"),
             Command::Config { command: ConfigCommand::Show } => {
                 print!("{}", crate::operator::show(&config));
                 Ok(())
@@ -136,7 +154,9 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<DoctorFailed>().is_some() => ExitCode::FAILURE,
-        Err(e) if e.downcast_ref::<AuditBroken>().is_some() || e.downcast_ref::<crate::smoke::SmokeFailed>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<AuditBroken>().is_some() || e.downcast_ref::<crate::smoke::SmokeFailed>().is_some() || e.downcast_ref::<Unhealthy>().is_some() =>
+        {
             eprintln!("{e}");
             ExitCode::FAILURE
         }
@@ -238,6 +258,36 @@ async fn rotate(config: Config, batch: i64) -> anyhow::Result<()> {
 #[derive(Debug, thiserror::Error)]
 #[error("a check failed")]
 struct DoctorFailed;
+
+#[derive(Debug, thiserror::Error)]
+#[error("unhealthy: {0}")]
+struct Unhealthy(String);
+
+/// `qetta health`: one GET, exit 0 on 2xx (or a `/ready` 503 failing only on ignored checks).
+async fn health(url: Option<&str>, ignore: &[String], timeout_secs: u64) -> anyhow::Result<()> {
+    let url = match url {
+        Some(u) => u.to_string(),
+        None => format!("http://127.0.0.1:{}/ready", std::env::var("PORT").ok().filter(|p| !p.trim().is_empty() && p.trim() != "0").as_deref().unwrap_or("8080")),
+    };
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(timeout_secs.max(1)))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let response = client.get(&url).send().await.map_err(|e| Unhealthy(format!("{url}: {e}")))?;
+    let status = response.status();
+    if status.is_success() {
+        println!("healthy: {url} answered {status}");
+        return Ok(());
+    }
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let failing: Vec<&str> = body["failing"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect()).unwrap_or_default();
+    if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && !failing.is_empty() && failing.iter().all(|f| ignore.iter().any(|i| i == f)) {
+        println!("healthy: {url} answered {status}, failing only on ignored checks ({})", failing.join(", "));
+        return Ok(());
+    }
+    let detail = if failing.is_empty() { String::new() } else { format!(" (failing: {})", failing.join(", ")) };
+    Err(Unhealthy(format!("{url} answered {status}{detail}")).into())
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("audit log BROKEN at entry {id}: {reason}")]

@@ -326,4 +326,38 @@ fn serve_warns_about_unknown_settings() {
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("QETTA_REQUEST_TIMEOUT is not a setting of this service and is ignored; did you mean QETTA_REQUEST_TIMEOUT_SECS?"), "{err}");
+/// `qetta health`: the container health check (Dockerfile `HEALTHCHECK`, Kubernetes exec probe).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_probes_ready_and_exits_by_the_answer() {
+    let app = crate::support::spawn(crate::support::Backend::Sqlite).await;
+    let dir = app.dir.path().to_path_buf();
+    let run = move |args: Vec<String>| {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || qetta(&dir).arg("health").args(args).output().unwrap())
+    };
+    let ready = app.url("/ready");
+    let out = run(vec!["--url".into(), ready.clone()]).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("healthy"));
+    // The default URL is /ready on 127.0.0.1 and PORT.
+    let port = app.base.rsplit(':').next().unwrap().trim_end_matches('/').to_string();
+    let out = tokio::task::spawn_blocking({
+        let dir = app.dir.path().to_path_buf();
+        move || qetta(&dir).arg("health").env("PORT", port).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // Nothing listening: exit 1 with a message.
+    let out = run(vec!["--url".into(), "http://127.0.0.1:1/ready".into()]).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unhealthy"), "{}", String::from_utf8_lossy(&out.stderr));
+    // /ready answers 503 for the database: unhealthy, also with `--ignore redis`; only an ignored
+    // check may fail.
+    app.state.db.close().await;
+    let out = run(vec!["--url".into(), ready.clone(), "--ignore".into(), "redis".into()]).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failing: database"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(vec!["--url".into(), ready, "--ignore".into(), "database".into()]).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
