@@ -326,6 +326,8 @@ fn serve_warns_about_unknown_settings() {
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("QETTA_REQUEST_TIMEOUT is not a setting of this service and is ignored; did you mean QETTA_REQUEST_TIMEOUT_SECS?"), "{err}");
+}
+
 /// `qetta health`: the container health check (Dockerfile `HEALTHCHECK`, Kubernetes exec probe).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_probes_ready_and_exits_by_the_answer() {
