@@ -116,7 +116,7 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot listen on {addr} for the admin listener: {source} (set QETTA_ADMIN_ADDR, or off)")]
     AdminBind { addr: SocketAddr, source: std::io::Error },
-    #[error("encryption keys: {0}")]
+    #[error(transparent)]
     Keys(#[from] KeyError),
     #[error("cannot connect to Redis at {url}: {source} (check REDIS_URL)")]
     Redis { url: String, source: redis::RedisError },
@@ -124,7 +124,7 @@ pub enum StartError {
     Sandbox(String),
     #[error("toss: {0}")]
     Toss(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
 }
 

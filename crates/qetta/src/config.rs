@@ -154,7 +154,7 @@ impl Sources {
 
 /// Every variable this program reads (a test keeps it in step with the code).
 pub const KNOWN_VARIABLES: &[&str] = &[
-    "HOST", "PORT", "QETTA_ADMIN_ADDR", "QETTA_DATA_DIR", "DATABASE_URL", "DATABASE_URL_FILE", "QETTA_DB_CONNECT_WAIT_SECS", "REDIS_URL", "REDIS_URL_FILE",
+    "HOST", "PORT", "QETTA_ADMIN_ADDR", "QETTA_TRUSTED_PROXIES", "QETTA_DATA_DIR", "DATABASE_URL", "DATABASE_URL_FILE", "QETTA_DB_CONNECT_WAIT_SECS", "REDIS_URL", "REDIS_URL_FILE",
     "QETTA_REDIS_PREFIX", "QETTA_REDIS_TIMEOUT_MS", "JWT_SECRET", "JWT_SECRET_FILE", "QETTA_JWT_ISSUER", "QETTA_JWT_AUDIENCE",
     "QETTA_JWT_TTL_SECS", "QETTA_SERVICE_KEY", "QETTA_SERVICE_KEY_FILE", "CORS_ORIGINS", "QETTA_PUBLIC_URL", "QETTA_REQUEST_TIMEOUT_SECS",
     "QETTA_BODY_LIMIT_BYTES", "QETTA_LOGIN_MAX_FAILURES", "QETTA_LOGIN_LOCKOUT_SECS", "QETTA_HASH_CONCURRENCY", "QETTA_HASH_QUEUE_WAIT_MS",
@@ -259,6 +259,8 @@ pub enum DatabaseKind {
 pub struct Config {
     pub host: IpAddr,
     pub port: u16,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (`QETTA_TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The admin listener (`/metrics`, `/health`, `/ready`); `None`: off (`QETTA_ADMIN_ADDR=off`).
     pub admin_addr: Option<std::net::SocketAddr>,
     pub data_dir: PathBuf,
@@ -475,9 +477,18 @@ impl Config {
             Some("off") => None,
             Some(a) => Some(a.parse().map_err(|_| ConfigError::invalid("QETTA_ADMIN_ADDR", format!("expected IP:PORT such as 127.0.0.1:9090 (or off), got {a:?}")))?),
         };
+        let mut trusted_proxies = Vec::new();
+        for part in src.get("QETTA_TRUSTED_PROXIES").unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let net = part
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| part.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| ConfigError::invalid("QETTA_TRUSTED_PROXIES", format!("expected addresses or CIDR ranges such as 10.0.0.0/8, got {part:?}")))?;
+            trusted_proxies.push(net);
+        }
         Self {
             host,
             port,
+            trusted_proxies,
             admin_addr,
             data_dir,
             database_url: SecretString::from(database_url),

@@ -27,21 +27,31 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     if database != "ok" {
         failing.push("database");
     }
+    // Redis failing degrades the service (in-process rate limits, database fallbacks) but does
+    // not stop it: a replica without Redis still serves, so it stays ready. Taking every replica
+    // out of rotation during a Redis outage would turn a degradation into an outage.
+    let mut degraded = Vec::new();
     let redis_check = if !state.shared.uses_redis() {
         "not_configured"
     } else {
         match tokio::time::timeout(std::time::Duration::from_secs(2), state.shared.ping()).await {
             Ok(Ok(())) => "ok",
             _ => {
-                failing.push("redis");
+                degraded.push("redis");
                 "unreachable"
             }
         }
     };
+    let status_text = match (failing.is_empty(), degraded.is_empty()) {
+        (false, _) => "not_ready",
+        (true, false) => "degraded",
+        (true, true) => "ready",
+    };
     let mut body = json!({
-        "status": if failing.is_empty() { "ready" } else { "not_ready" },
+        "status": status_text,
         "checks": { "database": database, "redis": redis_check },
         "failing": failing,
+        "degraded": degraded,
     });
     if !failing.is_empty() {
         body["error"] = json!({

@@ -2,6 +2,7 @@
 
 pub mod audit_routes;
 pub mod auth_routes;
+pub mod client_ip;
 pub mod health;
 pub mod json;
 pub mod kftc;
@@ -113,7 +114,9 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(layers::json_errors))
         // Spans name the path only: query strings carry OAuth codes and states.
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())))
-        .layer(axum::middleware::from_fn_with_state(layers::Https(state.config.public_url.starts_with("https://")), layers::security_headers));
+        .layer(axum::middleware::from_fn_with_state(layers::Https(state.config.public_url.starts_with("https://")), layers::security_headers))
+        // Before everything that looks at the client's address (limits, audit entries).
+        .layer(axum::middleware::from_fn_with_state(client_ip::TrustedProxies(std::sync::Arc::new(state.config.trusted_proxies.clone())), client_ip::middleware));
 
     if !state.config.cors_origins.is_empty() {
         let origins: Vec<HeaderValue> = state.config.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();

@@ -56,3 +56,33 @@ async fn metrics_are_served_on_the_admin_listener_only() {
     let r = app.client.get(format!("{}/api/v1/oauth/status", app.admin_base)).send().await.unwrap();
     assert_eq!(crate::support::error_code(r, 404).await, "not_found", "the API is not on the admin listener");
 }
+
+/// Behind a reverse proxy every connection comes from the proxy: without trusted proxies, one
+/// attacker's failed sign-ins would lock every user out. With them, each client is counted on its
+/// own; and a client that is not a trusted proxy cannot dodge its limit with the header.
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_has_its_own_limits() {
+    let login = |app: &crate::support::TestApp, email: &str, password: &str, client: &str| {
+        let req = app.client.post(app.url("/api/v1/auth/login")).header("x-forwarded-for", client).json(&serde_json::json!({"email": email, "password": password}));
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    for trusted in [true, false] {
+        let mut spawn = Spawn::new(Backend::Sqlite).var("QETTA_LOGIN_MAX_FAILURES", "2");
+        if trusted {
+            spawn = spawn.var("QETTA_TRUSTED_PROXIES", "127.0.0.1/32");
+        }
+        let app = spawn.start().await;
+        app.register("victim@example.com").await;
+        // The attacker: wrong passwords for many emails, 4× the per-email allowance per address.
+        for i in 0..8 {
+            assert_eq!(login(&app, &format!("nobody{i}@example.com"), "wrong horse 7", "203.0.113.5").await, 401);
+        }
+        assert_eq!(login(&app, "nobody9@example.com", "wrong horse 7", "203.0.113.5").await, 429, "the attacker's address is throttled");
+        let victim = login(&app, "victim@example.com", "correct horse 7", "198.51.100.20").await;
+        if trusted {
+            assert_eq!(victim, 200, "another client behind the same proxy signs in");
+        } else {
+            assert_eq!(victim, 429, "without trusted proxies the header is ignored (it cannot be used to dodge the limit)");
+        }
+    }
+}
