@@ -56,9 +56,7 @@ impl SandboxClock {
     /// Move the clock by a (non-negative) number of milliseconds; saturates instead of overflowing.
     pub fn advance_ms(&self, ms: i64) {
         let ms = ms.max(0);
-        let _ = self
-            .offset_ms
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |cur| Some(cur.saturating_add(ms).min(MAX_OFFSET_MS)));
+        let _ = self.offset_ms.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |cur| Some(cur.saturating_add(ms).min(MAX_OFFSET_MS)));
     }
 
     /// The current offset from the system clock.

@@ -382,9 +382,12 @@ impl SandboxConfig {
         if let Some(v) = get("QETTA_SANDBOX_KAKAO_TOKEN_RATE_LIMIT") {
             c.kakao.token_rate_limit_per_minute = match v.to_ascii_lowercase().as_str() {
                 "off" | "none" | "false" => None,
-                _ => Some(v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    invalid("QETTA_SANDBOX_KAKAO_TOKEN_RATE_LIMIT", "expected a positive number of tokens per minute or off")
-                })?),
+                _ => Some(
+                    v.parse::<u32>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| invalid("QETTA_SANDBOX_KAKAO_TOKEN_RATE_LIMIT", "expected a positive number of tokens per minute or off"))?,
+                ),
             };
         }
 
@@ -457,8 +460,7 @@ impl SandboxConfig {
                 })?;
             }
         }
-        crate::toss::crypto::RsaKeys::from_pem(&c.toss.rsa_private_key_pem)
-            .map_err(|e| invalid("QETTA_SANDBOX_TOSS_RSA_PRIVATE_KEY", e.to_string()))?;
+        crate::toss::crypto::RsaKeys::from_pem(&c.toss.rsa_private_key_pem).map_err(|e| invalid("QETTA_SANDBOX_TOSS_RSA_PRIVATE_KEY", e.to_string()))?;
 
         if let Some(v) = get("QETTA_SANDBOX_SEED") {
             c.seed = v.parse().map_err(|_| invalid("QETTA_SANDBOX_SEED", "expected an unsigned integer"))?;
@@ -481,20 +483,16 @@ impl SandboxConfig {
             c.faults.error_rate = r;
         }
         if let Some(v) = get("QETTA_SANDBOX_KFTC_ERROR") {
-            c.faults.kftc_error =
-                FaultKind::parse(&v, Provider::Kftc).map_err(|e| invalid("QETTA_SANDBOX_KFTC_ERROR", e))?;
+            c.faults.kftc_error = FaultKind::parse(&v, Provider::Kftc).map_err(|e| invalid("QETTA_SANDBOX_KFTC_ERROR", e))?;
         }
         if let Some(v) = get("QETTA_SANDBOX_TOSS_ERROR") {
-            c.faults.toss_error =
-                FaultKind::parse(&v, Provider::Toss).map_err(|e| invalid("QETTA_SANDBOX_TOSS_ERROR", e))?;
+            c.faults.toss_error = FaultKind::parse(&v, Provider::Toss).map_err(|e| invalid("QETTA_SANDBOX_TOSS_ERROR", e))?;
         }
         if let Some(v) = get("QETTA_SANDBOX_KAKAO_ERROR") {
-            c.faults.kakao_error =
-                FaultKind::parse(&v, Provider::Kakao).map_err(|e| invalid("QETTA_SANDBOX_KAKAO_ERROR", e))?;
+            c.faults.kakao_error = FaultKind::parse(&v, Provider::Kakao).map_err(|e| invalid("QETTA_SANDBOX_KAKAO_ERROR", e))?;
         }
         if let Some(v) = get("QETTA_SANDBOX_NAVER_ERROR") {
-            c.faults.naver_error =
-                FaultKind::parse(&v, Provider::Naver).map_err(|e| invalid("QETTA_SANDBOX_NAVER_ERROR", e))?;
+            c.faults.naver_error = FaultKind::parse(&v, Provider::Naver).map_err(|e| invalid("QETTA_SANDBOX_NAVER_ERROR", e))?;
         }
         Ok(c)
     }

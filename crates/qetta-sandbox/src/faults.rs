@@ -74,9 +74,7 @@ impl FaultKind {
                 let koe = s.len() == 6 && s.starts_with("KOE") && s[3..].bytes().all(|b| b.is_ascii_digit());
                 let api = s.parse::<i64>().is_ok_and(|n| KAKAO_API_FAULT_CODES.contains(&n));
                 if !(koe || api) {
-                    return Err(format!(
-                        "{s}: expected http_5xx, a Kakao token error like KOE237 or an API code of {KAKAO_API_FAULT_CODES:?}"
-                    ));
+                    return Err(format!("{s}: expected http_5xx, a Kakao token error like KOE237 or an API code of {KAKAO_API_FAULT_CODES:?}"));
                 }
                 Ok(FaultKind::Code { code: s.to_string(), bank_rsp_code: None })
             }
@@ -212,14 +210,8 @@ mod tests {
     fn parse_kinds() {
         assert_eq!(FaultKind::parse("http_503", Provider::Kftc), Ok(FaultKind::Http(503)));
         assert!(FaultKind::parse("http_404", Provider::Kftc).is_err());
-        assert_eq!(
-            FaultKind::parse("A0002:412", Provider::Kftc),
-            Ok(FaultKind::Code { code: "A0002".into(), bank_rsp_code: Some("412".into()) })
-        );
-        assert_eq!(
-            FaultKind::parse("O0013", Provider::Kftc),
-            Ok(FaultKind::Code { code: "O0013".into(), bank_rsp_code: None })
-        );
+        assert_eq!(FaultKind::parse("A0002:412", Provider::Kftc), Ok(FaultKind::Code { code: "A0002".into(), bank_rsp_code: Some("412".into()) }));
+        assert_eq!(FaultKind::parse("O0013", Provider::Kftc), Ok(FaultKind::Code { code: "O0013".into(), bank_rsp_code: None }));
         assert!(FaultKind::parse("A0007:412", Provider::Kftc).is_err());
         assert!(FaultKind::parse("CE0001", Provider::Kftc).is_err());
         assert!(FaultKind::parse("A0000", Provider::Kftc).is_err());

@@ -32,9 +32,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use clock::SandboxClock;
-pub use config::{
-    AutoConsent, FaultConfig, KakaoConfig, KftcConfig, NaverConfig, SandboxConfig, SandboxConfigError, TossConfig,
-};
+pub use config::{AutoConsent, FaultConfig, KakaoConfig, KftcConfig, NaverConfig, SandboxConfig, SandboxConfigError, TossConfig};
 pub use faults::FaultKind;
 
 /// All simulators, sharing one clock. Cheap to clone.
@@ -152,11 +150,7 @@ async fn index() -> axum::response::Html<&'static str> {
 /// Standalone server: KFTC under `/kftc`, Toss under `/toss`, Kakao under `/kakao` and Naver
 /// under `/naver` on one listener; runs until
 /// `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    sandbox: Sandbox,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+pub async fn serve(listener: tokio::net::TcpListener, sandbox: Sandbox, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let app = standalone_router(&sandbox);
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

@@ -226,11 +226,7 @@ pub fn base_url(headers: &HeaderMap, original: &Uri, relative: &Uri) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()) && !h.contains(['/', '"', '<', '>']))
         .unwrap_or("localhost");
-    let proto = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .filter(|p| *p == "https" || *p == "http")
-        .unwrap_or("http");
+    let proto = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).filter(|p| *p == "https" || *p == "http").unwrap_or("http");
     let prefix = original.path().strip_suffix(relative.path()).unwrap_or("");
     format!("{proto}://{host}{prefix}")
 }
@@ -265,12 +261,7 @@ pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 
 /// JSON answer with `Cache-Control: no-store` (token responses, RFC 6749 §5.1).
 pub fn no_store_json(status: StatusCode, body: Value) -> Response {
-    (
-        status,
-        [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")],
-        [(header::CONTENT_TYPE, "application/json;charset=UTF-8")],
-        body.to_string(),
-    )
+    (status, [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")], [(header::CONTENT_TYPE, "application/json;charset=UTF-8")], body.to_string())
         .into_response()
 }
 

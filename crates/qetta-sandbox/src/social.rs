@@ -172,11 +172,7 @@ pub fn consent_page(provider: &str, action: &str, pairs: &Pairs, items: &[String
         body.push_str(&hidden);
         body.push_str("<input type=\"hidden\" name=\"sandbox_consent\" value=\"approve\">\n");
         body.push_str(&format!("<input type=\"hidden\" name=\"sandbox_user\" value=\"{}\">\n", attr(u.id)));
-        let declines = if u.declines.is_empty() {
-            String::new()
-        } else {
-            format!(" — 제공 거부 / declines: {}", text(&u.declines.join(", ")))
-        };
+        let declines = if u.declines.is_empty() { String::new() } else { format!(" — 제공 거부 / declines: {}", text(&u.declines.join(", "))) };
         body.push_str(&format!(
             "<h2>{} <span class=\"muted\">({}, id <code>{}</code>, {}{})</span></h2>\n",
             text(u.name),

@@ -248,7 +248,13 @@ impl App {
         // With PORT=0 the public URL follows the port the OS chose.
         let mut config = config;
         if config.sources.get("QETTA_PUBLIC_URL").is_none() {
-            let host = if config.host.is_unspecified() { "127.0.0.1".to_string() } else if config.host.is_ipv6() { format!("[{}]", config.host) } else { config.host.to_string() };
+            let host = if config.host.is_unspecified() {
+                "127.0.0.1".to_string()
+            } else if config.host.is_ipv6() {
+                format!("[{}]", config.host)
+            } else {
+                config.host.to_string()
+            };
             config.public_url = format!("http://{host}:{}", bound.port());
         }
         let loopback = format!("http://127.0.0.1:{}", bound.port());
@@ -435,9 +441,12 @@ impl App {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let router = crate::http::router(self.state.clone());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let refresher = self.state.config.tokens.refresher_enabled.then(|| {
-            tokio::spawn(crate::tokens::refresher::run(self.state.tokens.clone(), self.state.refresher_stats.clone(), stop_rx))
-        });
+        let refresher = self
+            .state
+            .config
+            .tokens
+            .refresher_enabled
+            .then(|| tokio::spawn(crate::tokens::refresher::run(self.state.tokens.clone(), self.state.refresher_stats.clone(), stop_rx)));
         // The admin listener stops with the public one.
         let admin = self.admin_listener.map(|l| {
             let router = crate::http::admin_router(self.state.clone());
@@ -451,9 +460,7 @@ impl App {
                 }
             })
         });
-        let result = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await;
         let _ = stop_tx.send(true);
         if let Some(task) = admin {
             let _ = task.await;

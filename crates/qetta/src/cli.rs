@@ -155,7 +155,9 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<DoctorFailed>().is_some() => ExitCode::FAILURE,
         Err(e)
-            if e.downcast_ref::<AuditBroken>().is_some() || e.downcast_ref::<crate::smoke::SmokeFailed>().is_some() || e.downcast_ref::<Unhealthy>().is_some() =>
+            if e.downcast_ref::<AuditBroken>().is_some()
+                || e.downcast_ref::<crate::smoke::SmokeFailed>().is_some()
+                || e.downcast_ref::<Unhealthy>().is_some() =>
         {
             eprintln!("{e}");
             ExitCode::FAILURE
@@ -267,12 +269,11 @@ struct Unhealthy(String);
 async fn health(url: Option<&str>, ignore: &[String], timeout_secs: u64) -> anyhow::Result<()> {
     let url = match url {
         Some(u) => u.to_string(),
-        None => format!("http://127.0.0.1:{}/ready", std::env::var("PORT").ok().filter(|p| !p.trim().is_empty() && p.trim() != "0").as_deref().unwrap_or("8080")),
+        None => {
+            format!("http://127.0.0.1:{}/ready", std::env::var("PORT").ok().filter(|p| !p.trim().is_empty() && p.trim() != "0").as_deref().unwrap_or("8080"))
+        }
     };
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(timeout_secs.max(1)))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(timeout_secs.max(1))).redirect(reqwest::redirect::Policy::none()).build()?;
     let response = client.get(&url).send().await.map_err(|e| Unhealthy(format!("{url}: {e}")))?;
     let status = response.status();
     if status.is_success() {

@@ -154,18 +154,69 @@ impl Sources {
 
 /// Every variable this program reads (a test keeps it in step with the code).
 pub const KNOWN_VARIABLES: &[&str] = &[
-    "HOST", "PORT", "QETTA_ADMIN_ADDR", "QETTA_TRUSTED_PROXIES", "QETTA_DATA_DIR", "DATABASE_URL", "DATABASE_URL_FILE", "QETTA_DB_CONNECT_WAIT_SECS", "REDIS_URL", "REDIS_URL_FILE",
-    "QETTA_REDIS_PREFIX", "QETTA_REDIS_TIMEOUT_MS", "JWT_SECRET", "JWT_SECRET_FILE", "QETTA_JWT_ISSUER", "QETTA_JWT_AUDIENCE",
-    "QETTA_JWT_TTL_SECS", "QETTA_SERVICE_KEY", "QETTA_SERVICE_KEY_FILE", "CORS_ORIGINS", "QETTA_PUBLIC_URL", "QETTA_REQUEST_TIMEOUT_SECS",
-    "QETTA_BODY_LIMIT_BYTES", "QETTA_LOGIN_MAX_FAILURES", "QETTA_LOGIN_LOCKOUT_SECS", "QETTA_HASH_CONCURRENCY", "QETTA_HASH_QUEUE_WAIT_MS",
-    "QETTA_LOG_FORMAT", "QETTA_ENCRYPTION_KEYS", "QETTA_ENCRYPTION_KEYS_FILE", "QETTA_REFRESH_MARGIN_SECS", "QETTA_REFRESHER_ENABLED",
-    "QETTA_REFRESHER_INTERVAL_SECS", "QETTA_REFRESHER_LOOKAHEAD_SECS", "QETTA_REFRESHER_BATCH", "QETTA_REFRESHER_CONCURRENCY",
-    "QETTA_REFRESH_BACKOFF_SECS", "QETTA_REFRESH_BACKOFF_MAX_SECS", "QETTA_UPSTREAM_TIMEOUT_MS", "QETTA_GRANT_RETRY_SECS",
-    "QETTA_BREAKER_WINDOW_SECS", "QETTA_BREAKER_MIN_CALLS", "QETTA_BREAKER_FAILURE_RATIO", "QETTA_BREAKER_OPEN_MS",
-    "QETTA_RATE_LIMIT_AUTH_PER_IP", "QETTA_RATE_LIMIT_API_PER_IP", "QETTA_RATE_LIMIT_API_PER_USER", "QETTA_SANDBOX", "QETTA_CONFIG",
-    "KFTC_API_BASE", "KFTC_CLIENT_ID", "KFTC_CLIENT_SECRET", "KFTC_CLIENT_SECRET_FILE", "KFTC_CLIENT_USE_CODE", "KFTC_REDIRECT_URI",
-    "KFTC_SCOPE", "TOSS_OAUTH_BASE", "TOSS_API_BASE", "TOSS_CLIENT_ID", "TOSS_CLIENT_SECRET", "TOSS_CLIENT_SECRET_FILE",
-    "TOSS_RSA_PUBLIC_KEY", "TOSS_REQUEST_URL",
+    "HOST",
+    "PORT",
+    "QETTA_ADMIN_ADDR",
+    "QETTA_TRUSTED_PROXIES",
+    "QETTA_DATA_DIR",
+    "DATABASE_URL",
+    "DATABASE_URL_FILE",
+    "QETTA_DB_CONNECT_WAIT_SECS",
+    "REDIS_URL",
+    "REDIS_URL_FILE",
+    "QETTA_REDIS_PREFIX",
+    "QETTA_REDIS_TIMEOUT_MS",
+    "JWT_SECRET",
+    "JWT_SECRET_FILE",
+    "QETTA_JWT_ISSUER",
+    "QETTA_JWT_AUDIENCE",
+    "QETTA_JWT_TTL_SECS",
+    "QETTA_SERVICE_KEY",
+    "QETTA_SERVICE_KEY_FILE",
+    "CORS_ORIGINS",
+    "QETTA_PUBLIC_URL",
+    "QETTA_REQUEST_TIMEOUT_SECS",
+    "QETTA_BODY_LIMIT_BYTES",
+    "QETTA_LOGIN_MAX_FAILURES",
+    "QETTA_LOGIN_LOCKOUT_SECS",
+    "QETTA_HASH_CONCURRENCY",
+    "QETTA_HASH_QUEUE_WAIT_MS",
+    "QETTA_LOG_FORMAT",
+    "QETTA_ENCRYPTION_KEYS",
+    "QETTA_ENCRYPTION_KEYS_FILE",
+    "QETTA_REFRESH_MARGIN_SECS",
+    "QETTA_REFRESHER_ENABLED",
+    "QETTA_REFRESHER_INTERVAL_SECS",
+    "QETTA_REFRESHER_LOOKAHEAD_SECS",
+    "QETTA_REFRESHER_BATCH",
+    "QETTA_REFRESHER_CONCURRENCY",
+    "QETTA_REFRESH_BACKOFF_SECS",
+    "QETTA_REFRESH_BACKOFF_MAX_SECS",
+    "QETTA_UPSTREAM_TIMEOUT_MS",
+    "QETTA_GRANT_RETRY_SECS",
+    "QETTA_BREAKER_WINDOW_SECS",
+    "QETTA_BREAKER_MIN_CALLS",
+    "QETTA_BREAKER_FAILURE_RATIO",
+    "QETTA_BREAKER_OPEN_MS",
+    "QETTA_RATE_LIMIT_AUTH_PER_IP",
+    "QETTA_RATE_LIMIT_API_PER_IP",
+    "QETTA_RATE_LIMIT_API_PER_USER",
+    "QETTA_SANDBOX",
+    "QETTA_CONFIG",
+    "KFTC_API_BASE",
+    "KFTC_CLIENT_ID",
+    "KFTC_CLIENT_SECRET",
+    "KFTC_CLIENT_SECRET_FILE",
+    "KFTC_CLIENT_USE_CODE",
+    "KFTC_REDIRECT_URI",
+    "KFTC_SCOPE",
+    "TOSS_OAUTH_BASE",
+    "TOSS_API_BASE",
+    "TOSS_CLIENT_ID",
+    "TOSS_CLIENT_SECRET",
+    "TOSS_CLIENT_SECRET_FILE",
+    "TOSS_RSA_PUBLIC_KEY",
+    "TOSS_REQUEST_URL",
 ];
 
 /// Families read elsewhere: the sandbox's own settings, and the test harness's.
@@ -187,20 +238,13 @@ fn closest_known(name: &str) -> Option<&'static str> {
         }
         row[b.len()]
     }
-    KNOWN_VARIABLES
-        .iter()
-        .map(|k| (distance(name, k), *k))
-        .filter(|(d, k)| *d <= (k.len() / 3).max(2))
-        .min()
-        .map(|(_, k)| k)
+    KNOWN_VARIABLES.iter().map(|k| (distance(name, k), *k)).filter(|(d, k)| *d <= (k.len() / 3).max(2)).min().map(|(_, k)| k)
 }
 
 fn read_toml(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::File { path: path.display().to_string(), source })?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| ConfigError::Toml { path: path.display().to_string(), message: e.message().to_string() })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::File { path: path.display().to_string(), source })?;
+    let table: toml::Table =
+        text.parse().map_err(|e: toml::de::Error| ConfigError::Toml { path: path.display().to_string(), message: e.message().to_string() })?;
     let mut out = HashMap::new();
     for (k, v) in table {
         let s = match v {
@@ -374,9 +418,7 @@ impl Config {
         let host: IpAddr = parse_or(src, "HOST", "127.0.0.1".parse().expect("literal address"), "an IP address such as 127.0.0.1 or 0.0.0.0")?;
         let port = match src.get("PORT") {
             None => 8080,
-            Some(v) => v
-                .parse::<u16>()
-                .map_err(|_| ConfigError::invalid("PORT", format!("expected a port number from 0 to 65535, got {v:?}")))?,
+            Some(v) => v.parse::<u16>().map_err(|_| ConfigError::invalid("PORT", format!("expected a port number from 0 to 65535, got {v:?}")))?,
         };
         let data_dir = PathBuf::from(src.get("QETTA_DATA_DIR").unwrap_or_else(|| "./data".to_string()));
 
@@ -423,10 +465,16 @@ impl Config {
                 let mut out = Vec::new();
                 for origin in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                     if origin == "*" {
-                        return Err(ConfigError::invalid("CORS_ORIGINS", "\"*\" is not allowed for a service that handles credentials; list the origins, e.g. https://app.example.com"));
+                        return Err(ConfigError::invalid(
+                            "CORS_ORIGINS",
+                            "\"*\" is not allowed for a service that handles credentials; list the origins, e.g. https://app.example.com",
+                        ));
                     }
                     if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
-                        return Err(ConfigError::invalid("CORS_ORIGINS", format!("{origin:?} is not an origin; expected scheme://host[:port] without a path, comma-separated")));
+                        return Err(ConfigError::invalid(
+                            "CORS_ORIGINS",
+                            format!("{origin:?} is not an origin; expected scheme://host[:port] without a path, comma-separated"),
+                        ));
                     }
                     out.push(origin.to_string());
                 }
@@ -442,7 +490,13 @@ impl Config {
                 u.trim_end_matches('/').to_string()
             }
             None => {
-                let shown = if host.is_unspecified() { "127.0.0.1".to_string() } else if host.is_ipv6() { format!("[{host}]") } else { host.to_string() };
+                let shown = if host.is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else if host.is_ipv6() {
+                    format!("[{host}]")
+                } else {
+                    host.to_string()
+                };
                 format!("http://{shown}:{port}")
             }
         };
@@ -475,7 +529,9 @@ impl Config {
         let admin_addr = match src.get("QETTA_ADMIN_ADDR").as_deref() {
             None => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9090))),
             Some("off") => None,
-            Some(a) => Some(a.parse().map_err(|_| ConfigError::invalid("QETTA_ADMIN_ADDR", format!("expected IP:PORT such as 127.0.0.1:9090 (or off), got {a:?}")))?),
+            Some(a) => {
+                Some(a.parse().map_err(|_| ConfigError::invalid("QETTA_ADMIN_ADDR", format!("expected IP:PORT such as 127.0.0.1:9090 (or off), got {a:?}")))?)
+            }
         };
         let mut trusted_proxies = Vec::new();
         for part in src.get("QETTA_TRUSTED_PROXIES").unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -750,7 +806,12 @@ fn breaker_policy(src: &Sources) -> Result<crate::providers::upstream::BreakerPo
     if !(100..=3_600_000).contains(&open_ms) {
         return Err(ConfigError::invalid("QETTA_BREAKER_OPEN_MS", "must be between 100 and 3600000"));
     }
-    Ok(crate::providers::upstream::BreakerPolicy { window: Duration::from_secs(window_secs), min_calls, failure_ratio, open_for: Duration::from_millis(open_ms) })
+    Ok(crate::providers::upstream::BreakerPolicy {
+        window: Duration::from_secs(window_secs),
+        min_calls,
+        failure_ratio,
+        open_for: Duration::from_millis(open_ms),
+    })
 }
 
 fn parse_or<T: std::str::FromStr>(src: &Sources, var: &'static str, default: T, expected: &str) -> Result<T, ConfigError> {
@@ -834,7 +895,15 @@ mod tests {
         for base in ["https://openapi.openbanking.or.kr", "http://127.0.0.1:8090/kftc", "http://localhost:8090", "http://[::1]:8090/kftc"] {
             assert!(cfg(&kftc(base)).is_ok(), "{base}");
         }
-        let err = cfg(&[("TOSS_OAUTH_BASE", "http://oauth2.cert.toss.im"), ("TOSS_API_BASE", "https://cert.toss.im"), ("TOSS_CLIENT_ID", "i"), ("TOSS_CLIENT_SECRET", "s")]).err().unwrap().to_string();
+        let err = cfg(&[
+            ("TOSS_OAUTH_BASE", "http://oauth2.cert.toss.im"),
+            ("TOSS_API_BASE", "https://cert.toss.im"),
+            ("TOSS_CLIENT_ID", "i"),
+            ("TOSS_CLIENT_SECRET", "s"),
+        ])
+        .err()
+        .unwrap()
+        .to_string();
         assert!(err.starts_with("TOSS_OAUTH_BASE"), "{err}");
         assert!(cfg(&kftc("https://user:pw@openapi.openbanking.or.kr")).is_err());
     }
@@ -898,7 +967,8 @@ mod tests {
             let code = file.split("#[cfg(test)]").next().unwrap_or(file);
             for part in code.split('"').skip(1).step_by(2) {
                 let looks_like_var = part.len() > 3 && part.bytes().all(|b| b.is_ascii_uppercase() || b == b'_' || b.is_ascii_digit()) && part.contains('_');
-                let ours = ["QETTA_", "KFTC_", "TOSS_", "JWT_", "DATABASE_", "REDIS_", "CORS_"].iter().any(|p| part.starts_with(p)) || ["HOST", "PORT"].contains(&part);
+                let ours = ["QETTA_", "KFTC_", "TOSS_", "JWT_", "DATABASE_", "REDIS_", "CORS_"].iter().any(|p| part.starts_with(p))
+                    || ["HOST", "PORT"].contains(&part);
                 if looks_like_var && ours && !part.ends_with('_') && !KNOWN_VARIABLES.contains(&part) && !KNOWN_PREFIXES.iter().any(|p| part.starts_with(p)) {
                     missing.push(part.to_string());
                 }

@@ -89,7 +89,9 @@ impl ApiError {
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::Unavailable(_) | Self::ProviderNotConfigured(_) | Self::AuditUnavailable | Self::Busy { .. } | Self::UpstreamUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::ProviderNotConfigured(_) | Self::AuditUnavailable | Self::Busy { .. } | Self::UpstreamUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -168,7 +170,9 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let retry_after = match &self {
-            Self::TooManyRequests { retry_after_secs, .. } | Self::Busy { retry_after_secs, .. } | Self::UpstreamUnavailable { retry_after_secs, .. } => Some(*retry_after_secs),
+            Self::TooManyRequests { retry_after_secs, .. } | Self::Busy { retry_after_secs, .. } | Self::UpstreamUnavailable { retry_after_secs, .. } => {
+                Some(*retry_after_secs)
+            }
             _ => None,
         };
         let mut response = error_response(status, self.code(), &self.to_string(), provider_code.as_deref());

@@ -20,9 +20,7 @@ pub enum KeyError {
         "stored data is encrypted with key {0:?}, which is not in the configured keys; add it to QETTA_ENCRYPTION_KEYS (after the active key) and restart"
     )]
     MissingKey(String),
-    #[error(
-        "the configured key {0:?} is not the key that encrypted the stored data (its fingerprint differs); restore the original key"
-    )]
+    #[error("the configured key {0:?} is not the key that encrypted the stored data (its fingerprint differs); restore the original key")]
     WrongKey(String),
 }
 
@@ -35,10 +33,9 @@ pub fn load_ring(config: &Config) -> Result<(KeyRing, bool), KeyError> {
     let dir = &config.data_dir;
     let file_err = |source| KeyError::File { path: dir.join("encryption_keys").display().to_string(), source };
     crate::local_secrets::create_private_dir(dir).map_err(file_err)?;
-    let (spec, _) = crate::local_secrets::load_or_create_with(dir, "encryption_keys", || {
-        KeyRing::generate_entry(&format!("k{}", chrono::Utc::now().format("%Y%m%d")))
-    })
-    .map_err(file_err)?;
+    let (spec, _) =
+        crate::local_secrets::load_or_create_with(dir, "encryption_keys", || KeyRing::generate_entry(&format!("k{}", chrono::Utc::now().format("%Y%m%d"))))
+            .map_err(file_err)?;
     Ok((KeyRing::parse(&spec)?, true))
 }
 

@@ -102,9 +102,8 @@ impl Redis {
             .set_exponent_base(2)
             .set_max_delay(1000)
             .set_number_of_retries(3);
-        let conn = tokio::time::timeout(startup_wait, ConnectionManager::new_with_config(client, config))
-            .await
-            .map_err(|_| unavailable("connection timed out"))??;
+        let conn =
+            tokio::time::timeout(startup_wait, ConnectionManager::new_with_config(client, config)).await.map_err(|_| unavailable("connection timed out"))??;
         let redis = Self { conn, timeout, health: Arc::new(RedisHealth::new()) };
         redis.ping().await?;
         tokio::spawn(probe(redis.conn.clone(), timeout, Arc::downgrade(&redis.health)));

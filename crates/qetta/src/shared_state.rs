@@ -217,7 +217,8 @@ impl SharedState {
         let reset_in = (window + 1) * window_secs - now;
         if let Some(r) = &self.redis {
             let k = self.counter_key(key, window);
-            let counted: Result<(i64,), _> = r.call(|mut c| async move { redis::pipe().atomic().incr(&k, 1).expire(&k, window_secs + 1).ignore().query_async(&mut c).await }).await;
+            let counted: Result<(i64,), _> =
+                r.call(|mut c| async move { redis::pipe().atomic().incr(&k, 1).expire(&k, window_secs + 1).ignore().query_async(&mut c).await }).await;
             match counted {
                 Ok((n,)) => return Ok((n, reset_in)),
                 Err(e) => tracing::debug!(error = %e, "Redis unavailable: counting in this process"),

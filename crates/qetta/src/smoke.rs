@@ -73,7 +73,8 @@ pub async fn run(base: &str, sandbox_user: &str) -> Result<(), SmokeFailed> {
     s.step("GET /ready", s.expect(M::GET, "/ready", None, 200)).await?;
     let email = format!("smoke-{}@smoke.invalid", uuid::Uuid::new_v4().simple());
     let password = format!("smoke-{}", uuid::Uuid::new_v4().simple());
-    let session = s.step("register a throwaway user", s.expect(M::POST, "/api/v1/auth/register", Some(json!({"email": email, "password": password})), 201)).await?;
+    let session =
+        s.step("register a throwaway user", s.expect(M::POST, "/api/v1/auth/register", Some(json!({"email": email, "password": password})), 201)).await?;
     s.token = session["token"].as_str().map(str::to_string);
     s.step("GET /api/v1/oauth/status", s.expect(M::GET, "/api/v1/oauth/status", None, 200)).await?;
     s.step("Toss connection test", async {
@@ -109,7 +110,8 @@ pub async fn run(base: &str, sandbox_user: &str) -> Result<(), SmokeFailed> {
                     .await
                     .map_err(|e| e.to_string())?;
             }
-            let consent = r.headers().get("location").and_then(|l| l.to_str().ok()).ok_or_else(|| format!("launch did not redirect (HTTP {})", r.status()))?.to_string();
+            let consent =
+                r.headers().get("location").and_then(|l| l.to_str().ok()).ok_or_else(|| format!("launch did not redirect (HTTP {})", r.status()))?.to_string();
             let r = s.client.get(format!("{consent}&sandbox_user={sandbox_user}&sandbox_consent=approve")).send().await.map_err(|e| e.to_string())?;
             let callback = r.headers().get("location").and_then(|l| l.to_str().ok()).ok_or("consent did not redirect")?.to_string();
             let page = s.client.get(&callback).send().await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())?;
@@ -142,6 +144,10 @@ impl ConfirmationForm {
             let (value, _) = rest.split_once('"')?;
             Some(html_escape::decode_html_entities(value).into_owned())
         };
-        Some(Self { action: attr("<form method=\"post\" action=\"")?, state: attr("name=\"state\" value=\"")?, csrf_token: attr("name=\"csrf_token\" value=\"")? })
+        Some(Self {
+            action: attr("<form method=\"post\" action=\"")?,
+            state: attr("name=\"state\" value=\"")?,
+            csrf_token: attr("name=\"csrf_token\" value=\"")?,
+        })
     }
 }

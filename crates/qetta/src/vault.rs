@@ -68,17 +68,13 @@ impl KeyRing {
     pub fn parse(spec: &str) -> Result<Self, VaultError> {
         let mut keys: Vec<Key> = Vec::new();
         for item in spec.lines().map(|l| l.split('#').next().unwrap_or("")).flat_map(|l| l.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
-            let (id, b64) = item
-                .split_once(':')
-                .ok_or_else(|| VaultError::BadKeySpec("expected id:base64-key entries separated by commas".into()))?;
+            let (id, b64) = item.split_once(':').ok_or_else(|| VaultError::BadKeySpec("expected id:base64-key entries separated by commas".into()))?;
             let id = id.trim();
             if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
                 return Err(VaultError::BadKeySpec(format!("key id {id:?} must be 1-64 letters, digits, - or _")));
             }
             let raw = Zeroizing::new(
-                base64::engine::general_purpose::STANDARD
-                    .decode(b64.trim())
-                    .map_err(|_| VaultError::BadKeySpec(format!("key {id:?} is not valid base64")))?,
+                base64::engine::general_purpose::STANDARD.decode(b64.trim()).map_err(|_| VaultError::BadKeySpec(format!("key {id:?} is not valid base64")))?,
             );
             let bytes: [u8; 32] = raw
                 .as_slice()
@@ -176,10 +172,7 @@ impl Vault {
         }
         let (nonce, sealed) = rest.split_at(NONCE_LEN);
         let cipher = Aes256Gcm::new_from_slice(key.bytes.as_ref()).expect("32-byte key");
-        cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: &aad.bytes() })
-            .map(Zeroizing::new)
-            .map_err(|_| VaultError::Tampered)
+        cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: &aad.bytes() }).map(Zeroizing::new).map_err(|_| VaultError::Tampered)
     }
 
     pub fn open_string(&self, blob: &[u8], aad: Aad<'_>) -> Result<secrecy::SecretString, VaultError> {

@@ -215,12 +215,7 @@ pub async fn access_token_info(State(sim): State<Arc<KakaoSim>>, headers: Header
     };
     let now = sim.clock.now();
     let st = sim.state();
-    let remaining = caller
-        .token
-        .as_ref()
-        .and_then(|t| st.access.get(t))
-        .map(|t| (t.expires_at - now).num_seconds().max(0))
-        .unwrap_or(0);
+    let remaining = caller.token.as_ref().and_then(|t| st.access.get(t)).map(|t| (t.expires_at - now).num_seconds().max(0)).unwrap_or(0);
     drop(st);
     Json(json!({ "id": sim.user_id(&caller.user), "expires_in": remaining, "app_id": sim.config.app_id })).into_response()
 }
@@ -318,12 +313,7 @@ fn issuer(sim: &KakaoSim, headers: &HeaderMap, original: &Uri, uri: &Uri) -> Str
 /// `GET /.well-known/openid-configuration` (K6): exactly the documented fields, with the
 /// sandbox's own URLs. The document is host-level at Kakao, so it is served whatever the app's
 /// OIDC switch says.
-pub async fn discovery(
-    State(sim): State<Arc<KakaoSim>>,
-    headers: HeaderMap,
-    OriginalUri(original): OriginalUri,
-    uri: Uri,
-) -> Response {
+pub async fn discovery(State(sim): State<Arc<KakaoSim>>, headers: HeaderMap, OriginalUri(original): OriginalUri, uri: Uri) -> Response {
     let base = oidc::base_url(&headers, &original, &uri);
     let iss = issuer(&sim, &headers, &original, &uri);
     Json(json!({

@@ -59,12 +59,7 @@ pub async fn authorize_get(State(sim): State<Arc<KakaoSim>>, headers: HeaderMap,
 }
 
 /// The consent page posts here (the GET parameters plus `sandbox_*`).
-pub async fn authorize_post(
-    State(sim): State<Arc<KakaoSim>>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
+pub async fn authorize_post(State(sim): State<Arc<KakaoSim>>, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Response {
     let mut pairs = parse_pairs(q.as_deref().unwrap_or(""));
     match (&mut pairs, std::str::from_utf8(&body).ok().and_then(parse_pairs)) {
         (Some(p), Some(b)) => p.extend(b),
@@ -227,13 +222,7 @@ fn authorize(sim: &KakaoSim, headers: &HeaderMap, pairs: Option<Pairs>) -> Respo
 // ---------------------------------------------------------------------------------------------
 // Token endpoint
 
-pub async fn token(
-    State(sim): State<Arc<KakaoSim>>,
-    headers: HeaderMap,
-    OriginalUri(original): OriginalUri,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
+pub async fn token(State(sim): State<Arc<KakaoSim>>, headers: HeaderMap, OriginalUri(original): OriginalUri, uri: Uri, body: Bytes) -> Response {
     let pairs = oidc::form_pairs(&headers, &body);
     let label = pairs
         .as_ref()
@@ -274,19 +263,12 @@ fn issue(sim: &KakaoSim, p: &Pairs, issuer: &str) -> Result<Value, KakaoAuthErro
     let client_secret = optional(p, "client_secret")?;
     if !matches!(grant_type, "authorization_code" | "refresh_token") {
         // K3 grant_types_supported; the KOE code is not documented [U].
-        return Err(KakaoAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "KOE001",
-            format!("unsupported grant_type: {grant_type}"),
-        ));
+        return Err(KakaoAuthError::new(StatusCode::BAD_REQUEST, "unsupported_grant_type", "KOE001", format!("unsupported grant_type: {grant_type}")));
     }
     // K3.5: wrong app key → KOE101 (status U, we use 401 like KOE010).
     match client_id {
         Some(c) if c == sim.config.client_id => {}
-        Some(c) => {
-            return Err(KakaoAuthError::new(StatusCode::UNAUTHORIZED, "invalid_client", "KOE101", format!("invalid client_id: {c}")))
-        }
+        Some(c) => return Err(KakaoAuthError::new(StatusCode::UNAUTHORIZED, "invalid_client", "KOE101", format!("invalid client_id: {c}"))),
         None => return Err(KakaoAuthError::new(StatusCode::UNAUTHORIZED, "invalid_client", "KOE101", "client_id is required")),
     }
     // K3/D8: client_secret_post only; when the secret is ON it is required (KOE010, 401 [O]).
@@ -320,13 +302,7 @@ fn new_session(st: &mut KakaoState) -> u64 {
     st.next_session
 }
 
-fn exchange_code(
-    sim: &KakaoSim,
-    st: &mut KakaoState,
-    p: &Pairs,
-    now: DateTime<Utc>,
-    issuer: &str,
-) -> Result<Value, KakaoAuthError> {
+fn exchange_code(sim: &KakaoSim, st: &mut KakaoState, p: &Pairs, now: DateTime<Utc>, issuer: &str) -> Result<Value, KakaoAuthError> {
     let code = required(p, "code")?;
     let redirect_uri = optional(p, "redirect_uri")?;
     let verifier = optional(p, "code_verifier")?;
@@ -349,9 +325,7 @@ fn exchange_code(
     // E4 [U]: PKCE failures answer invalid_grant; the KOE code is undocumented, we reuse KOE320.
     if let Some(challenge) = &grant.challenge {
         match verifier {
-            None => {
-                return Err(KakaoAuthError::new(StatusCode::BAD_REQUEST, "invalid_grant", "KOE320", "code_verifier is required"))
-            }
+            None => return Err(KakaoAuthError::new(StatusCode::BAD_REQUEST, "invalid_grant", "KOE320", "code_verifier is required")),
             Some(v) if !oidc::pkce_matches(challenge, v) => {
                 return Err(KakaoAuthError::new(StatusCode::BAD_REQUEST, "invalid_grant", "KOE320", "invalid code_verifier"))
             }
@@ -371,14 +345,7 @@ fn exchange_code(
     st.prune(now);
     st.access.insert(
         access.clone(),
-        AccessToken {
-            user: grant.user.clone(),
-            scopes: grant.scopes.clone(),
-            expires_at: exp,
-            force_expired: false,
-            revoked: false,
-            session,
-        },
+        AccessToken { user: grant.user.clone(), scopes: grant.scopes.clone(), expires_at: exp, force_expired: false, revoked: false, session },
     );
     st.refresh.insert(
         refresh.clone(),
@@ -412,12 +379,9 @@ fn refresh(sim: &KakaoSim, st: &mut KakaoState, p: &Pairs, now: DateTime<Utc>, i
     // K3.5: refresh without refresh_token → KOE319 (status U, we use 400).
     let token = match optional(p, "refresh_token")? {
         Some(t) => t.to_string(),
-        None => {
-            return Err(KakaoAuthError::new(StatusCode::BAD_REQUEST, "invalid_grant", "KOE319", "refresh_token is required"))
-        }
+        None => return Err(KakaoAuthError::new(StatusCode::BAD_REQUEST, "invalid_grant", "KOE319", "refresh_token is required")),
     };
-    let invalid =
-        || KakaoAuthError::new(StatusCode::BAD_REQUEST, "invalid_grant", "KOE322", "expired_or_invalid_refresh_token");
+    let invalid = || KakaoAuthError::new(StatusCode::BAD_REQUEST, "invalid_grant", "KOE322", "expired_or_invalid_refresh_token");
     let rt = match st.refresh.get(&token) {
         Some(rt) if !rt.revoked && rt.expires_at > now && rt.client_id == sim.config.client_id => rt.clone(),
         _ => return Err(invalid()),
@@ -427,14 +391,7 @@ fn refresh(sim: &KakaoSim, st: &mut KakaoState, p: &Pairs, now: DateTime<Utc>, i
     st.prune(now);
     st.access.insert(
         access.clone(),
-        AccessToken {
-            user: rt.user.clone(),
-            scopes: rt.scopes.clone(),
-            expires_at: exp,
-            force_expired: false,
-            revoked: false,
-            session: rt.session,
-        },
+        AccessToken { user: rt.user.clone(), scopes: rt.scopes.clone(), expires_at: exp, force_expired: false, revoked: false, session: rt.session },
     );
     let mut out = Map::new();
     out.insert("token_type".into(), json!("bearer"));
@@ -448,10 +405,8 @@ fn refresh(sim: &KakaoSim, st: &mut KakaoState, p: &Pairs, now: DateTime<Utc>, i
         if let Some(old) = st.refresh.get_mut(&token) {
             old.revoked = true;
         }
-        st.refresh.insert(
-            new_rt.clone(),
-            RefreshToken { expires_at: now + Duration::seconds(sim.config.refresh_token_ttl_secs), revoked: false, ..rt.clone() },
-        );
+        st.refresh
+            .insert(new_rt.clone(), RefreshToken { expires_at: now + Duration::seconds(sim.config.refresh_token_ttl_secs), revoked: false, ..rt.clone() });
         out.insert("refresh_token".into(), json!(new_rt));
         out.insert("refresh_token_expires_in".into(), json!(sim.config.refresh_token_ttl_secs));
     }
@@ -465,15 +420,7 @@ fn refresh(sim: &KakaoSim, st: &mut KakaoState, p: &Pairs, now: DateTime<Utc>, i
 /// K6: `iss`, `aud` = the app key, `sub` = the user id as a string, `iat`, `exp` (= AT
 /// lifetime), `auth_time`, `nonce` when sent, and `nickname` / `picture` / `email` per consent
 /// (email only when valid and verified). No `email_verified`, no `at_hash`.
-fn id_token(
-    sim: &KakaoSim,
-    issuer: &str,
-    user: &str,
-    scopes: &BTreeSet<String>,
-    auth_time: i64,
-    nonce: Option<&str>,
-    now: DateTime<Utc>,
-) -> String {
+fn id_token(sim: &KakaoSim, issuer: &str, user: &str, scopes: &BTreeSet<String>, auth_time: i64, nonce: Option<&str>, now: DateTime<Utc>) -> String {
     let iat = now.timestamp();
     let mut claims = json!({
         "iss": issuer,

@@ -202,8 +202,7 @@ impl IntoResponse for KakaoApiError {
         let mut resp = (self.status, Json(body)).into_response();
         if self.code == -401 {
             // K4 [C]: `WWW-Authenticate: Bearer error=invalid_token`.
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer error=invalid_token"));
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer error=invalid_token"));
         }
         resp
     }
@@ -222,11 +221,7 @@ pub struct KakaoSim {
 
 impl KakaoSim {
     pub fn new(config: &SandboxConfig, clock: SandboxClock) -> Self {
-        let faults = FaultSettings {
-            latency_ms: config.faults.latency_ms,
-            error_rate: config.faults.error_rate,
-            error: config.faults.kakao_error.clone(),
-        };
+        let faults = FaultSettings { latency_ms: config.faults.latency_ms, error_rate: config.faults.error_rate, error: config.faults.kakao_error.clone() };
         Self {
             config: config.kakao.clone(),
             seed: config.seed,

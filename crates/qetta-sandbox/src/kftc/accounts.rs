@@ -55,7 +55,11 @@ fn dtime(t: Option<DateTime<Utc>>) -> String {
 }
 
 fn yn(b: bool) -> &'static str {
-    if b { "Y" } else { "N" }
+    if b {
+        "Y"
+    } else {
+        "N"
+    }
 }
 
 fn caller_user<'a>(st: &'a KftcState, caller: &Caller) -> Result<&'a SandboxUser, KftcError> {
@@ -102,11 +106,7 @@ fn account_item(a: &Account, holder: &str, r: &Registration, with_state: bool) -
 fn registered<'a>(st: &'a KftcState, user: &'a SandboxUser) -> Vec<(&'a Account, &'a Registration)> {
     st.links
         .get(&user.id)
-        .map(|regs| {
-            regs.iter()
-                .filter_map(|r| user.accounts.iter().find(|a| a.fintech_use_num == r.fintech_use_num).map(|a| (a, r)))
-                .collect()
-        })
+        .map(|regs| regs.iter().filter_map(|r| user.accounts.iter().find(|a| a.fintech_use_num == r.fintech_use_num).map(|a| (a, r))).collect())
         .unwrap_or_default()
 }
 
@@ -117,11 +117,8 @@ pub async fn user_me(State(sim): State<Arc<KftcSim>>, headers: HeaderMap, RawQue
         let st = sim.state();
         let user = caller_user(&st, &caller)?;
         check_user_seq_no(user, req(&q, "user_seq_no")?)?;
-        let list: Vec<Value> = registered(&st, user)
-            .into_iter()
-            .filter(|(_, r)| r.account_state() == "01")
-            .map(|(a, r)| account_item(a, &user.name, r, false))
-            .collect();
+        let list: Vec<Value> =
+            registered(&st, user).into_iter().filter(|(_, r)| r.account_state() == "01").map(|(a, r)| account_item(a, &user.name, r, false)).collect();
         Ok(json!({
             "user_seq_no": user.user_seq_no,
             "user_ci": user.user_ci,
@@ -186,7 +183,11 @@ fn check_bank_tran_id(sim: &KftcSim, id: &str) -> Result<(), KftcError> {
         && &id[..10] == sim.client_use_code()
         && b[10] == b'U'
         && b[11..].iter().all(|c| c.is_ascii_digit() || c.is_ascii_uppercase());
-    if ok { Ok(()) } else { Err(KftcError::a0004("bank_tran_id")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(KftcError::a0004("bank_tran_id"))
+    }
 }
 
 /// Record a bank_tran_id for today (KST); a reuse on the same day → A0326.
@@ -215,8 +216,7 @@ fn inquiry_account<'a>(st: &'a KftcState, caller: &Caller, fintech_use_num: &str
         return Err(KftcError::a0004("fintech_use_num"));
     }
     let user = caller_user(st, caller)?;
-    let account =
-        user.accounts.iter().find(|a| a.fintech_use_num == fintech_use_num).ok_or(KftcError::business("A0304"))?;
+    let account = user.accounts.iter().find(|a| a.fintech_use_num == fintech_use_num).ok_or(KftcError::business("A0304"))?;
     let reg = st.links.get(&user.id).and_then(|regs| regs.iter().find(|r| r.fintech_use_num == fintech_use_num));
     match reg {
         None => Err(KftcError::Bank { bank_rsp_code: "556".into() }), // 사용자 미등록
@@ -264,12 +264,7 @@ pub async fn balance(State(sim): State<Arc<KftcSim>>, headers: HeaderMap, RawQue
 
 fn bank_code_of(sim: &KftcSim, fintech_use_num: &str) -> String {
     let st = sim.state();
-    st.users
-        .iter()
-        .flat_map(|u| &u.accounts)
-        .find(|a| a.fintech_use_num == fintech_use_num)
-        .map(|a| a.bank_code_std.clone())
-        .unwrap_or_default()
+    st.users.iter().flat_map(|u| &u.accounts).find(|a| a.fintech_use_num == fintech_use_num).map(|a| a.bank_code_std.clone()).unwrap_or_default()
 }
 
 /// Criteria of a transaction-list query; the cursor is bound to them.
@@ -310,11 +305,8 @@ impl TxCriteria {
             NaiveTime::parse_from_str(v, "%H%M%S").map_err(|_| KftcError::a0004(k))
         };
         let (from_d, to_d) = (date("from_date")?, date("to_date")?);
-        let (from_t, to_t) = if by_time {
-            (time("from_time")?, time("to_time")?)
-        } else {
-            (NaiveTime::MIN, NaiveTime::from_hms_opt(23, 59, 59).unwrap_or(NaiveTime::MIN))
-        };
+        let (from_t, to_t) =
+            if by_time { (time("from_time")?, time("to_time")?) } else { (NaiveTime::MIN, NaiveTime::from_hms_opt(23, 59, 59).unwrap_or(NaiveTime::MIN)) };
         let (from, to) = (from_d.and_time(from_t), to_d.and_time(to_t));
         if from > to {
             return Err(KftcError::a0004("from_date > to_date"));
@@ -360,11 +352,7 @@ impl TxCriteria {
     }
 }
 
-pub async fn transaction_list(
-    State(sim): State<Arc<KftcSim>>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
+pub async fn transaction_list(State(sim): State<Arc<KftcSim>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let q = query(&q);
     let bank_tran_id = q.get("bank_tran_id").cloned().unwrap_or_default();
     let mut bank_code = String::new();
@@ -465,13 +453,7 @@ pub async fn unlink(State(sim): State<Arc<KftcSim>>, headers: HeaderMap, body: B
 
 pub async fn cancel(State(sim): State<Arc<KftcSim>>, headers: HeaderMap, body: Bytes) -> Response {
     let parsed = json_body(&body);
-    let bank_tran_id = parsed
-        .as_ref()
-        .ok()
-        .and_then(|m| m.get("bank_tran_id"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let bank_tran_id = parsed.as_ref().ok().and_then(|m| m.get("bank_tran_id")).and_then(Value::as_str).unwrap_or("").to_string();
     let mut bank_code = String::new();
     let r = (|| {
         let caller = authenticate(&sim, &headers, "login")?;

@@ -57,10 +57,9 @@ pub fn message(code: &str) -> &'static str {
 
 /// Codes a fault can be injected with (SPEC A12.1, A12.3), as `'static` strings.
 pub const INJECTABLE: &[&str] = &[
-    "O0001", "O0002", "O0003", "O0004", "O0005", "O0006", "O0007", "O0008", "O0009", "O0010", "O0011", "O0012",
-    "O0013", "O0014", "O0015", "A0001", "A0002", "A0003", "A0004", "A0005", "A0006", "A0007", "A0008", "A0009",
-    "A0010", "A0011", "A0012", "A0013", "A0014", "A0015", "A0016", "A0017", "A0018", "A0019", "A0020", "A0021",
-    "A0304", "A0313", "A0326", "A0337",
+    "O0001", "O0002", "O0003", "O0004", "O0005", "O0006", "O0007", "O0008", "O0009", "O0010", "O0011", "O0012", "O0013", "O0014", "O0015", "A0001", "A0002",
+    "A0003", "A0004", "A0005", "A0006", "A0007", "A0008", "A0009", "A0010", "A0011", "A0012", "A0013", "A0014", "A0015", "A0016", "A0017", "A0018", "A0019",
+    "A0020", "A0021", "A0304", "A0313", "A0326", "A0337",
 ];
 
 /// The catalogue entry for `code`, if any.
@@ -126,9 +125,7 @@ impl KftcError {
             KftcError::Gateway { code, detail: Some(d) } | KftcError::Business { code, detail: Some(d) } => {
                 format!("{}([{}])", message(code), d)
             }
-            KftcError::Gateway { code, detail: None } | KftcError::Business { code, detail: None } => {
-                message(code).to_string()
-            }
+            KftcError::Gateway { code, detail: None } | KftcError::Business { code, detail: None } => message(code).to_string(),
             KftcError::Bank { .. } => message("A0002").to_string(),
         }
     }
@@ -174,12 +171,9 @@ impl Envelope<'_> {
                 self.header(&mut m, err.code(), &err.rsp_message());
                 if let Some(id) = self.bank_tran_id {
                     let (date, tran, code, msg) = match err {
-                        KftcError::Bank { bank_rsp_code } => (
-                            self.bank_tran_date.clone(),
-                            self.bank_code_tran.clone(),
-                            bank_rsp_code.clone(),
-                            bank_message(bank_rsp_code).to_string(),
-                        ),
+                        KftcError::Bank { bank_rsp_code } => {
+                            (self.bank_tran_date.clone(), self.bank_code_tran.clone(), bank_rsp_code.clone(), bank_message(bank_rsp_code).to_string())
+                        }
                         _ => (String::new(), String::new(), String::new(), String::new()),
                     };
                     m.insert("bank_tran_id".into(), json!(id));

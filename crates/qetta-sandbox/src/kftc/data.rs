@@ -159,9 +159,30 @@ const USERS: &[UserSpec] = &[
         employer: "한빛상사",
         salary: (3_400_000, 3_600_000),
         accounts: &[
-            AccountSpec { bank: "004", profile: Profile::Salary, product: "KB Star*t통장", alias: "급여통장", balance: (4_300_000, 5_200_000), overdraft_limit: 0 },
-            AccountSpec { bank: "088", profile: Profile::Overdraft, product: "신한 직장인 마이너스통장", alias: "마이너스통장", balance: (-4_200_000, -3_100_000), overdraft_limit: 10_000_000 },
-            AccountSpec { bank: "090", profile: Profile::Savings, product: "카카오뱅크 자유적금", alias: "비상금 적금", balance: (2_400_000, 3_000_000), overdraft_limit: 0 },
+            AccountSpec {
+                bank: "004",
+                profile: Profile::Salary,
+                product: "KB Star*t통장",
+                alias: "급여통장",
+                balance: (4_300_000, 5_200_000),
+                overdraft_limit: 0,
+            },
+            AccountSpec {
+                bank: "088",
+                profile: Profile::Overdraft,
+                product: "신한 직장인 마이너스통장",
+                alias: "마이너스통장",
+                balance: (-4_200_000, -3_100_000),
+                overdraft_limit: 10_000_000,
+            },
+            AccountSpec {
+                bank: "090",
+                profile: Profile::Savings,
+                product: "카카오뱅크 자유적금",
+                alias: "비상금 적금",
+                balance: (2_400_000, 3_000_000),
+                overdraft_limit: 0,
+            },
         ],
     },
     UserSpec {
@@ -171,8 +192,22 @@ const USERS: &[UserSpec] = &[
         employer: "서연디자인",
         salary: (2_700_000, 2_900_000),
         accounts: &[
-            AccountSpec { bank: "020", profile: Profile::Salary, product: "우리 WON 통장", alias: "생활비", balance: (3_300_000, 3_900_000), overdraft_limit: 0 },
-            AccountSpec { bank: "092", profile: Profile::Secondary, product: "토스뱅크 통장", alias: "토스뱅크", balance: (350_000, 700_000), overdraft_limit: 0 },
+            AccountSpec {
+                bank: "020",
+                profile: Profile::Salary,
+                product: "우리 WON 통장",
+                alias: "생활비",
+                balance: (3_300_000, 3_900_000),
+                overdraft_limit: 0,
+            },
+            AccountSpec {
+                bank: "092",
+                profile: Profile::Secondary,
+                product: "토스뱅크 통장",
+                alias: "토스뱅크",
+                balance: (350_000, 700_000),
+                overdraft_limit: 0,
+            },
         ],
     },
     UserSpec {
@@ -182,10 +217,38 @@ const USERS: &[UserSpec] = &[
         employer: "대한물류",
         salary: (3_000_000, 3_200_000),
         accounts: &[
-            AccountSpec { bank: "011", profile: Profile::Salary, product: "NH올원e통장", alias: "월급통장", balance: (3_600_000, 4_300_000), overdraft_limit: 0 },
-            AccountSpec { bank: "081", profile: Profile::LoanRepayment, product: "하나 주거래 통장", alias: "대출상환", balance: (150_000, 400_000), overdraft_limit: 0 },
-            AccountSpec { bank: "003", profile: Profile::Savings, product: "IBK 청년 적금", alias: "적금", balance: (2_600_000, 3_200_000), overdraft_limit: 0 },
-            AccountSpec { bank: "089", profile: Profile::Secondary, product: "케이뱅크 생활통장", alias: "생활통장", balance: (300_000, 600_000), overdraft_limit: 0 },
+            AccountSpec {
+                bank: "011",
+                profile: Profile::Salary,
+                product: "NH올원e통장",
+                alias: "월급통장",
+                balance: (3_600_000, 4_300_000),
+                overdraft_limit: 0,
+            },
+            AccountSpec {
+                bank: "081",
+                profile: Profile::LoanRepayment,
+                product: "하나 주거래 통장",
+                alias: "대출상환",
+                balance: (150_000, 400_000),
+                overdraft_limit: 0,
+            },
+            AccountSpec {
+                bank: "003",
+                profile: Profile::Savings,
+                product: "IBK 청년 적금",
+                alias: "적금",
+                balance: (2_600_000, 3_200_000),
+                overdraft_limit: 0,
+            },
+            AccountSpec {
+                bank: "089",
+                profile: Profile::Secondary,
+                product: "케이뱅크 생활통장",
+                alias: "생활통장",
+                balance: (300_000, 600_000),
+                overdraft_limit: 0,
+            },
         ],
     },
     UserSpec {
@@ -195,8 +258,22 @@ const USERS: &[UserSpec] = &[
         employer: "미래교육",
         salary: (2_500_000, 2_700_000),
         accounts: &[
-            AccountSpec { bank: "023", profile: Profile::Salary, product: "SC제일 내지갑통장", alias: "주거래", balance: (3_000_000, 3_600_000), overdraft_limit: 0 },
-            AccountSpec { bank: "088", profile: Profile::LoanRepayment, product: "신한 쏠편한 입출금", alias: "대출이자", balance: (80_000, 300_000), overdraft_limit: 0 },
+            AccountSpec {
+                bank: "023",
+                profile: Profile::Salary,
+                product: "SC제일 내지갑통장",
+                alias: "주거래",
+                balance: (3_000_000, 3_600_000),
+                overdraft_limit: 0,
+            },
+            AccountSpec {
+                bank: "088",
+                profile: Profile::LoanRepayment,
+                product: "신한 쏠편한 입출금",
+                alias: "대출이자",
+                balance: (80_000, 300_000),
+                overdraft_limit: 0,
+            },
         ],
     },
 ];
@@ -251,9 +328,7 @@ pub fn generate(seed: u64, client_use_code: &str, anchor: NaiveDate) -> Vec<Sand
                     let balance_amt = round_to(arng.gen_range(a.balance.0..=a.balance.1), 10);
                     let issue_days = arng.gen_range(400..2500);
                     let account_issue_date = anchor_independent_issue_date(issue_days);
-                    let maturity_date = (a.profile == Profile::Savings)
-                        .then(|| account_issue_date.checked_add_signed(Duration::days(365 * 3)))
-                        .flatten();
+                    let maturity_date = (a.profile == Profile::Savings).then(|| account_issue_date.checked_add_signed(Duration::days(365 * 3))).flatten();
                     let mut acct = Account {
                         fintech_use_num,
                         bank_code_std: a.bank.to_string(),
@@ -271,19 +346,11 @@ pub fn generate(seed: u64, client_use_code: &str, anchor: NaiveDate) -> Vec<Sand
                         overdraft_limit: a.overdraft_limit,
                         transactions: Vec::new(),
                     };
-                    acct.transactions =
-                        history(seed, (ui * 16 + ai) as u64, &acct, spec.employer, salary, anchor);
+                    acct.transactions = history(seed, (ui * 16 + ai) as u64, &acct, spec.employer, salary, anchor);
                     acct
                 })
                 .collect();
-            SandboxUser {
-                id: spec.id.to_string(),
-                name: spec.name.to_string(),
-                name_en: spec.name_en.to_string(),
-                user_seq_no,
-                user_ci,
-                accounts,
-            }
+            SandboxUser { id: spec.id.to_string(), name: spec.name.to_string(), name_en: spec.name_en.to_string(), user_seq_no, user_ci, accounts }
         })
         .collect()
 }
@@ -312,13 +379,7 @@ const SHOPS: &[(&str, i64, i64)] = &[
 ];
 const BRANCHES: &[&str] = &["본점", "강남역지점", "여의도지점", "종로지점", "인터넷뱅킹", "모바일"];
 
-fn movements_for_day(
-    rng: &mut StdRng,
-    acct: &Account,
-    employer: &str,
-    salary: i64,
-    date: NaiveDate,
-) -> Vec<Movement> {
+fn movements_for_day(rng: &mut StdRng, acct: &Account, employer: &str, salary: i64, date: NaiveDate) -> Vec<Movement> {
     let mut out: Vec<Movement> = Vec::new();
     let day = date.day();
     let month = date.month();

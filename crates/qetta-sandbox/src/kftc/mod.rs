@@ -126,11 +126,7 @@ pub struct KftcSim {
 
 impl KftcSim {
     pub fn new(config: &SandboxConfig, clock: SandboxClock) -> Self {
-        let faults = FaultSettings {
-            latency_ms: config.faults.latency_ms,
-            error_rate: config.faults.error_rate,
-            error: config.faults.kftc_error.clone(),
-        };
+        let faults = FaultSettings { latency_ms: config.faults.latency_ms, error_rate: config.faults.error_rate, error: config.faults.kftc_error.clone() };
         let state = Self::initial_state(&config.kftc, config.seed, config.data_anchor_date, &clock);
         let mut jwt_key = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut jwt_key);

@@ -140,12 +140,7 @@ fn render_failure(headers: &HeaderMap, failure: AuthorizeFailure) -> Response {
             // SPEC A5.3/E2: the error-callback format is not confirmed; we send both the OAuth
             // names (`error`, `error_description`) and the KFTC ones (`rsp_code`, `rsp_message`).
             let msg = err.rsp_message();
-            let mut params: Vec<(&str, &str)> = vec![
-                ("error", oauth_error),
-                ("error_description", &msg),
-                ("rsp_code", err.code()),
-                ("rsp_message", &msg),
-            ];
+            let mut params: Vec<(&str, &str)> = vec![("error", oauth_error), ("error_description", &msg), ("rsp_code", err.code()), ("rsp_message", &msg)];
             if let Some(s) = state.as_deref() {
                 params.push(("state", s));
             }
@@ -170,12 +165,7 @@ pub async fn authorize_get(State(sim): State<Arc<KftcSim>>, headers: HeaderMap, 
 }
 
 /// The consent page posts its form here (same parameters as the GET plus `sandbox_*`).
-pub async fn authorize_post(
-    State(sim): State<Arc<KftcSim>>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
+pub async fn authorize_post(State(sim): State<Arc<KftcSim>>, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Response {
     let mut pairs = parse_pairs(q.as_deref().unwrap_or(""));
     let body_pairs = std::str::from_utf8(&body).ok().and_then(parse_pairs);
     match (&mut pairs, body_pairs) {
@@ -243,11 +233,8 @@ fn authorize(sim: &KftcSim, headers: &HeaderMap, pairs: Option<Pairs>) -> Respon
     match decision {
         Decision::Deny => {
             // SPEC E2: format not confirmed; OAuth-style `error=access_denied` plus state.
-            let mut params: Vec<(&str, &str)> = vec![
-                ("error", "access_denied"),
-                ("error_description", "사용자가 동의를 취소했습니다 (user denied consent)"),
-                ("state", &req.state),
-            ];
+            let mut params: Vec<(&str, &str)> =
+                vec![("error", "access_denied"), ("error_description", "사용자가 동의를 취소했습니다 (user denied consent)"), ("state", &req.state)];
             if let Some(c) = req.client_info.as_deref() {
                 params.push(("client_info", c));
             }
@@ -271,12 +258,8 @@ fn authorize(sim: &KftcSim, headers: &HeaderMap, pairs: Option<Pairs>) -> Respon
                 );
             }
             let scope = scope_string(&req.scopes);
-            let params: Vec<(&str, &str)> = vec![
-                ("code", &code),
-                ("scope", &scope),
-                ("client_info", req.client_info.as_deref().unwrap_or("")),
-                ("state", &req.state),
-            ];
+            let params: Vec<(&str, &str)> =
+                vec![("code", &code), ("scope", &scope), ("client_info", req.client_info.as_deref().unwrap_or("")), ("state", &req.state)];
             found(&append_query(&req.redirect_uri, &params)).into_response()
         }
     }
@@ -305,13 +288,7 @@ fn bfop_user(sim: &KftcSim, headers: &HeaderMap) -> Option<String> {
     (user.user_seq_no == seq && user.user_ci == ci && st.links.contains_key(&user.id)).then(|| user.id.clone())
 }
 
-fn register_accounts(
-    st: &mut super::KftcState,
-    user_id: &str,
-    only: Option<&[String]>,
-    scopes: &BTreeSet<String>,
-    now: DateTime<Utc>,
-) {
+fn register_accounts(st: &mut super::KftcState, user_id: &str, only: Option<&[String]>, scopes: &BTreeSet<String>, now: DateTime<Utc>) {
     let Some(user) = st.user(user_id) else { return };
     let chosen: Vec<String> = user
         .accounts
@@ -455,10 +432,7 @@ fn issue(sim: &KftcSim, p: &Pairs) -> Result<Value, KftcError> {
             let access = jwt(sim, &sim.config.client_use_code, &scopes, exp);
             let mut st = sim.state();
             prune(&mut st, now);
-            st.access.insert(
-                access.clone(),
-                AccessToken { user_id: None, scopes, expires_at: exp, force_expired: false, revoked: false },
-            );
+            st.access.insert(access.clone(), AccessToken { user_id: None, scopes, expires_at: exp, force_expired: false, revoked: false });
             Ok(json!({
                 "access_token": access,
                 "token_type": "Bearer",
@@ -471,13 +445,7 @@ fn issue(sim: &KftcSim, p: &Pairs) -> Result<Value, KftcError> {
     }
 }
 
-fn issue_user_tokens(
-    sim: &KftcSim,
-    st: &mut super::KftcState,
-    user_id: &str,
-    scopes: BTreeSet<String>,
-    now: DateTime<Utc>,
-) -> Value {
+fn issue_user_tokens(sim: &KftcSim, st: &mut super::KftcState, user_id: &str, scopes: BTreeSet<String>, now: DateTime<Utc>) -> Value {
     let user_seq_no = st.user(user_id).map(|u| u.user_seq_no.clone()).unwrap_or_default();
     let exp = now + Duration::seconds(sim.config.access_token_ttl_secs);
     let rexp = now + Duration::seconds(sim.config.refresh_token_ttl_secs);
@@ -486,18 +454,9 @@ fn issue_user_tokens(
     prune(st, now);
     st.access.insert(
         access.clone(),
-        AccessToken {
-            user_id: Some(user_id.to_string()),
-            scopes: scopes.clone(),
-            expires_at: exp,
-            force_expired: false,
-            revoked: false,
-        },
+        AccessToken { user_id: Some(user_id.to_string()), scopes: scopes.clone(), expires_at: exp, force_expired: false, revoked: false },
     );
-    st.refresh.insert(
-        refresh.clone(),
-        RefreshToken { user_id: user_id.to_string(), scopes: scopes.clone(), expires_at: rexp, spent: false, revoked: false },
-    );
+    st.refresh.insert(refresh.clone(), RefreshToken { user_id: user_id.to_string(), scopes: scopes.clone(), expires_at: rexp, spent: false, revoked: false });
     json!({
         "access_token": access,
         "token_type": "Bearer",

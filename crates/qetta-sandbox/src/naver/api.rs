@@ -127,12 +127,7 @@ pub async fn verify(State(sim): State<Arc<NaverSim>>, headers: HeaderMap, RawQue
 /// `GET /.well-known/openid-configuration` (N4, the observed document) with the sandbox's URLs.
 /// `grant_types_supported` is `["authorization_code"]` as observed, although the token endpoint
 /// also refreshes (E11).
-pub async fn discovery(
-    State(sim): State<Arc<NaverSim>>,
-    headers: HeaderMap,
-    OriginalUri(original): OriginalUri,
-    uri: Uri,
-) -> Response {
+pub async fn discovery(State(sim): State<Arc<NaverSim>>, headers: HeaderMap, OriginalUri(original): OriginalUri, uri: Uri) -> Response {
     let base = oidc::base_url(&headers, &original, &uri);
     let issuer = sim.config.issuer.clone().unwrap_or_else(|| base.clone());
     Json(json!({

@@ -59,12 +59,7 @@ pub async fn authorize_oidc_get(State(sim): State<Arc<NaverSim>>, headers: Heade
     authorize(&sim, &headers, parse_pairs(q.as_deref().unwrap_or("")), true)
 }
 
-pub async fn authorize_oidc_post(
-    State(sim): State<Arc<NaverSim>>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
+pub async fn authorize_oidc_post(State(sim): State<Arc<NaverSim>>, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Response {
     authorize(&sim, &headers, with_body(q, &body), true)
 }
 
@@ -160,10 +155,8 @@ fn authorize(sim: &NaverSim, headers: &HeaderMap, pairs: Option<Pairs>, oidc_pat
             AutoConsent::Deny => Decision::Deny,
         }
     } else {
-        let items: Vec<String> = ["name", "email", "nickname", "profile_image", "gender", "age", "birthday", "birthyear", "mobile"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let items: Vec<String> =
+            ["name", "email", "nickname", "profile_image", "gender", "age", "birthday", "birthyear", "mobile"].iter().map(|s| s.to_string()).collect();
         return Html(social::consent_page("Naver", "authorize", &pairs, &items)).into_response();
     };
     let person = match decision {
@@ -379,12 +372,7 @@ fn access_token() -> String {
 fn insert_pair(sim: &NaverSim, st: &mut NaverState, user: &str, access: &str, refresh: &str, now: DateTime<Utc>) {
     st.access.insert(
         access.to_string(),
-        AccessToken {
-            user: user.to_string(),
-            expires_at: now + Duration::seconds(sim.config.access_token_ttl_secs),
-            force_expired: false,
-            revoked: false,
-        },
+        AccessToken { user: user.to_string(), expires_at: now + Duration::seconds(sim.config.access_token_ttl_secs), force_expired: false, revoked: false },
     );
     if !st.refresh.contains_key(refresh) {
         st.refresh.insert(

@@ -132,11 +132,7 @@ pub struct NaverSim {
 
 impl NaverSim {
     pub fn new(config: &SandboxConfig, clock: SandboxClock) -> Self {
-        let faults = FaultSettings {
-            latency_ms: config.faults.latency_ms,
-            error_rate: config.faults.error_rate,
-            error: config.faults.naver_error.clone(),
-        };
+        let faults = FaultSettings { latency_ms: config.faults.latency_ms, error_rate: config.faults.error_rate, error: config.faults.naver_error.clone() };
         Self {
             config: config.naver.clone(),
             seed: config.seed,
@@ -218,14 +214,9 @@ async fn api_middleware(State(sim): State<Arc<NaverSim>>, req: Request, next: Ne
         Some(FaultKind::Code { code, .. }) => {
             if path.starts_with("/v1/nid/") {
                 // N5: `500` internal error in the profile envelope.
-                (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "resultcode": "500", "message": "Internal Server Error" })))
-                    .into_response()
+                (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "resultcode": "500", "message": "Internal Server Error" }))).into_response()
             } else {
-                let status = if code == "temporarily_unavailable" {
-                    StatusCode::SERVICE_UNAVAILABLE
-                } else {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                };
+                let status = if code == "temporarily_unavailable" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR };
                 let error: &'static str = if code == "temporarily_unavailable" { "temporarily_unavailable" } else { "server_error" };
                 let err = NaverOAuthError::new(status, error, "sandbox injected fault");
                 // Classic token endpoint: HTTP 200 like its other errors (N3, D1).

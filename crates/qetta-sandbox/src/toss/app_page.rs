@@ -81,20 +81,16 @@ pub async fn request_json(State(sim): State<Arc<TossSim>>, Path(tx_id): Path<Str
 
 /// `POST /_sandbox/requests/{txId}` with `{"action": "open" | "approve" | "decline"}`.
 pub async fn control(State(sim): State<Arc<TossSim>>, Path(tx_id): Path<String>, body: Bytes) -> Response {
-    let action = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v.get("action").and_then(Value::as_str).map(str::to_string));
+    let action = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("action").and_then(Value::as_str).map(str::to_string));
     let Some(action) = action.filter(|a| ["open", "approve", "decline"].contains(&a.as_str())) else {
         return crate::control::bad_request("expected {\"action\": \"open\" | \"approve\" | \"decline\"}");
     };
     match apply(&sim, &tx_id, &action) {
         ActionOutcome::Done(s) => Json(json!({ "txId": tx_id, "status": s.as_str() })).into_response(),
         ActionOutcome::NotFound => (StatusCode::NOT_FOUND, Json(json!({ "error": "unknown txId" }))).into_response(),
-        ActionOutcome::Conflict(s) => (
-            StatusCode::CONFLICT,
-            Json(json!({ "error": format!("request is {}", s.as_str()), "txId": tx_id, "status": s.as_str() })),
-        )
-            .into_response(),
+        ActionOutcome::Conflict(s) => {
+            (StatusCode::CONFLICT, Json(json!({ "error": format!("request is {}", s.as_str()), "txId": tx_id, "status": s.as_str() }))).into_response()
+        }
     }
 }
 
@@ -176,15 +172,8 @@ pub async fn show(State(sim): State<Arc<TossSim>>, Path(tx_id): Path<String>) ->
 }
 
 /// `POST /_sandbox/app/{txId}` from the page's form (`decision=approve|decline`).
-pub async fn decide(
-    State(sim): State<Arc<TossSim>>,
-    Path(tx_id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let form: Vec<(String, String)> = std::str::from_utf8(&body)
-        .ok()
-        .and_then(|s| serde_urlencoded::from_str(s).ok())
-        .unwrap_or_default();
+pub async fn decide(State(sim): State<Arc<TossSim>>, Path(tx_id): Path<String>, body: Bytes) -> Response {
+    let form: Vec<(String, String)> = std::str::from_utf8(&body).ok().and_then(|s| serde_urlencoded::from_str(s).ok()).unwrap_or_default();
     let decision = form.iter().find(|(k, _)| k == "decision").map(|(_, v)| v.as_str()).unwrap_or("");
     let msg = match decision {
         "approve" | "decline" => match apply(&sim, &tx_id, decision) {

@@ -38,32 +38,16 @@ fn crypto_err(e: CryptoError) -> TossError {
 /// the router is mounted under (so it works at `/sandbox/toss` and at `/toss`).
 fn app_url(headers: &HeaderMap, original: &Uri, relative: &Uri, tx_id: &str) -> String {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
-    let proto = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .filter(|p| *p == "https" || *p == "http")
-        .unwrap_or("http");
+    let proto = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).filter(|p| *p == "https" || *p == "http").unwrap_or("http");
     let prefix = original.path().strip_suffix(relative.path()).unwrap_or("");
     format!("{proto}://{host}{prefix}/_sandbox/app/{tx_id}")
 }
 
-pub async fn request_id(
-    State(sim): State<Arc<TossSim>>,
-    headers: HeaderMap,
-    OriginalUri(original): OriginalUri,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
+pub async fn request_id(State(sim): State<Arc<TossSim>>, headers: HeaderMap, OriginalUri(original): OriginalUri, uri: Uri, body: Bytes) -> Response {
     request(&sim, &headers, &original, &uri, &body, false).unwrap_or_else(IntoResponse::into_response)
 }
 
-pub async fn request_legacy(
-    State(sim): State<Arc<TossSim>>,
-    headers: HeaderMap,
-    OriginalUri(original): OriginalUri,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
+pub async fn request_legacy(State(sim): State<Arc<TossSim>>, headers: HeaderMap, OriginalUri(original): OriginalUri, uri: Uri, body: Bytes) -> Response {
     request(&sim, &headers, &original, &uri, &body, true).unwrap_or_else(IntoResponse::into_response)
 }
 
@@ -75,14 +59,7 @@ fn valid_birthday(b: &str) -> bool {
     b.len() == 8 && b.bytes().all(|c| c.is_ascii_digit()) && NaiveDate::parse_from_str(b, "%Y%m%d").is_ok()
 }
 
-fn request(
-    sim: &TossSim,
-    headers: &HeaderMap,
-    original: &Uri,
-    uri: &Uri,
-    body: &Bytes,
-    legacy: bool,
-) -> Result<Response, TossError> {
+fn request(sim: &TossSim, headers: &HeaderMap, original: &Uri, uri: &Uri, body: &Bytes, legacy: bool) -> Result<Response, TossError> {
     authenticate(sim, headers)?;
     let m = json_object(body)?;
     let request_type = match field(&m, "requestType")? {
@@ -129,14 +106,7 @@ fn request(
     }
     st.requests.insert(
         tx_id.clone(),
-        AuthRequest {
-            request_type,
-            requested_at: now,
-            request_session_id: session_id,
-            input,
-            action: UserAction::None,
-            successful_results: 0,
-        },
+        AuthRequest { request_type, requested_at: now, request_session_id: session_id, input, action: UserAction::None, successful_results: 0 },
     );
     drop(st);
     let requested_dt = TossSim::iso(now);
@@ -189,9 +159,7 @@ pub async fn result(State(sim): State<Arc<TossSim>>, headers: HeaderMap, body: B
             Status::Expired => return Err(TossError::expired()),
             Status::Requested | Status::InProgress => return Err(TossError::not_completed()),
         };
-        if now > completed_at + Duration::seconds(sim.config.result_window_secs)
-            || r.successful_results >= sim.config.max_result_calls
-        {
+        if now > completed_at + Duration::seconds(sim.config.result_window_secs) || r.successful_results >= sim.config.max_result_calls {
             return Err(TossError::result_limit());
         }
         let session = Session::open(session_key, &sim.keys).map_err(crypto_err)?;

@@ -59,9 +59,7 @@ impl RsaKeys {
     /// Parse a PEM private key (PKCS#8 `PRIVATE KEY` or PKCS#1 `RSA PRIVATE KEY`).
     pub fn from_pem(pem: &str) -> Result<Self, CryptoError> {
         let pem = pem.trim();
-        let private = RsaPrivateKey::from_pkcs8_pem(pem)
-            .or_else(|_| RsaPrivateKey::from_pkcs1_pem(pem))
-            .map_err(|e| CryptoError::Key(e.to_string()))?;
+        let private = RsaPrivateKey::from_pkcs8_pem(pem).or_else(|_| RsaPrivateKey::from_pkcs1_pem(pem)).map_err(|e| CryptoError::Key(e.to_string()))?;
         Self::from_private(private)
     }
 
@@ -152,11 +150,7 @@ impl Session {
             // AES_CBC (B8.3) is legacy with an ambiguous HMAC; not supported by the simulator.
             return Err(CryptoError::Algorithm);
         }
-        let key: [u8; 32] = B64
-            .decode(key_b64)
-            .map_err(|_| CryptoError::Base64)?
-            .try_into()
-            .map_err(|_| CryptoError::KeyMaterial)?;
+        let key: [u8; 32] = B64.decode(key_b64).map_err(|_| CryptoError::Base64)?.try_into().map_err(|_| CryptoError::KeyMaterial)?;
         let iv = B64.decode(iv_b64).map_err(|_| CryptoError::Base64)?;
         Self::from_parts(version, session_id, key, iv)
     }
@@ -167,9 +161,7 @@ impl Session {
         let der = B64.decode(public_spki_b64.trim()).map_err(|_| CryptoError::Base64)?;
         let public = RsaPublicKey::from_public_key_der(&der).map_err(|e| CryptoError::Key(e.to_string()))?;
         let plain = format!("AES_GCM${}${}", B64.encode(self.key), B64.encode(&self.iv));
-        let ct = public
-            .encrypt(&mut rand::thread_rng(), Oaep::new::<Sha1>(), plain.as_bytes())
-            .map_err(|_| CryptoError::Rsa)?;
+        let ct = public.encrypt(&mut rand::thread_rng(), Oaep::new::<Sha1>(), plain.as_bytes()).map_err(|_| CryptoError::Rsa)?;
         Ok(format!("{}${}${}", self.version, self.session_id, B64.encode(ct)))
     }
 
@@ -179,12 +171,20 @@ impl Session {
             12 => {
                 let c = AesGcm::<Aes256, U12>::new_from_slice(&self.key).map_err(|_| CryptoError::KeyMaterial)?;
                 let nonce = aes_gcm::Nonce::<U12>::from_slice(&self.iv);
-                if encrypt { c.encrypt(nonce, payload) } else { c.decrypt(nonce, payload) }
+                if encrypt {
+                    c.encrypt(nonce, payload)
+                } else {
+                    c.decrypt(nonce, payload)
+                }
             }
             16 => {
                 let c = AesGcm::<Aes256, U16>::new_from_slice(&self.key).map_err(|_| CryptoError::KeyMaterial)?;
                 let nonce = aes_gcm::Nonce::<U16>::from_slice(&self.iv);
-                if encrypt { c.encrypt(nonce, payload) } else { c.decrypt(nonce, payload) }
+                if encrypt {
+                    c.encrypt(nonce, payload)
+                } else {
+                    c.decrypt(nonce, payload)
+                }
             }
             _ => return Err(CryptoError::KeyMaterial),
         };
@@ -225,10 +225,7 @@ mod tests {
     fn aes_gcm_official_vectors() {
         let id = "b94ea687-0a72-43f8-be24-7be5029fa998";
         let s = session(id, "KxHeNnbiR5Eh5d/9KJCN6jUW5Md9nkk8jU6WbkmR7Es=", "jbZIV4aBzrydN0IP");
-        assert_eq!(
-            s.encrypt("Layton Nicholson"),
-            "v1$b94ea687-0a72-43f8-be24-7be5029fa998$LCFncFGpJKMBClC5RHa7zabbPzqsKC51USGG1ZwSBPE="
-        );
+        assert_eq!(s.encrypt("Layton Nicholson"), "v1$b94ea687-0a72-43f8-be24-7be5029fa998$LCFncFGpJKMBClC5RHa7zabbPzqsKC51USGG1ZwSBPE=");
         for (plain, ct) in [
             ("김토스", "ivme6bhn6GfMJSA9F9VZvpP5wHx9aJNrIg=="),
             ("01011112222", "UHEuNQ/2Nd9aWwquc8rUsFmv5GTBJdwDLn6V"),
@@ -292,9 +289,7 @@ mod official_rsa_vector {
     const DATA: &str = include_str!("testdata/official_rsa_vector.txt");
 
     fn field(name: &str) -> &'static str {
-        DATA.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
-            .unwrap_or_else(|| panic!("missing {name}"))
+        DATA.lines().find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix('='))).unwrap_or_else(|| panic!("missing {name}"))
     }
 
     #[test]
@@ -303,10 +298,7 @@ mod official_rsa_vector {
         let sk = field("session_key");
         let (_, _, payload) = split3(sk).unwrap();
         let plain = keys.oaep_decrypt(&B64.decode(payload).unwrap()).unwrap();
-        assert_eq!(
-            String::from_utf8(plain).unwrap(),
-            format!("AES_GCM${}${}", field("secret_key"), field("iv"))
-        );
+        assert_eq!(String::from_utf8(plain).unwrap(), format!("AES_GCM${}${}", field("secret_key"), field("iv")));
         let s = Session::open(sk, &keys).unwrap();
         assert_eq!(s.session_id, field("session_id"));
         assert_eq!(s.version, "v1");

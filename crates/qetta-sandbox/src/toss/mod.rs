@@ -200,11 +200,7 @@ impl TossSim {
     /// Fails only if the configured RSA key is invalid (`SandboxConfig::from_lookup` checks it).
     pub fn new(config: &SandboxConfig, clock: SandboxClock) -> Result<Self, crypto::CryptoError> {
         let keys = RsaKeys::from_pem(&config.toss.rsa_private_key_pem)?;
-        let faults = FaultSettings {
-            latency_ms: config.faults.latency_ms,
-            error_rate: config.faults.error_rate,
-            error: config.faults.toss_error.clone(),
-        };
+        let faults = FaultSettings { latency_ms: config.faults.latency_ms, error_rate: config.faults.error_rate, error: config.faults.toss_error.clone() };
         Ok(Self {
             config: config.toss.clone(),
             clock,
@@ -240,7 +236,11 @@ impl TossSim {
         if now >= expires_at {
             return Status::Expired;
         }
-        if r.action == UserAction::Opened { Status::InProgress } else { Status::Requested }
+        if r.action == UserAction::Opened {
+            Status::InProgress
+        } else {
+            Status::Requested
+        }
     }
 
     /// KST ISO-8601 with offset, e.g. `2022-02-13T17:52:22+09:00`.

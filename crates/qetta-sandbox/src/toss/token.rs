@@ -41,14 +41,12 @@ fn issue(sim: &TossSim, headers: &HeaderMap, body: &[u8]) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
-    let pairs: Option<Vec<(String, String)>> =
-        if is_form { std::str::from_utf8(body).ok().and_then(|s| serde_urlencoded::from_str(s).ok()) } else { None };
+    let pairs: Option<Vec<(String, String)>> = if is_form { std::str::from_utf8(body).ok().and_then(|s| serde_urlencoded::from_str(s).ok()) } else { None };
     let Some(pairs) = pairs else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "form-encoded body required");
     };
     let get = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
-    let (Some(grant_type), Some(client_id), Some(client_secret), Some(scope)) =
-        (get("grant_type"), get("client_id"), get("client_secret"), get("scope"))
+    let (Some(grant_type), Some(client_id), Some(client_secret), Some(scope)) = (get("grant_type"), get("client_id"), get("client_secret"), get("scope"))
     else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type, client_id, client_secret and scope are required");
     };

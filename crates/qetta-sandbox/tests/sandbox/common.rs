@@ -118,15 +118,7 @@ impl TestSandbox {
     }
 
     pub async fn token_form(&self, form: &[(&str, &str)]) -> Value {
-        self.http
-            .post(self.kftc_url("/oauth/2.0/token"))
-            .form(form)
-            .send()
-            .await
-            .expect("token")
-            .json()
-            .await
-            .expect("json")
+        self.http.post(self.kftc_url("/oauth/2.0/token")).form(form).send().await.expect("token").json().await.expect("json")
     }
 
     pub async fn exchange(&self, code: &str) -> Value {
@@ -164,29 +156,11 @@ impl TestSandbox {
     }
 
     pub async fn kftc_get(&self, path: &str, token: &str, query: &[(&str, String)]) -> Value {
-        self.http
-            .get(self.kftc_url(path))
-            .bearer_auth(token)
-            .query(query)
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json")
+        self.http.get(self.kftc_url(path)).bearer_auth(token).query(query).send().await.expect("get").json().await.expect("json")
     }
 
     pub async fn kftc_post(&self, path: &str, token: &str, body: Value) -> Value {
-        self.http
-            .post(self.kftc_url(path))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .expect("post")
-            .json()
-            .await
-            .expect("json")
+        self.http.post(self.kftc_url(path)).bearer_auth(token).json(&body).send().await.expect("post").json().await.expect("json")
     }
 
     pub async fn users(&self) -> Value {
@@ -201,11 +175,7 @@ impl TestSandbox {
     }
 
     pub async fn balance(&self, token: &str, fintech: &str) -> Value {
-        let q = [
-            ("bank_tran_id", self.bank_tran_id()),
-            ("fintech_use_num", fintech.to_string()),
-            ("tran_dtime", "20260101120000".to_string()),
-        ];
+        let q = [("bank_tran_id", self.bank_tran_id()), ("fintech_use_num", fintech.to_string()), ("tran_dtime", "20260101120000".to_string())];
         self.kftc_get("/v2.0/account/balance/fin_num", token, &q).await
     }
 
@@ -312,12 +282,7 @@ pub fn verify_id_token(jwks: &Value, token: &str, issuer: &str, audience: &str) 
         return Err(format!("alg {:?}", header.alg));
     }
     let kid = header.kid.ok_or("no kid")?;
-    let key = jwks["keys"]
-        .as_array()
-        .ok_or("no keys")?
-        .iter()
-        .find(|k| k["kid"] == kid.as_str())
-        .ok_or_else(|| format!("kid {kid} not in JWKS"))?;
+    let key = jwks["keys"].as_array().ok_or("no keys")?.iter().find(|k| k["kid"] == kid.as_str()).ok_or_else(|| format!("kid {kid} not in JWKS"))?;
     assert_eq!((key["kty"].as_str(), key["alg"].as_str(), key["use"].as_str()), (Some("RSA"), Some("RS256"), Some("sig")));
     let dk = DecodingKey::from_rsa_components(key["n"].as_str().ok_or("n")?, key["e"].as_str().ok_or("e")?).map_err(|e| e.to_string())?;
     let mut v = Validation::new(Algorithm::RS256);

@@ -210,9 +210,7 @@ async fn clock_and_users_endpoints() {
 #[tokio::test]
 async fn works_nested_under_another_prefix() {
     let sandbox = qetta_sandbox::Sandbox::new(qetta_sandbox::SandboxConfig::default());
-    let app = axum::Router::new()
-        .nest("/sandbox/kftc", sandbox.kftc_router())
-        .nest("/sandbox/toss", sandbox.toss_router());
+    let app = axum::Router::new().nest("/sandbox/kftc", sandbox.kftc_router()).nest("/sandbox/toss", sandbox.toss_router());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -233,8 +231,12 @@ async fn works_nested_under_another_prefix() {
     // The Toss app link carries the prefix.
     let token: Value = http
         .post(format!("{base}/toss/token"))
-        .form(&[("grant_type", "client_credentials"), ("client_id", qetta_sandbox::config::TOSS_TEST_CLIENT_ID),
-                ("client_secret", qetta_sandbox::config::TOSS_TEST_CLIENT_SECRET), ("scope", "ca")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", qetta_sandbox::config::TOSS_TEST_CLIENT_ID),
+            ("client_secret", qetta_sandbox::config::TOSS_TEST_CLIENT_SECRET),
+            ("scope", "ca"),
+        ])
         .send()
         .await
         .unwrap()
@@ -266,11 +268,22 @@ async fn odd_input_gets_provider_errors_not_panics() {
     let odd = ["", "한국어한국어한국어한", "%", "\u{0}", &"9".repeat(5000), "M202600001U한국어", "00000000한국어한국"];
     for v in odd {
         for path in ["/v2.0/account/balance/fin_num", "/v2.0/account/transaction_list/fin_num", "/v2.0/user/me", "/v2.0/account/list"] {
-            let q: Vec<(&str, String)> = ["bank_tran_id", "fintech_use_num", "tran_dtime", "inquiry_type", "inquiry_base", "from_date",
-                                          "to_date", "sort_order", "befor_inquiry_trace_info", "user_seq_no", "include_cancel_yn"]
-                .iter()
-                .map(|k| (*k, v.to_string()))
-                .collect();
+            let q: Vec<(&str, String)> = [
+                "bank_tran_id",
+                "fintech_use_num",
+                "tran_dtime",
+                "inquiry_type",
+                "inquiry_base",
+                "from_date",
+                "to_date",
+                "sort_order",
+                "befor_inquiry_trace_info",
+                "user_seq_no",
+                "include_cancel_yn",
+            ]
+            .iter()
+            .map(|k| (*k, v.to_string()))
+            .collect();
             let body = sb.kftc_get(path, &t.access, &q).await;
             assert!(body["rsp_code"].as_str().unwrap().starts_with('A'), "{path} {body}");
         }

@@ -1,8 +1,8 @@
 //! Kakao Login simulator (OAUTH_PROVIDERS.md Part K): authorize, token, rotation, user info,
 //! token info / logout / unlink, OIDC, errors, faults and control.
 
-use qetta_sandbox::config::{DEFAULT_KAKAO_ADMIN_KEY, DEFAULT_KAKAO_CLIENT_ID as CID, DEFAULT_KAKAO_CLIENT_SECRET as SECRET};
 use qetta_sandbox::config::DEFAULT_KAKAO_REDIRECT_URI as CB;
+use qetta_sandbox::config::{DEFAULT_KAKAO_ADMIN_KEY, DEFAULT_KAKAO_CLIENT_ID as CID, DEFAULT_KAKAO_CLIENT_SECRET as SECRET};
 use reqwest::Response;
 use serde_json::{json, Value};
 
@@ -371,7 +371,13 @@ async fn token_info_logout_and_unlink() {
     let r = sb.k_authorize(&[("prompt", "none"), ("sandbox_user", "kim")]).await;
     assert!(query_of(&location(&r)).contains_key("code"));
     // Logout with Kakao account.
-    let r = sb.http.get(sb.k("/oauth/logout")).query(&[("client_id", CID), ("logout_redirect_uri", "http://localhost:8080/"), ("state", "s1")]).send().await.unwrap();
+    let r = sb
+        .http
+        .get(sb.k("/oauth/logout"))
+        .query(&[("client_id", CID), ("logout_redirect_uri", "http://localhost:8080/"), ("state", "s1")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
     assert_eq!(location(&r), "http://localhost:8080/?state=s1");
     let r = sb.http.get(sb.k("/oauth/logout")).query(&[("client_id", CID), ("logout_redirect_uri", "http://evil/")]).send().await.unwrap();
@@ -508,7 +514,8 @@ async fn authorize_errors_consent_page_and_denial() {
     assert!(!html.contains("<script") && !html.contains("href=\"/"));
     let css = reqwest::Url::parse(&sb.k("/oauth/authorize")).unwrap().join("../_sandbox/assets/sandbox.css").unwrap();
     assert_eq!(sb.http.get(css).send().await.unwrap().status(), 200);
-    let form = [("client_id", CID), ("redirect_uri", CB), ("response_type", "code"), ("state", KSTATE), ("sandbox_consent", "approve"), ("sandbox_user", "park")];
+    let form =
+        [("client_id", CID), ("redirect_uri", CB), ("response_type", "code"), ("state", KSTATE), ("sandbox_consent", "approve"), ("sandbox_user", "park")];
     let r = sb.http.post(sb.k("/oauth/authorize")).form(&form).send().await.unwrap();
     assert_eq!(r.status(), 302);
     let (_, t) = sb.k_exchange(&query_of(&location(&r))["code"], &[]).await;
@@ -582,16 +589,32 @@ async fn odd_input_never_panics() {
         assert!((400..500).contains(&s) && b["error"].is_string(), "{v:?} {b}");
         let r = sb.http.post(sb.k("/v2/user/me")).bearer_auth(at).form(&[("property_keys", v), ("secure_resource", v)]).send().await.unwrap();
         assert!(r.status() == 200 || r.status() == 400, "{v:?}");
-        let r = sb.http.get(sb.k("/v2/user/me")).query(&[("target_id", v), ("target_id_type", v)]).header("authorization", format!("KakaoAK {DEFAULT_KAKAO_ADMIN_KEY}")).send().await.unwrap();
+        let r = sb
+            .http
+            .get(sb.k("/v2/user/me"))
+            .query(&[("target_id", v), ("target_id_type", v)])
+            .header("authorization", format!("KakaoAK {DEFAULT_KAKAO_ADMIN_KEY}"))
+            .send()
+            .await
+            .unwrap();
         assert!(r.json::<Value>().await.unwrap()["code"].as_i64().unwrap() < 0);
     }
     // Raw bytes.
     let r = sb.http.get(format!("{}?client_id=%FF%FE&state=%C3", sb.k("/oauth/authorize"))).send().await.unwrap();
     assert_eq!(r.status(), 400);
-    let r = sb.http.post(sb.k("/oauth/token")).header("content-type", "application/x-www-form-urlencoded").body(vec![0xff, 0xfe, b'=', 0]).send().await.unwrap();
+    let r =
+        sb.http.post(sb.k("/oauth/token")).header("content-type", "application/x-www-form-urlencoded").body(vec![0xff, 0xfe, b'=', 0]).send().await.unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error_code"], "KOE001");
-    let r = sb.http.post(sb.k("/v1/user/unlink")).bearer_auth(at).header("content-type", "application/x-www-form-urlencoded").body(vec![0xff]).send().await.unwrap();
+    let r = sb
+        .http
+        .post(sb.k("/v1/user/unlink"))
+        .bearer_auth(at)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![0xff])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let r = sb.http.get(sb.k("/v2/user/me")).header("authorization", "Bearer").send().await.unwrap();
     assert_eq!(r.status(), 401);

@@ -24,9 +24,22 @@ async fn user_me_and_account_list() {
     assert_eq!(me["user_ci"].as_str().unwrap().len(), 88);
     assert_eq!(me["res_cnt"], "4");
     let first = &me["res_list"][0];
-    for f in ["fintech_use_num", "account_alias", "bank_code_std", "bank_code_sub", "bank_name", "savings_bank_name",
-              "account_num_masked", "account_holder_name", "account_holder_type", "account_type", "inquiry_agree_yn",
-              "inquiry_agree_dtime", "transfer_agree_yn", "transfer_agree_dtime"] {
+    for f in [
+        "fintech_use_num",
+        "account_alias",
+        "bank_code_std",
+        "bank_code_sub",
+        "bank_name",
+        "savings_bank_name",
+        "account_num_masked",
+        "account_holder_name",
+        "account_holder_type",
+        "account_type",
+        "inquiry_agree_yn",
+        "inquiry_agree_dtime",
+        "transfer_agree_yn",
+        "transfer_agree_dtime",
+    ] {
         assert!(first[f].is_string(), "{f} missing: {first}");
     }
     assert_eq!(first["bank_code_std"], "011");
@@ -40,9 +53,7 @@ async fn user_me_and_account_list() {
     assert_eq!(sb.kftc_get("/v2.0/user/me", &t.access, &[("user_seq_no", "12".into())]).await["rsp_code"], "A0004");
     assert_eq!(sb.kftc_get("/v2.0/user/me", &t.access, &[]).await["rsp_code"], "A0004");
 
-    let list = |inc: &str, sort: &str| {
-        vec![("user_seq_no", t.user_seq_no.clone()), ("include_cancel_yn", inc.to_string()), ("sort_order", sort.to_string())]
-    };
+    let list = |inc: &str, sort: &str| vec![("user_seq_no", t.user_seq_no.clone()), ("include_cancel_yn", inc.to_string()), ("sort_order", sort.to_string())];
     let l = sb.kftc_get("/v2.0/account/list", &t.access, &list("N", "A")).await;
     assert_eq!(l["rsp_code"], "A0000", "{l}");
     assert_eq!(l["res_cnt"], "4");
@@ -95,9 +106,9 @@ async fn bank_tran_id_rules() {
     let f = sb.fintech("kim", 0).await;
     let code = sb.sandbox.kftc_client_use_code();
     let bad = [
-        format!("{code}U12345678"),      // too short
-        format!("{code}U12345678a"),     // lower case
-        format!("{code}X123456789"),     // no U
+        format!("{code}U12345678"),         // too short
+        format!("{code}U12345678a"),        // lower case
+        format!("{code}X123456789"),        // no U
         "M999999999U123456789".to_string(), // someone else's prefix
         String::new(),
     ];

@@ -27,14 +27,7 @@ async fn authorize_rejects_bad_client_and_redirect_without_redirecting() {
     // A browser gets an error page instead.
     let mut p = sb.authorize_params("login");
     p[1].1 = "wrong".into();
-    let resp = sb
-        .http
-        .get(sb.kftc_url("/oauth/2.0/authorize"))
-        .header("accept", "text/html")
-        .query(&p)
-        .send()
-        .await
-        .unwrap();
+    let resp = sb.http.get(sb.kftc_url("/oauth/2.0/authorize")).header("accept", "text/html").query(&p).send().await.unwrap();
     assert_eq!(resp.status(), 400);
     let html = resp.text().await.unwrap();
     assert!(html.contains("3000201") && html.contains("<!DOCTYPE html>"));
@@ -107,9 +100,7 @@ async fn consent_form_post_approves_chosen_accounts_or_denies() {
     assert_eq!(q["client_info"], "hello world");
     assert_eq!(q["code"].len(), 30);
     let tok = sb.exchange(&q["code"]).await;
-    let me = sb
-        .kftc_get("/v2.0/user/me", tok["access_token"].as_str().unwrap(), &[("user_seq_no", tok["user_seq_no"].as_str().unwrap().into())])
-        .await;
+    let me = sb.kftc_get("/v2.0/user/me", tok["access_token"].as_str().unwrap(), &[("user_seq_no", tok["user_seq_no"].as_str().unwrap().into())]).await;
     assert_eq!(me["res_cnt"], "1", "{me}");
     assert_eq!(me["res_list"][0]["fintech_use_num"], kim_first.as_str());
 
@@ -230,21 +221,37 @@ async fn token_endpoint_checks_method_body_and_credentials() {
     assert!(body["rsp_message"].as_str().unwrap().contains("[3000103]"));
     // Wrong secret.
     let body = sb
-        .token_form(&[("grant_type", "authorization_code"), ("client_id", CLIENT_ID), ("client_secret", "nope"),
-                      ("redirect_uri", REDIRECT_URI), ("code", &cb["code"])])
+        .token_form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", "nope"),
+            ("redirect_uri", REDIRECT_URI),
+            ("code", &cb["code"]),
+        ])
         .await;
     assert!(body["rsp_message"].as_str().unwrap().contains("[3000201]"));
     // Wrong redirect_uri.
     let body = sb
-        .token_form(&[("grant_type", "authorization_code"), ("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET),
-                      ("redirect_uri", "http://elsewhere/cb"), ("code", &cb["code"])])
+        .token_form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+            ("redirect_uri", "http://elsewhere/cb"),
+            ("code", &cb["code"]),
+        ])
         .await;
     assert!(body["rsp_message"].as_str().unwrap().contains("[3000114]"));
     // Missing code, unknown grant type, duplicated parameter.
     for form in [
         vec![("grant_type", "authorization_code"), ("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET), ("redirect_uri", REDIRECT_URI)],
         vec![("grant_type", "password"), ("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET)],
-        vec![("grant_type", "client_credentials"), ("grant_type", "client_credentials"), ("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET), ("scope", "oob")],
+        vec![
+            ("grant_type", "client_credentials"),
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT_ID),
+            ("client_secret", CLIENT_SECRET),
+            ("scope", "oob"),
+        ],
     ] {
         let body = sb.token_form(&form).await;
         assert!(body["rsp_message"].as_str().unwrap().contains("[3000103]"), "{form:?} {body}");
@@ -269,9 +276,8 @@ async fn refresh_tokens_rotate_and_spent_or_expired_ones_are_refused() {
     // A wider scope than granted is refused; a missing scope is a missing parameter.
     let r1_refresh = r1["refresh_token"].as_str().unwrap();
     assert!(sb.refresh(r1_refresh, "login inquiry transfer").await["rsp_message"].as_str().unwrap().contains("[3000115]"));
-    let body = sb
-        .token_form(&[("grant_type", "refresh_token"), ("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET), ("refresh_token", r1_refresh)])
-        .await;
+    let body =
+        sb.token_form(&[("grant_type", "refresh_token"), ("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET), ("refresh_token", r1_refresh)]).await;
     assert!(body["rsp_message"].as_str().unwrap().contains("[3000103]"));
     // The rotated one works, with a narrower scope too.
     let r2 = sb.refresh(r1_refresh, "inquiry").await;

@@ -51,8 +51,7 @@ impl TestSandbox {
     }
 
     async fn n_exchange(&self, code: &str) -> (u16, Value) {
-        self.n_token_get(&[("grant_type", "authorization_code"), ("client_id", CID), ("client_secret", SECRET), ("code", code), ("state", NSTATE)])
-            .await
+        self.n_token_get(&[("grant_type", "authorization_code"), ("client_id", CID), ("client_secret", SECRET), ("code", code), ("state", NSTATE)]).await
     }
 
     async fn n_login(&self, user: &str) -> Value {
@@ -101,7 +100,17 @@ async fn classic_code_flow_with_get_and_post() {
     // POST form works on the classic endpoint too; so does POST to /v1/nid/me.
     let cb = sb.n_consent("/oauth2.0/authorize", "choi", &[]).await;
     let (s, t) = sb
-        .n_token_post("/oauth2.0/token", &[("grant_type", "authorization_code"), ("client_id", CID), ("client_secret", SECRET), ("code", &cb["code"]), ("state", NSTATE), ("redirect_uri", CB)])
+        .n_token_post(
+            "/oauth2.0/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", CID),
+                ("client_secret", SECRET),
+                ("code", &cb["code"]),
+                ("state", NSTATE),
+                ("redirect_uri", CB),
+            ],
+        )
         .await;
     assert_eq!(s, 200, "{t}");
     let r = sb.http.post(sb.n("/v1/nid/me")).bearer_auth(t["access_token"].as_str().unwrap()).send().await.unwrap();
@@ -144,7 +153,14 @@ async fn token_errors_come_on_http_200() {
     // Wrong redirect_uri, when sent.
     let cb = sb.n_consent("/oauth2.0/authorize", "kim", &[]).await;
     let (s, b) = sb
-        .n_token_get(&[("grant_type", "authorization_code"), ("client_id", CID), ("client_secret", SECRET), ("code", &cb["code"]), ("state", NSTATE), ("redirect_uri", "http://evil.example/cb")])
+        .n_token_get(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", CID),
+            ("client_secret", SECRET),
+            ("code", &cb["code"]),
+            ("state", NSTATE),
+            ("redirect_uri", "http://evil.example/cb"),
+        ])
         .await;
     assert_eq!((s, b["error"].as_str()), (200, Some("invalid_request")));
     // Bad client credentials: 200 on the classic endpoint.
@@ -157,11 +173,25 @@ async fn token_errors_come_on_http_200() {
     assert_eq!((s, b["error"].as_str()), (200, Some("invalid_request")));
     // HTTP Basic is refused by default (E8) and accepted when switched on.
     let cb = sb.n_consent("/oauth2.0/authorize", "kim", &[]).await;
-    let r = sb.http.post(sb.n("/oauth2.0/token")).basic_auth(CID, Some(SECRET)).form(&[("grant_type", "authorization_code"), ("code", &cb["code"]), ("state", NSTATE)]).send().await.unwrap();
+    let r = sb
+        .http
+        .post(sb.n("/oauth2.0/token"))
+        .basic_auth(CID, Some(SECRET))
+        .form(&[("grant_type", "authorization_code"), ("code", &cb["code"]), ("state", NSTATE)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_client");
     let sb = start_with(&[("QETTA_SANDBOX_NAVER_ACCEPT_BASIC", "on"), ("QETTA_SANDBOX_NAVER_REQUIRE_STATE", "off")]).await;
     let cb = sb.n_consent("/oauth2.0/authorize", "kim", &[]).await;
-    let r = sb.http.post(sb.n("/oauth2.0/token")).basic_auth(CID, Some(SECRET)).form(&[("grant_type", "authorization_code"), ("code", &cb["code"])]).send().await.unwrap();
+    let r = sb
+        .http
+        .post(sb.n("/oauth2.0/token"))
+        .basic_auth(CID, Some(SECRET))
+        .form(&[("grant_type", "authorization_code"), ("code", &cb["code"])])
+        .send()
+        .await
+        .unwrap();
     assert!(r.json::<Value>().await.unwrap()["access_token"].is_string(), "Basic + no state accepted when configured");
 }
 
@@ -208,7 +238,9 @@ async fn legacy_delete_revokes_then_refresh_is_refused() {
     assert_eq!((s, b["error"].as_str()), (200, Some("invalid_request")));
     assert_eq!(sb.n_me(at).await.1["resultcode"], "024");
     // `success` even for an unknown token (D11).
-    let (_, b) = sb.n_token_get(&[("grant_type", "delete"), ("client_id", CID), ("client_secret", SECRET), ("access_token", "bogus"), ("service_provider", "NAVER")]).await;
+    let (_, b) = sb
+        .n_token_get(&[("grant_type", "delete"), ("client_id", CID), ("client_secret", SECRET), ("access_token", "bogus"), ("service_provider", "NAVER")])
+        .await;
     assert_eq!(b["result"], "success");
     let users = sb.get_json_url(&sb.n("/_sandbox/users")).await.1;
     assert_eq!(users["users"][0]["linked"], false);
@@ -235,7 +267,13 @@ async fn revoke_endpoint() {
     // By access token (default hint); again: still 200.
     let t = sb.n_login("park").await;
     for _ in 0..2 {
-        let r = sb.http.post(sb.n("/oauth2.0/revoke")).form(&[("client_id", CID), ("client_secret", SECRET), ("token", t["access_token"].as_str().unwrap())]).send().await.unwrap();
+        let r = sb
+            .http
+            .post(sb.n("/oauth2.0/revoke"))
+            .form(&[("client_id", CID), ("client_secret", SECRET), ("token", t["access_token"].as_str().unwrap())])
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
     }
     assert_eq!(sb.n_refresh(t["refresh_token"].as_str().unwrap()).await.1["error"], "invalid_request");
@@ -252,7 +290,11 @@ async fn revoke_endpoint() {
 #[tokio::test]
 async fn authorize_errors_and_denial() {
     let sb = start().await;
-    for (extra, error) in [(vec![("client_id", "nope")], "unauthorized_client"), (vec![("redirect_uri", "http://evil/cb")], "invalid_request"), (vec![("redirect_uri", "")], "invalid_request")] {
+    for (extra, error) in [
+        (vec![("client_id", "nope")], "unauthorized_client"),
+        (vec![("redirect_uri", "http://evil/cb")], "invalid_request"),
+        (vec![("redirect_uri", "")], "invalid_request"),
+    ] {
         let r = sb.n_authorize("/oauth2.0/authorize", &extra).await;
         assert_eq!(r.status(), 400, "{extra:?}");
         assert_eq!(r.json::<Value>().await.unwrap()["error"], error);
@@ -286,7 +328,8 @@ async fn authorize_errors_and_denial() {
     assert!(html.contains("이서연") && html.contains("action=\"authorize\"") && html.contains("../_sandbox/assets/sandbox.css"));
     let css = reqwest::Url::parse(&sb.n("/oauth2/authorize")).unwrap().join("../_sandbox/assets/sandbox.css").unwrap();
     assert_eq!(sb.http.get(css).send().await.unwrap().status(), 200);
-    let form = [("response_type", "code"), ("client_id", CID), ("redirect_uri", CB), ("state", NSTATE), ("sandbox_consent", "approve"), ("sandbox_user", "lee")];
+    let form =
+        [("response_type", "code"), ("client_id", CID), ("redirect_uri", CB), ("state", NSTATE), ("sandbox_consent", "approve"), ("sandbox_user", "lee")];
     let r = sb.http.post(sb.n("/oauth2.0/authorize")).form(&form).send().await.unwrap();
     let (_, t) = sb.n_exchange(&query_of(&location(&r))["code"]).await;
     assert_eq!(sb.n_me(t["access_token"].as_str().unwrap()).await.1["response"]["id"], sb.sandbox.naver_user_id("lee"));
@@ -320,8 +363,14 @@ async fn oidc_path_with_pkce_discovery_jwks_and_id_token() {
     let (verifier, challenge) = pkce_pair();
     let pk = [("scope", "openid profile"), ("code_challenge", challenge.as_str()), ("code_challenge_method", "S256"), ("nonce", "abc123")];
     let form = |code: &str, v: &str| {
-        vec![("grant_type", "authorization_code".to_string()), ("client_id", CID.to_string()), ("client_secret", SECRET.to_string()),
-             ("code", code.to_string()), ("state", NSTATE.to_string()), ("code_verifier", v.to_string())]
+        vec![
+            ("grant_type", "authorization_code".to_string()),
+            ("client_id", CID.to_string()),
+            ("client_secret", SECRET.to_string()),
+            ("code", code.to_string()),
+            ("state", NSTATE.to_string()),
+            ("code_verifier", v.to_string()),
+        ]
     };
     // Wrong verifier: refused with a 4xx on the OIDC path.
     let cb = sb.n_consent("/oauth2/authorize", "kim", &pk).await;
@@ -348,18 +397,34 @@ async fn oidc_path_with_pkce_discovery_jwks_and_id_token() {
     let r = sb.http.post(sb.n("/oauth2/token")).form(&f).send().await.unwrap();
     assert_eq!(r.status(), 200);
     // Refresh on the OIDC path (E11): new AT, no RT, no ID token.
-    let (s, r) = sb.n_token_post("/oauth2/token", &[("grant_type", "refresh_token"), ("client_id", CID), ("client_secret", SECRET), ("refresh_token", t["refresh_token"].as_str().unwrap())]).await;
+    let (s, r) = sb
+        .n_token_post(
+            "/oauth2/token",
+            &[("grant_type", "refresh_token"), ("client_id", CID), ("client_secret", SECRET), ("refresh_token", t["refresh_token"].as_str().unwrap())],
+        )
+        .await;
     assert_eq!(s, 200);
     assert!(r.get("refresh_token").is_none() && r.get("id_token").is_none());
     // Errors on the OIDC path use HTTP statuses: bad client → 401 invalid_client.
-    let (s, b) = sb.n_token_post("/oauth2/token", &[("grant_type", "refresh_token"), ("client_id", "dummy"), ("client_secret", "dummy"), ("refresh_token", "x")]).await;
+    let (s, b) =
+        sb.n_token_post("/oauth2/token", &[("grant_type", "refresh_token"), ("client_id", "dummy"), ("client_secret", "dummy"), ("refresh_token", "x")]).await;
     assert_eq!((s, b["error"].as_str()), (401, Some("invalid_client")));
-    let (s, b) = sb.n_token_post("/oauth2/token", &[("grant_type", "authorization_code"), ("client_id", CID), ("client_secret", SECRET), ("code", &cb["code"]), ("state", NSTATE)]).await;
+    let (s, b) = sb
+        .n_token_post(
+            "/oauth2/token",
+            &[("grant_type", "authorization_code"), ("client_id", CID), ("client_secret", SECRET), ("code", &cb["code"]), ("state", NSTATE)],
+        )
+        .await;
     assert_eq!((s, b["error_description"].as_str()), (400, Some("no valid data in session")));
     assert_eq!(sb.http.get(sb.n("/oauth2/token")).send().await.unwrap().status(), 405);
     // A classic code cannot be exchanged on the OIDC path.
     let cb = sb.n_consent("/oauth2.0/authorize", "kim", &[]).await;
-    let (s, _) = sb.n_token_post("/oauth2/token", &[("grant_type", "authorization_code"), ("client_id", CID), ("client_secret", SECRET), ("code", &cb["code"]), ("state", NSTATE)]).await;
+    let (s, _) = sb
+        .n_token_post(
+            "/oauth2/token",
+            &[("grant_type", "authorization_code"), ("client_id", CID), ("client_secret", SECRET), ("code", &cb["code"]), ("state", NSTATE)],
+        )
+        .await;
     assert_eq!(s, 400);
     // openid is required on the OIDC authorize.
     for scope in ["", "profile", "openid email"] {
@@ -423,18 +488,34 @@ async fn odd_input_never_panics() {
         for path in ["/oauth2.0/authorize", "/oauth2/authorize"] {
             let r = sb.http.get(sb.n(path)).query(&[("client_id", v), ("redirect_uri", v), ("state", v)]).send().await.unwrap();
             assert_eq!(r.status(), 400, "{v:?}");
-            let r = sb.n_authorize(path, &[("scope", v), ("auth_type", v), ("code_challenge", v), ("sandbox_user", v), ("sandbox_consent", v), ("state", v)]).await;
+            let r =
+                sb.n_authorize(path, &[("scope", v), ("auth_type", v), ("code_challenge", v), ("sandbox_user", v), ("sandbox_consent", v), ("state", v)]).await;
             assert!([200, 302, 400].contains(&r.status().as_u16()), "{v:?} {}", r.status());
         }
         let (s, b) = sb.n_token_get(&[("grant_type", v), ("code", v), ("client_id", v), ("refresh_token", v), ("state", v)]).await;
         assert_eq!(s, 200);
         assert!(b["error"].is_string(), "{b}");
-        let (s, b) = sb.n_token_get(&[("grant_type", "authorization_code"), ("client_id", CID), ("client_secret", SECRET), ("code", v), ("state", v), ("code_verifier", v)]).await;
+        let (s, b) = sb
+            .n_token_get(&[
+                ("grant_type", "authorization_code"),
+                ("client_id", CID),
+                ("client_secret", SECRET),
+                ("code", v),
+                ("state", v),
+                ("code_verifier", v),
+            ])
+            .await;
         assert_eq!(s, 200);
         assert!(b["error"].is_string(), "{b}");
         let (s, b) = sb.n_token_post("/oauth2/token", &[("grant_type", v), ("client_id", CID), ("client_secret", SECRET), ("code", v)]).await;
         assert!((400..500).contains(&s) && b["error"].is_string(), "{v:?} {s} {b}");
-        let r = sb.http.post(sb.n("/oauth2.0/revoke")).form(&[("client_id", CID), ("client_secret", SECRET), ("token", v), ("token_type_hint", v)]).send().await.unwrap();
+        let r = sb
+            .http
+            .post(sb.n("/oauth2.0/revoke"))
+            .form(&[("client_id", CID), ("client_secret", SECRET), ("token", v), ("token_type_hint", v)])
+            .send()
+            .await
+            .unwrap();
         assert!(r.status() == 200 || r.status() == 400, "{v:?}");
         let r = sb.http.get(sb.n("/v1/nid/me")).header("authorization", format!("Bearer {}", v.replace('\u{0}', ""))).send().await.unwrap();
         assert!(r.status() == 401, "{v:?}");

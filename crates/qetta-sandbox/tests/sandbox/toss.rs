@@ -17,8 +17,7 @@ async fn token_accepts_test_and_configured_credentials() {
     let test_id = qetta_sandbox::config::TOSS_TEST_CLIENT_ID;
     let test_secret = qetta_sandbox::config::TOSS_TEST_CLIENT_SECRET;
     for (id, secret) in [(test_id, test_secret), ("qetta-toss", "qetta-secret")] {
-        let (status, body) =
-            token_resp(&sb, &[("grant_type", "client_credentials"), ("client_id", id), ("client_secret", secret), ("scope", "ca")]).await;
+        let (status, body) = token_resp(&sb, &[("grant_type", "client_credentials"), ("client_id", id), ("client_secret", secret), ("scope", "ca")]).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["scope"], "ca");
         assert_eq!(body["token_type"], "Bearer");
@@ -26,8 +25,7 @@ async fn token_accepts_test_and_configured_credentials() {
         let jwt = body["access_token"].as_str().unwrap();
         assert!(jwt.starts_with("eyJraWQiOiJjZXJ0IiwiYWxnIjoiUlMyNTYifQ."), "{jwt}");
     }
-    let (status, body) =
-        token_resp(&sb, &[("grant_type", "client_credentials"), ("client_id", test_id), ("client_secret", "x"), ("scope", "ca")]).await;
+    let (status, body) = token_resp(&sb, &[("grant_type", "client_credentials"), ("client_id", test_id), ("client_secret", "x"), ("scope", "ca")]).await;
     assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
     let (status, body) =
         token_resp(&sb, &[("grant_type", "client_credentials"), ("client_id", test_id), ("client_secret", test_secret), ("scope", "oob")]).await;
@@ -142,9 +140,7 @@ async fn result_refuses_the_request_session_key() {
 async fn user_none_and_legacy_paths() {
     let sb = start().await;
     let token = sb.toss_token().await;
-    let (status, body) = sb
-        .toss_post("/api/v2/sign/user/auth/id/request", &token, json!({"requestType": "USER_NONE", "requestUrl": "intoss://qetta"}))
-        .await;
+    let (status, body) = sb.toss_post("/api/v2/sign/user/auth/id/request", &token, json!({"requestType": "USER_NONE", "requestUrl": "intoss://qetta"})).await;
     assert_eq!(status, 200, "{body}");
     let s = body["success"].as_object().unwrap();
     let mut keys: Vec<&str> = s.keys().map(String::as_str).collect();

@@ -16,7 +16,14 @@ pub async fn delete(state: &AppState, user_id: &str, by_backend: bool, ip: Optio
     let now = state.clock.now();
     let actor = if by_backend { "backend".to_string() } else { format!("user:{user_id}") };
     // Never unaudited: record the deletion before anything goes, or refuse (503).
-    let started = NewEntry { actor: actor.clone(), user_id: Some(user_id.to_string()), action: "account_deleted".into(), outcome: "started".into(), ip: ip.clone(), ..Default::default() };
+    let started = NewEntry {
+        actor: actor.clone(),
+        user_id: Some(user_id.to_string()),
+        action: "account_deleted".into(),
+        outcome: "started".into(),
+        ip: ip.clone(),
+        ..Default::default()
+    };
     crate::audit::require(&state.db, started, now).await?;
     // First the tombstone: from here on no request of this user gets past the auth extractor.
     if !users::tombstone(&state.db, user_id, now).await? {

@@ -1,8 +1,8 @@
 //! The `AuthUser` extractor: every `/api/v1` route except register and login takes one.
 
+use axum::extract::ConnectInfo;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::extract::ConnectInfo;
 use std::net::SocketAddr;
 
 use super::service_key;

@@ -95,7 +95,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrency_is_bounded_and_buffers_reused() {
         let h = Hasher::new(2, Duration::from_secs(60));
-        let tasks: Vec<_> = (0..8).map(|_| { let h = h.clone(); tokio::spawn(async move { h.verify("pw".into(), None).await }) }).collect();
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let h = h.clone();
+                tokio::spawn(async move { h.verify("pw".into(), None).await })
+            })
+            .collect();
         for t in tasks {
             assert!(!t.await.unwrap().unwrap());
         }

@@ -3,8 +3,8 @@
 pub mod account;
 pub mod extract;
 pub mod hashing;
-pub mod lockout;
 pub mod jwt;
+pub mod lockout;
 pub mod password;
 pub mod service_key;
 

@@ -87,12 +87,7 @@ pub fn registrable_email(raw: &str) -> Result<String, CredentialError> {
 fn common_passwords() -> &'static HashSet<String> {
     static LIST: OnceLock<HashSet<String>> = OnceLock::new();
     LIST.get_or_init(|| {
-        include_str!("common_passwords.txt")
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(str::to_lowercase)
-            .collect()
+        include_str!("common_passwords.txt").lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_lowercase).collect()
     })
 }
 

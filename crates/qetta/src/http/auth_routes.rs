@@ -99,7 +99,9 @@ pub async fn delete_me(
     if !user.is_backend {
         let registered = users::find_by_id(&state.db, &user.id).await?.filter(User::has_password);
         let Some(registered) = registered else {
-            return Err(ApiError::Forbidden("This account was created by your app's backend: delete it through the backend (with x-qetta-service-key).".into()));
+            return Err(ApiError::Forbidden(
+                "This account was created by your app's backend: delete it through the backend (with x-qetta-service-key).".into(),
+            ));
         };
         let Some(pw) = given else {
             return Err(ApiError::invalid("password_required", "Confirm the deletion with your password: {\"password\": \"...\"}."));

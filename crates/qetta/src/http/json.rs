@@ -23,10 +23,9 @@ where
             Err(r) if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::PayloadTooLarge("The request body is too large.".into())),
             Err(JsonRejection::JsonSyntaxError(_)) => Err(ApiError::bad_request("malformed_json", "The request body is not valid JSON.")),
             Err(JsonRejection::JsonDataError(e)) => Err(ApiError::invalid("invalid_body", describe_data_error(&e.body_text()))),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::bad_request(
-                "unsupported_media_type",
-                "Send the body as JSON with Content-Type: application/json.",
-            )),
+            Err(JsonRejection::MissingJsonContentType(_)) => {
+                Err(ApiError::bad_request("unsupported_media_type", "Send the body as JSON with Content-Type: application/json."))
+            }
             Err(JsonRejection::BytesRejection(_)) => Err(ApiError::bad_request("unreadable_body", "The request body could not be read (it may be too large).")),
             Err(_) => Err(ApiError::bad_request("malformed_json", "The request body is not valid JSON.")),
         }

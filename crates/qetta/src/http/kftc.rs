@@ -86,11 +86,7 @@ fn consent_url(state: &AppState, pending: &OAuthState) -> Result<String, ApiErro
     let target = state.kftc()?.authorize_url(&pending.state, &state.kftc_settings.scope, auth_type);
     // The real KFTC page lives on another host; the embedded sandbox is served to browsers at
     // the public URL even though the service calls it over loopback.
-    Ok(if state.kftc_settings.sandbox {
-        target.replacen(&state.kftc_settings.api_base, &state.kftc_settings.authorize_base, 1)
-    } else {
-        target
-    })
+    Ok(if state.kftc_settings.sandbox { target.replacen(&state.kftc_settings.api_base, &state.kftc_settings.authorize_base, 1) } else { target })
 }
 
 #[derive(Deserialize)]
@@ -114,7 +110,8 @@ pub async fn authorize(
         _ => 0,
     };
     let started = FLOW.start(&state, &headers, &user.id, Some(auth_type.to_string())).await?;
-    audit(&state, &user.id, existing.as_ref().map(|c| c.id.as_str()), "authorize", "started", Some(peer.ip().to_string()), json!({"auth_type": auth_type})).await;
+    audit(&state, &user.id, existing.as_ref().map(|c| c.id.as_str()), "authorize", "started", Some(peer.ip().to_string()), json!({"auth_type": auth_type}))
+        .await;
     let mut resp = if matches!(q.redirect.as_deref(), Some("1") | Some("true")) {
         Redirect::to(&started.launch_url).into_response()
     } else {
@@ -136,7 +133,12 @@ pub async fn launch(State(state): State<AppState>, headers: HeaderMap, ConnectIn
 }
 
 /// The confirmation page's form: binds this browser and goes on to KFTC, or cancels.
-pub async fn launch_confirm(State(state): State<AppState>, headers: HeaderMap, ConnectInfo(peer): ConnectInfo<SocketAddr>, form: Result<Form<ConfirmForm>, FormRejection>) -> Response {
+pub async fn launch_confirm(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    form: Result<Form<ConfirmForm>, FormRejection>,
+) -> Response {
     FLOW.confirm(&state, &headers, form, Some(peer.ip().to_string())).await
 }
 
@@ -152,7 +154,12 @@ pub struct CallbackQuery {
     rsp_message: Option<String>,
 }
 
-pub async fn callback(State(state): State<AppState>, headers: HeaderMap, ConnectInfo(peer): ConnectInfo<SocketAddr>, Query(q): Query<CallbackQuery>) -> Response {
+pub async fn callback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<CallbackQuery>,
+) -> Response {
     let ip = Some(peer.ip().to_string());
     // 1. The state and the browser binding, before anything else.
     let pending = match FLOW.take_callback_state(&state, &headers, q.state.as_deref(), ip.clone()).await {
@@ -166,7 +173,8 @@ pub async fn callback(State(state): State<AppState>, headers: HeaderMap, Connect
         let provider_code = q.rsp_code.clone().or(q.error.clone()).unwrap_or_else(|| "unknown".into());
         let reason = q.rsp_message.clone().or(q.error_description.clone()).unwrap_or_default();
         audit(&state, &user_id, None, "callback", "denied", ip, json!({"provider_code": provider_code})).await;
-        let message = if reason.is_empty() { "The bank connection was cancelled.".to_string() } else { format!("The bank connection was not completed: {reason}") };
+        let message =
+            if reason.is_empty() { "The bank connection was cancelled.".to_string() } else { format!("The bank connection was not completed: {reason}") };
         return result_page(StatusCode::OK, false, "consent_denied", &message);
     };
     if code.len() > 512 {
@@ -236,11 +244,7 @@ async fn save_accounts(state: &AppState, conn: &Connection, accounts: &[AccountI
 }
 
 fn stored_accounts(conn: &Connection) -> Vec<StoredAccount> {
-    serde_json::from_str::<Value>(&conn.metadata)
-        .ok()
-        .and_then(|v| v.get("accounts").cloned())
-        .and_then(|a| serde_json::from_value(a).ok())
-        .unwrap_or_default()
+    serde_json::from_str::<Value>(&conn.metadata).ok().and_then(|v| v.get("accounts").cloned()).and_then(|a| serde_json::from_value(a).ok()).unwrap_or_default()
 }
 
 /// The callback's result page (it clears the binding cookie).
@@ -261,7 +265,8 @@ where
     let token = state.tokens.access_token(user_id, PROVIDER).await?;
     let conn_id = token.connection_id.clone();
     let version = token.version;
-    let retry_with = AccessToken { connection_id: conn_id.clone(), token: token.token.clone(), version, expires_at: token.expires_at, scope: None, provider_user_id: None };
+    let retry_with =
+        AccessToken { connection_id: conn_id.clone(), token: token.token.clone(), version, expires_at: token.expires_at, scope: None, provider_user_id: None };
     match call(token).await {
         Ok(v) => Ok(v),
         Err(KftcError::TokenExpired) => {
@@ -483,7 +488,8 @@ pub async fn transactions(State(state): State<AppState>, user: AuthUser, ApiJson
         to_date: format!("{:04}{:02}{:02}", to.year(), to.month(), to.day()),
         sort_order,
     };
-    let fingerprint = sha256_hex(&format!("{}|{}|{}|{}|{}", query.fintech_use_num, query.inquiry_type, query.from_date, query.to_date, query.sort_order))[..16].to_string();
+    let fingerprint =
+        sha256_hex(&format!("{}|{}|{}|{}|{}", query.fintech_use_num, query.inquiry_type, query.from_date, query.to_date, query.sort_order))[..16].to_string();
     let cursor_key = &state.kftc_settings.cursor_key;
     let (mut trace, mut offset) = match &body.cursor {
         None => (None, 0),
@@ -491,7 +497,10 @@ pub async fn transactions(State(state): State<AppState>, user: AuthUser, ApiJson
             let cursor = Cursor::open(c, cursor_key, &user.id)
                 .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not one this service returned to you."))?;
             if cursor.q != fingerprint {
-                return Err(ApiError::bad_request("invalid_cursor", "cursor belongs to a different query; send the same fintech_use_num, dates, inquiry_type and sort_order."));
+                return Err(ApiError::bad_request(
+                    "invalid_cursor",
+                    "cursor belongs to a different query; send the same fintech_use_num, dates, inquiry_type and sort_order.",
+                ));
             }
             (cursor.t, cursor.o)
         }

@@ -27,7 +27,11 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
     let message = if plain {
         let bytes = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
         let text = String::from_utf8_lossy(&bytes).trim().chars().take(300).collect::<String>();
-        if text.is_empty() { default_message.to_string() } else { text }
+        if text.is_empty() {
+            default_message.to_string()
+        } else {
+            text
+        }
     } else {
         default_message.to_string()
     };
@@ -89,7 +93,11 @@ pub async fn security_headers(State(Https(https)): State<Https>, req: Request, n
             h.remove(header::SET_COOKIE);
             for c in cookies {
                 let text = c.to_str().unwrap_or("");
-                let secured = if text.to_ascii_lowercase().contains("; secure") { c.clone() } else { HeaderValue::from_str(&format!("{text}; Secure")).unwrap_or(c.clone()) };
+                let secured = if text.to_ascii_lowercase().contains("; secure") {
+                    c.clone()
+                } else {
+                    HeaderValue::from_str(&format!("{text}; Secure")).unwrap_or(c.clone())
+                };
                 h.append(header::SET_COOKIE, secured);
             }
         }

@@ -22,18 +22,18 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"));
     }
     // Disabled providers have no breaker.
-    let breakers: Vec<(&str, &crate::providers::upstream::CircuitBreaker)> = [
-        ("kftc", state.kftc_client.as_ref().map(|k| k.breaker())),
-        ("toss", state.toss_service.as_ref().map(|t| t.breaker())),
-    ]
-    .into_iter()
-    .filter_map(|(p, b)| Some((p, b?)))
-    .collect();
+    let breakers: Vec<(&str, &crate::providers::upstream::CircuitBreaker)> =
+        [("kftc", state.kftc_client.as_ref().map(|k| k.breaker())), ("toss", state.toss_service.as_ref().map(|t| t.breaker()))]
+            .into_iter()
+            .filter_map(|(p, b)| Some((p, b?)))
+            .collect();
     out.push_str("# HELP qetta_upstream_circuit_open Whether calls to a provider are paused (open or half-open).\n# TYPE qetta_upstream_circuit_open gauge\n");
     for (provider, b) in &breakers {
         out.push_str(&format!("qetta_upstream_circuit_open{{provider=\"{provider}\"}} {}\n", u8::from(b.is_open())));
     }
-    out.push_str("# HELP qetta_upstream_circuit_state The circuit breaker's state per provider (1 on the current one).\n# TYPE qetta_upstream_circuit_state gauge\n");
+    out.push_str(
+        "# HELP qetta_upstream_circuit_state The circuit breaker's state per provider (1 on the current one).\n# TYPE qetta_upstream_circuit_state gauge\n",
+    );
     for (provider, b) in &breakers {
         let current = b.state();
         for st in [BreakerState::Closed, BreakerState::Open, BreakerState::HalfOpen] {
@@ -44,7 +44,9 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     for (provider, b) in &breakers {
         out.push_str(&format!("qetta_upstream_circuit_rejected_total{{provider=\"{provider}\"}} {}\n", b.rejected_total()));
     }
-    out.push_str("# HELP qetta_redis_up Whether Redis answered its last call (1), failed recently (0); absent without REDIS_URL.\n# TYPE qetta_redis_up gauge\n");
+    out.push_str(
+        "# HELP qetta_redis_up Whether Redis answered its last call (1), failed recently (0); absent without REDIS_URL.\n# TYPE qetta_redis_up gauge\n",
+    );
     if let Some(h) = state.shared.redis_health() {
         out.push_str(&format!("qetta_redis_up {}\n", u8::from(h.is_up())));
         out.push_str(&format!("# HELP qetta_redis_failures_total Redis calls that failed or timed out (each answered by a fallback).\n# TYPE qetta_redis_failures_total counter\nqetta_redis_failures_total {}\n", h.failures_total()));

@@ -39,7 +39,11 @@ async fn openapi() -> impl axum::response::IntoResponse {
 
 /// Every route of a disabled provider (neither configured nor simulated) answers 503
 /// `provider_not_configured` before any work, except `disconnect`, which only forgets local data.
-async fn provider_gate(axum::extract::State(state): axum::extract::State<AppState>, req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+async fn provider_gate(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     let path = req.uri().path();
     let path = path.strip_prefix("/api/v1").unwrap_or(path);
@@ -89,10 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/toss/disconnect", delete(toss::disconnect))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), provider_gate));
 
-    let mut app = Router::new()
-        .route("/health", get(health::health))
-        .route("/ready", get(health::ready))
-        .nest("/api/v1", api);
+    let mut app = Router::new().route("/health", get(health::health)).route("/ready", get(health::ready)).nest("/api/v1", api);
     if let Some(sb) = &state.sandbox {
         app = app
             .nest_service("/sandbox/kftc", sb.kftc_router())
@@ -113,10 +114,16 @@ pub fn router(state: AppState) -> Router {
         // Outside the timeout, so that its 408 (and every other bodiless error) gets the JSON body.
         .layer(axum::middleware::from_fn(layers::json_errors))
         // Spans name the path only: query strings carry OAuth codes and states.
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::extract::Request| tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &axum::extract::Request| tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())),
+        )
         .layer(axum::middleware::from_fn_with_state(layers::Https(state.config.public_url.starts_with("https://")), layers::security_headers))
         // Before everything that looks at the client's address (limits, audit entries).
-        .layer(axum::middleware::from_fn_with_state(client_ip::TrustedProxies(std::sync::Arc::new(state.config.trusted_proxies.clone())), client_ip::middleware));
+        .layer(axum::middleware::from_fn_with_state(
+            client_ip::TrustedProxies(std::sync::Arc::new(state.config.trusted_proxies.clone())),
+            client_ip::middleware,
+        ));
 
     if !state.config.cors_origins.is_empty() {
         let origins: Vec<HeaderValue> = state.config.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
@@ -124,11 +131,7 @@ pub fn router(state: AppState) -> Router {
             CorsLayer::new()
                 .allow_origin(AllowOrigin::list(origins))
                 .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
-                .allow_headers([
-                    header::AUTHORIZATION,
-                    header::CONTENT_TYPE,
-                    HeaderName::from_static(request_id::HEADER),
-                ])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static(request_id::HEADER)])
                 .expose_headers([HeaderName::from_static(request_id::HEADER), header::RETRY_AFTER])
                 .max_age(std::time::Duration::from_secs(600)),
         );

@@ -264,7 +264,13 @@ impl Flow {
 
     /// The callback's first step: consumes the state exactly once, checks its provider, expiry
     /// and that this browser is the one bound at launch. Any refusal is the page to answer.
-    pub async fn take_callback_state(&self, state: &AppState, headers: &HeaderMap, raw_state: Option<&str>, ip: Option<String>) -> Result<OAuthState, Response> {
+    pub async fn take_callback_state(
+        &self,
+        state: &AppState,
+        headers: &HeaderMap,
+        raw_state: Option<&str>,
+        ip: Option<String>,
+    ) -> Result<OAuthState, Response> {
         let now = state.clock.now();
         let Some(s) = raw_state.filter(|s| !s.is_empty()) else {
             return Err(self.callback_refusal(FlowError::StateMissing));
@@ -384,7 +390,11 @@ impl Flow {
             rid = text(&crate::http::request_id::current()),
         );
         // The form posts here and is redirected to the provider: both may be form targets.
-        let consent_origin = (self.consent_url)(state, pending).ok().and_then(|u| reqwest::Url::parse(&u).ok()).map(|u| u.origin().ascii_serialization()).filter(|o| o != "null");
+        let consent_origin = (self.consent_url)(state, pending)
+            .ok()
+            .and_then(|u| reqwest::Url::parse(&u).ok())
+            .map(|u| u.origin().ascii_serialization())
+            .filter(|o| o != "null");
         let form_action = match consent_origin {
             Some(o) => format!("form-action 'self' {o}"),
             None => "form-action 'self'".to_string(),

@@ -257,7 +257,11 @@ async fn fetch_result(state: &AppState, user: &AuthUser, peer: &SocketAddr, mut 
         Ok(r) if r.tx_id == v.tx_id => r,
         Ok(_) => {
             state.toss()?.audit(Some(&user.id), ip(peer), "verification_result", "failed", json!({"tx_id": v.tx_id, "error": "tx_id_mismatch"})).await;
-            return Err(ApiError::Upstream { code: "upstream_invalid", message: "Toss answered the result of another verification.".into(), provider_code: None });
+            return Err(ApiError::Upstream {
+                code: "upstream_invalid",
+                message: "Toss answered the result of another verification.".into(),
+                provider_code: None,
+            });
         }
         Err(e) => {
             if matches!(e, TossServiceError::Toss(TossError::Expired)) {
@@ -277,7 +281,13 @@ async fn fetch_result(state: &AppState, user: &AuthUser, peer: &SocketAddr, mut 
     v.completed_at = Some(completed_at);
     state
         .toss()?
-        .audit(Some(&user.id), ip(peer), "verification_result", "verified", json!({"tx_id": v.tx_id, "request_type": v.request_type, "result_calls": v.result_calls}))
+        .audit(
+            Some(&user.id),
+            ip(peer),
+            "verification_result",
+            "verified",
+            json!({"tx_id": v.tx_id, "request_type": v.request_type, "result_calls": v.result_calls}),
+        )
         .await;
     Ok(Json(verification_body(state, &v).await?))
 }
@@ -295,7 +305,13 @@ pub async fn disconnect(State(state): State<AppState>, user: AuthUser, ConnectIn
         let forgot = store::delete_identity(&mut *w.tx, &user.id).await?;
         let deleted = store::delete_verifications_for_user(&mut *w.tx, &user.id).await?;
         if forgot || deleted > 0 {
-            let entry = crate::audit::stamp(crate::toss_service::entry(Some(&user.id), ip(&peer), "disconnect", "ok", json!({"identity_forgotten": forgot, "verifications_deleted": deleted})));
+            let entry = crate::audit::stamp(crate::toss_service::entry(
+                Some(&user.id),
+                ip(&peer),
+                "disconnect",
+                "ok",
+                json!({"identity_forgotten": forgot, "verifications_deleted": deleted}),
+            ));
             crate::store::audit::append_in(&mut w, &entry, now).await?;
         }
         Ok((forgot, deleted))

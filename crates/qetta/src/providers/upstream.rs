@@ -190,7 +190,12 @@ impl CircuitBreaker {
         self.rejected.fetch_add(1, Ordering::Relaxed);
         s.refused_since_log += 1;
         if s.last_refusal_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10)) {
-            tracing::warn!(provider = self.name, refused = s.refused_since_log, retry_after_ms = refusal.as_millis() as u64, "circuit breaker open: refusing provider calls");
+            tracing::warn!(
+                provider = self.name,
+                refused = s.refused_since_log,
+                retry_after_ms = refusal.as_millis() as u64,
+                "circuit breaker open: refusing provider calls"
+            );
             s.last_refusal_log = Some(now);
             s.refused_since_log = 0;
         }
@@ -222,7 +227,11 @@ impl CircuitBreaker {
         }
         match s.buckets.back_mut() {
             Some(b) if b.0 == second => {
-                if failed { b.2 += 1 } else { b.1 += 1 }
+                if failed {
+                    b.2 += 1
+                } else {
+                    b.1 += 1
+                }
             }
             _ => s.buckets.push_back(if failed { (second, 0, 1) } else { (second, 1, 0) }),
         }

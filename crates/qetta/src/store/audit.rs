@@ -58,7 +58,15 @@ struct Fields<'a> {
 impl NewEntry {
     /// What a user (or, without one, the service) did with a provider: actor `user:<id>` or
     /// `service`.
-    pub fn user_action(user_id: Option<&str>, provider: &str, connection_id: Option<&str>, action: &str, outcome: &str, ip: Option<String>, detail: serde_json::Value) -> Self {
+    pub fn user_action(
+        user_id: Option<&str>,
+        provider: &str,
+        connection_id: Option<&str>,
+        action: &str,
+        outcome: &str,
+        ip: Option<String>,
+        detail: serde_json::Value,
+    ) -> Self {
         Self {
             actor: match user_id {
                 Some(u) => format!("user:{u}"),
@@ -172,22 +180,25 @@ pub async fn append_in(w: &mut super::WriteTx, e: &NewEntry, now: i64) -> Result
 
 /// A page of one user's entries, newest first, with ids below `before` when given.
 pub async fn list_for_user(db: &Db, user_id: &str, before: Option<i64>, limit: i64) -> Result<Vec<Entry>, StoreError> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM audit_log WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
-    ))
-    .bind(user_id)
-    .bind(before.unwrap_or(i64::MAX))
-    .bind(limit)
-    .fetch_all(db.pool())
-    .await?)
+    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM audit_log WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"))
+        .bind(user_id)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await?)
 }
 
 /// What [`verify`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verification {
-    Intact { entries: u64 },
+    Intact {
+        entries: u64,
+    },
     /// The first entry whose stored hashes do not match the chain.
-    Broken { id: i64, reason: &'static str },
+    Broken {
+        id: i64,
+        reason: &'static str,
+    },
 }
 
 /// Walks the whole log in id order, recomputing every hash.
@@ -196,10 +207,8 @@ pub async fn verify(db: &Db) -> Result<Verification, StoreError> {
     let mut after = i64::MIN;
     let mut count = 0u64;
     loop {
-        let page: Vec<Entry> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM audit_log WHERE id > $1 ORDER BY id LIMIT 1000"))
-            .bind(after)
-            .fetch_all(db.pool())
-            .await?;
+        let page: Vec<Entry> =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM audit_log WHERE id > $1 ORDER BY id LIMIT 1000")).bind(after).fetch_all(db.pool()).await?;
         if page.is_empty() {
             return Ok(Verification::Intact { entries: count });
         }

@@ -50,10 +50,7 @@ pub struct TokenWrite {
 }
 
 pub async fn list_for_user(db: &Db, user_id: &str) -> Result<Vec<Connection>, StoreError> {
-    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM connections WHERE user_id = $1 ORDER BY provider"))
-        .bind(user_id)
-        .fetch_all(db.pool())
-        .await?)
+    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM connections WHERE user_id = $1 ORDER BY provider")).bind(user_id).fetch_all(db.pool()).await?)
 }
 
 pub async fn get(db: &Db, user_id: &str, provider: &str) -> Result<Option<Connection>, StoreError> {
@@ -132,7 +129,13 @@ pub async fn write_tokens<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
 
 /// Records a failed refresh of the row at `expected_version`: the tokens stay, the next attempt
 /// waits until `next_at`. Returns `false` when the row moved on (someone else refreshed).
-pub async fn record_refresh_failure<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, id: &str, expected_version: i64, next_at: i64, now: i64) -> Result<bool, StoreError> {
+pub async fn record_refresh_failure<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    ex: E,
+    id: &str,
+    expected_version: i64,
+    next_at: i64,
+    now: i64,
+) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "UPDATE connections SET refresh_failures = refresh_failures + 1, next_refresh_at = $1, refresh_claimed_until = NULL, updated_at = $2 \
          WHERE id = $3 AND version = $4",
@@ -282,21 +285,12 @@ pub async fn set_status(db: &Db, id: &str, status: &str, now: i64) -> Result<(),
 }
 
 pub async fn set_metadata(db: &Db, id: &str, metadata: &serde_json::Value, now: i64) -> Result<(), StoreError> {
-    sqlx::query("UPDATE connections SET metadata = $1, updated_at = $2 WHERE id = $3")
-        .bind(metadata.to_string())
-        .bind(now)
-        .bind(id)
-        .execute(db.pool())
-        .await?;
+    sqlx::query("UPDATE connections SET metadata = $1, updated_at = $2 WHERE id = $3").bind(metadata.to_string()).bind(now).bind(id).execute(db.pool()).await?;
     Ok(())
 }
 
 /// Deletes the connection and its tokens. Returns whether there was one.
 pub async fn delete(db: &Db, user_id: &str, provider: &str) -> Result<bool, StoreError> {
-    let done = sqlx::query("DELETE FROM connections WHERE user_id = $1 AND provider = $2")
-        .bind(user_id)
-        .bind(provider)
-        .execute(db.pool())
-        .await?;
+    let done = sqlx::query("DELETE FROM connections WHERE user_id = $1 AND provider = $2").bind(user_id).bind(provider).execute(db.pool()).await?;
     Ok(done.rows_affected() > 0)
 }

@@ -77,7 +77,10 @@ pub fn is_outage(e: &sqlx::Error) -> bool {
             // insufficient resources (53…), read-only transaction (25006). SQLite: full, read-only,
             // I/O error, busy.
             let code = db.code().map(|c| c.to_string()).unwrap_or_default();
-            code.starts_with("08") || code.starts_with("57P") || code.starts_with("53") || code == "25006"
+            code.starts_with("08")
+                || code.starts_with("57P")
+                || code.starts_with("53")
+                || code == "25006"
                 || ["13", "8", "10", "5", "14"].contains(&code.as_str())
                 || db.message().contains("database or disk is full")
                 || db.message().contains("readonly database")

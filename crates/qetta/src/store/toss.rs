@@ -44,12 +44,13 @@ pub async fn ensure_service_row(db: &Db, provider: &str, now: i64) -> Result<(),
 }
 
 /// Reads the row on any executor; `for_update` takes the row lock (PostgreSQL only).
-pub async fn read_service_row<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, provider: &str, for_update: bool) -> Result<Option<ServiceTokenRow>, StoreError> {
+pub async fn read_service_row<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    ex: E,
+    provider: &str,
+    for_update: bool,
+) -> Result<Option<ServiceTokenRow>, StoreError> {
     let lock = if for_update { " FOR UPDATE" } else { "" };
-    Ok(sqlx::query_as(&format!("SELECT {SERVICE_COLUMNS} FROM service_tokens WHERE provider = $1{lock}"))
-        .bind(provider)
-        .fetch_optional(ex)
-        .await?)
+    Ok(sqlx::query_as(&format!("SELECT {SERVICE_COLUMNS} FROM service_tokens WHERE provider = $1{lock}")).bind(provider).fetch_optional(ex).await?)
 }
 
 /// What a successful token call writes.
@@ -274,10 +275,7 @@ pub async fn upsert_identity(db: &Db, i: &Identity) -> Result<(), StoreError> {
 }
 
 pub async fn get_identity(db: &Db, user_id: &str) -> Result<Option<Identity>, StoreError> {
-    Ok(sqlx::query_as(&format!("SELECT {IDENTITY_COLUMNS} FROM toss_identities WHERE user_id = $1"))
-        .bind(user_id)
-        .fetch_optional(db.pool())
-        .await?)
+    Ok(sqlx::query_as(&format!("SELECT {IDENTITY_COLUMNS} FROM toss_identities WHERE user_id = $1")).bind(user_id).fetch_optional(db.pool()).await?)
 }
 
 pub async fn delete_identity<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, user_id: &str) -> Result<bool, StoreError> {

@@ -36,12 +36,7 @@ pub fn tombstone_email(id: &str) -> String {
 }
 
 pub async fn create(db: &Db, email: &str, password_hash: &str, now: i64) -> Result<User, StoreError> {
-    let user = User {
-        id: uuid::Uuid::new_v4().to_string(),
-        email: email.to_string(),
-        password_hash: password_hash.to_string(),
-        created_at: now,
-    };
+    let user = User { id: uuid::Uuid::new_v4().to_string(), email: email.to_string(), password_hash: password_hash.to_string(), created_at: now };
     sqlx::query("INSERT INTO users (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4)")
         .bind(&user.id)
         .bind(&user.email)
@@ -62,10 +57,7 @@ pub async fn find_by_email(db: &Db, email: &str) -> Result<Option<User>, StoreEr
 
 /// A live (not deleted) user.
 pub async fn find_by_id(db: &Db, id: &str) -> Result<Option<User>, StoreError> {
-    Ok(sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE id = $1 AND deleted_at IS NULL")
-        .bind(id)
-        .fetch_optional(db.pool())
-        .await?)
+    Ok(sqlx::query_as("SELECT id, email, password_hash, created_at FROM users WHERE id = $1 AND deleted_at IS NULL").bind(id).fetch_optional(db.pool()).await?)
 }
 
 /// Whether `id` is a deleted account (one primary-key lookup; `false` for ids never seen).

@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::RngCore;
 use crate::redis_conn::Redis;
+use rand::RngCore;
 
 #[derive(Default)]
 pub struct LocalFlights {

@@ -33,9 +33,9 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::clock::Clock;
 use crate::config::TokenSettings;
 use crate::store::connections::{self, Connection, TokenWrite};
+use crate::store::WriteTx;
 use crate::store::{audit, Db, StoreError};
 use crate::vault::{Aad, Vault, VaultError};
-use crate::store::WriteTx;
 use locks::LocalFlights;
 
 /// What a provider's token endpoint granted.
@@ -382,10 +382,11 @@ impl TokenManager {
             return self.usable(&row);
         }
 
-        let refresher = self.refreshers.get(row.provider.as_str()).cloned().ok_or_else(|| TokenError::Upstream {
-            message: format!("no refresher for provider {}", row.provider),
-            provider_code: None,
-        })?;
+        let refresher = self
+            .refreshers
+            .get(row.provider.as_str())
+            .cloned()
+            .ok_or_else(|| TokenError::Upstream { message: format!("no refresher for provider {}", row.provider), provider_code: None })?;
         let Some(refresh_blob) = row.refresh_token.as_deref() else {
             self.mark_dead(&row, owner, "no refresh token stored").await?;
             return Err(TokenError::ReauthRequired);
@@ -503,7 +504,9 @@ impl TokenManager {
             match &outcome {
                 Ok(true) if attempt > 0 => tracing::info!(connection_id = %id, attempts = attempt + 1, "refreshed tokens stored after a storage outage"),
                 Ok(_) => {}
-                Err(e) => tracing::error!(connection_id = %id, error = %e, "refreshed tokens could not be stored in time and are lost; the connection will need consent again"),
+                Err(e) => {
+                    tracing::error!(connection_id = %id, error = %e, "refreshed tokens could not be stored in time and are lost; the connection will need consent again")
+                }
             }
             let _ = done_tx.send(outcome);
         });

@@ -40,8 +40,10 @@ pub async fn run_once(manager: &TokenManager, stats: &RefresherStats) -> Result<
     let claim_for = (s.upstream_timeout.as_secs() as i64) * 3 + 30;
     let ids = connections::claim_due(manager.db(), now + s.refresher_lookahead_secs, now, now + claim_for, s.refresher_batch).await?;
     let mut report = PassReport { claimed: ids.len(), ..Default::default() };
-    let results: Vec<Result<bool, TokenError>> =
-        futures::stream::iter(ids.into_iter().map(|id| async move { manager.refresh_if_due_ahead(&id).await })).buffer_unordered(s.refresher_concurrency).collect().await;
+    let results: Vec<Result<bool, TokenError>> = futures::stream::iter(ids.into_iter().map(|id| async move { manager.refresh_if_due_ahead(&id).await }))
+        .buffer_unordered(s.refresher_concurrency)
+        .collect()
+        .await;
     for r in results {
         match r {
             Ok(true) => report.refreshed += 1,

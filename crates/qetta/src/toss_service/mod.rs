@@ -33,9 +33,9 @@ use crate::clock::Clock;
 use crate::config::{DatabaseKind, TokenSettings};
 use crate::error::ApiError;
 use crate::providers::toss::{AuthRequest, AuthResult, AuthStatus, TossClient, TossError, TossUser};
+use crate::providers::upstream::{self, BreakerPolicy, CircuitBreaker};
 use crate::store::toss::{self as store, Identity, ServiceTokenRow, ServiceTokenWrite};
 use crate::store::{audit, meta, Db, StoreError};
-use crate::providers::upstream::{self, BreakerPolicy, CircuitBreaker};
 use crate::tokens::locks::{LockError, RedisLock};
 use crate::vault::{Aad, Vault, VaultError};
 
@@ -117,10 +117,9 @@ impl From<TossServiceError> for ApiError {
             TossServiceError::Invalid(i) => ApiError::invalid(i.code, i.message),
             TossServiceError::Toss(t) => toss_api_error(&t),
             TossServiceError::Busy => ApiError::Unavailable("Another replica is fetching the Toss token; try again.".into()),
-            TossServiceError::CircuitOpen { retry_after_secs } => ApiError::UpstreamUnavailable {
-                message: "Toss is failing right now; calls are paused briefly.".into(),
-                retry_after_secs,
-            },
+            TossServiceError::CircuitOpen { retry_after_secs } => {
+                ApiError::UpstreamUnavailable { message: "Toss is failing right now; calls are paused briefly.".into(), retry_after_secs }
+            }
             TossServiceError::Store(s) => s.into(),
             TossServiceError::Redis(r) => ApiError::internal(r),
             TossServiceError::Vault(v) => ApiError::internal(v),
@@ -136,9 +135,10 @@ fn toss_api_error(t: &TossError) -> ApiError {
     match t {
         TossError::InvalidToken => upstream("upstream_auth", "Toss refused the service's access token, also a newly issued one.".into(), Some("CE1000".into())),
         TossError::NotFound => ApiError::NotFound("Toss has no such verification request.".into()),
-        TossError::NotCompleted => {
-            ApiError::conflict("not_completed", "The user has not completed the verification in the Toss app yet; fetch the result once the status is COMPLETED.")
-        }
+        TossError::NotCompleted => ApiError::conflict(
+            "not_completed",
+            "The user has not completed the verification in the Toss app yet; fetch the result once the status is COMPLETED.",
+        ),
         TossError::Expired => ApiError::conflict("verification_expired", "This verification has expired; start a new one."),
         TossError::ResultLimit => ApiError::conflict(
             "result_limit",
@@ -465,13 +465,8 @@ impl TossService {
         let issued = self.issue_token().await?;
         let expires_at = i64::try_from(issued.expires_in).ok().map(|s| now.saturating_add(s));
         let sealed = self.vault.seal_str(issued.access_token.expose_secret(), SERVICE_AAD);
-        let write = ServiceTokenWrite {
-            access_token: &sealed,
-            key_id: self.vault.active_key_id(),
-            token_type: &issued.token_type,
-            scope: &issued.scope,
-            expires_at,
-        };
+        let write =
+            ServiceTokenWrite { access_token: &sealed, key_id: self.vault.active_key_id(), token_type: &issued.token_type, scope: &issued.scope, expires_at };
         let written = match tx {
             Some(tx) => store::write_service_token(&mut **tx, PROVIDER, row.version, &write, now).await?,
             None => store::write_service_token(self.db.pool(), PROVIDER, row.version, &write, now).await?,
@@ -482,10 +477,7 @@ impl TossService {
             tracing::warn!("the Toss service token row changed while a new token was fetched");
         }
         let version = if written { row.version + 1 } else { row.version };
-        Ok((
-            ServiceToken { token: issued.access_token, version, expires_at, scope: issued.scope, token_type: issued.token_type, fetched_at: now },
-            true,
-        ))
+        Ok((ServiceToken { token: issued.access_token, version, expires_at, scope: issued.scope, token_type: issued.token_type, fetched_at: now }, true))
     }
 
     /// Runs `call` with the service token; on CE1000/401 gets a new token (unless another caller

@@ -1,7 +1,7 @@
 use serde_json::{json, Value};
 
-use crate::{all_backends, both_backends};
 use crate::support::{error_code, spawn, Backend, JWT_SECRET};
+use crate::{all_backends, both_backends};
 
 both_backends!(register_login_and_status, jwt_rejections);
 // Login throttling counts in the shared state: also with Redis.
@@ -139,7 +139,6 @@ async fn limits_answer_429_and_413(backend: Backend) {
     let big = json!({"email": "x@example.com", "password": "p".repeat(100_000)});
     let r = app.post_json("/api/v1/auth/register", &big, None).await;
     assert_eq!(error_code(r, 413).await, "payload_too_large");
-
 }
 
 both_backends!(rejections_of_bad_urls_are_json_too);
@@ -372,7 +371,14 @@ async fn wrong_service_keys_are_throttled_and_audited(backend: Backend) {
     let app = Spawn::new(backend).var("QETTA_SERVICE_KEY", SERVICE_KEY).start().await;
     // With Redis, a second replica on the same database and Redis namespace shares the count.
     let other = if backend.uses_redis() {
-        Some(Spawn::new(backend).database(&app.database_url).var("QETTA_SERVICE_KEY", SERVICE_KEY).var("QETTA_REDIS_PREFIX", &app.state.config.redis_prefix).start().await)
+        Some(
+            Spawn::new(backend)
+                .database(&app.database_url)
+                .var("QETTA_SERVICE_KEY", SERVICE_KEY)
+                .var("QETTA_REDIS_PREFIX", &app.state.config.redis_prefix)
+                .start()
+                .await,
+        )
     } else {
         None
     };
@@ -441,14 +447,10 @@ async fn common_passwords_are_refused(backend: Backend) {
 async fn a_thousand_concurrent_logins_keep_memory_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}?mode=rwc", dir.path().join("logins.db").display());
-    let extra: Vec<(String, String)> = [
-        ("QETTA_RATE_LIMIT_AUTH_PER_IP", "1000000"),
-        ("QETTA_LOGIN_MAX_FAILURES", "1000000"),
-        ("RUST_LOG", "warn"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let extra: Vec<(String, String)> = [("QETTA_RATE_LIMIT_AUTH_PER_IP", "1000000"), ("QETTA_LOGIN_MAX_FAILURES", "1000000"), ("RUST_LOG", "warn")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     // KFTC is never called here; the Toss sandbox stays embedded.
     let proc = crate::procs::replica(dir.path(), "logins", crate::procs::free_port(), &db, "http://127.0.0.1:9/kftc", &extra).await;
     crate::procs::register(&proc.base, "many@example.com").await;
@@ -485,17 +487,17 @@ async fn a_thousand_concurrent_logins_keep_memory_bounded() {
             other => panic!("unexpected status {other}: {body}"),
         }
     }
-    eprintln!(
-        "1000 concurrent logins in {elapsed:?}: {by_status:?}; RSS before {} MiB, peak {} MiB, after {} MiB",
-        before / 1024,
-        peak / 1024,
-        after / 1024
-    );
+    eprintln!("1000 concurrent logins in {elapsed:?}: {by_status:?}; RSS before {} MiB, peak {} MiB, after {} MiB", before / 1024, peak / 1024, after / 1024);
     assert_eq!(answers.len(), 1000);
     assert!(by_status.get(&200).is_some_and(|n| *n > 0) && by_status.get(&401).is_some_and(|n| *n > 0), "{by_status:?}");
     assert!(peak < 200 * 1024, "peak RSS {} MiB", peak / 1024);
     assert!(after < 200 * 1024, "RSS after {} MiB", after / 1024);
     // The service is fine afterwards.
-    let r = client.post(format!("{}/api/v1/auth/login", proc.base)).json(&json!({"email": "many@example.com", "password": "correct horse 7"})).send().await.unwrap();
+    let r = client
+        .post(format!("{}/api/v1/auth/login", proc.base))
+        .json(&json!({"email": "many@example.com", "password": "correct horse 7"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }

@@ -200,7 +200,10 @@ async fn a_storage_outage_during_a_refresh_wave_loses_no_connection() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    eprintln!("outage of {:?}: {refreshed} of {N} grants stored after it, {lost} lost; answers {statuses:?}; the other replica right after: {raced:?}", outage.elapsed());
+    eprintln!(
+        "outage of {:?}: {refreshed} of {N} grants stored after it, {lost} lost; answers {statuses:?}; the other replica right after: {raced:?}",
+        outage.elapsed()
+    );
     assert!(raced.iter().all(|s| [200, 503].contains(s)), "{raced:?}");
     assert_eq!(lost, 0, "no connection needs consent again");
     assert_eq!(refreshed as usize, N, "every grant issued during the outage was stored");
@@ -210,7 +213,8 @@ async fn a_storage_outage_during_a_refresh_wave_loses_no_connection() {
         assert_eq!(balance_status(&app, t).await, 200);
     }
     assert_eq!(issued(&app.sandbox_stats("kftc").await) as usize, N);
-    let audited: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'refresh' AND outcome = 'ok'").fetch_one(app.state.db.pool()).await.unwrap();
+    let audited: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'refresh' AND outcome = 'ok'").fetch_one(app.state.db.pool()).await.unwrap();
     assert_eq!(audited as usize, N, "every stored refresh has its audit entry");
 }
 
@@ -354,7 +358,11 @@ async fn a_dead_lease_holder_blocks_others_for_one_lease_at_most(backend: Backen
     app.clock.advance(7_776_000);
     // A replica took the refresh lease (3 s) and died at once: it never renews it.
     let until = chrono::Utc::now().timestamp_millis() + 3_000;
-    sqlx::query("UPDATE connections SET refresh_lease_owner = 'dead-replica', refresh_lease_until = $1").bind(until).execute(app.state.db.pool()).await.unwrap();
+    sqlx::query("UPDATE connections SET refresh_lease_owner = 'dead-replica', refresh_lease_until = $1")
+        .bind(until)
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
     let started = Instant::now();
     let r = app.get(&format!("/api/v1/oauth/kftc/balance/{fin}"), Some(&token)).await;
     let waited = started.elapsed();
@@ -415,10 +423,11 @@ async fn raw_tokens_and_disconnects_are_refused_without_an_audit_entry(backend: 
     assert!(v["access_token"].is_string());
     let r = app.client.delete(app.url("/api/v1/oauth/kftc/disconnect")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let recorded: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_log WHERE provider = 'kftc' AND action IN ('token_fetch', 'disconnect') ORDER BY id")
-        .fetch_all(app.state.db.pool())
-        .await
-        .unwrap();
+    let recorded: Vec<String> =
+        sqlx::query_scalar("SELECT action FROM audit_log WHERE provider = 'kftc' AND action IN ('token_fetch', 'disconnect') ORDER BY id")
+            .fetch_all(app.state.db.pool())
+            .await
+            .unwrap();
     assert_eq!(recorded, ["token_fetch", "disconnect"], "only the operations that happened are recorded");
 }
 
@@ -449,7 +458,14 @@ async fn postgres_without_redis_keeps_its_pool_under_a_refresh_storm() {
         async move { client.get(url).bearer_auth(&token).send().await.unwrap().status().as_u16() }
     });
     let statuses = futures::future::join_all(wave).await;
-    eprintln!("40 concurrent refreshes over a pool of 16: {:?} in {:?}", statuses.iter().fold(std::collections::BTreeMap::new(), |mut m, s| { *m.entry(*s).or_insert(0) += 1; m }), started.elapsed());
+    eprintln!(
+        "40 concurrent refreshes over a pool of 16: {:?} in {:?}",
+        statuses.iter().fold(std::collections::BTreeMap::new(), |mut m, s| {
+            *m.entry(*s).or_insert(0) += 1;
+            m
+        }),
+        started.elapsed()
+    );
     assert!(statuses.iter().all(|s| *s == 200), "no pool time-out: {statuses:?}");
     assert_eq!(count(&app.sandbox_stats("kftc").await, &["tokens", "issued", "refresh_token"]) as usize, N);
 }
@@ -522,7 +538,11 @@ async fn a_refresh_token_spent_by_a_stalled_holder_waits_for_its_grant(backend: 
     let new_refresh = granted["refresh_token"].as_str().unwrap().to_string();
     // Its lease ran out (and its grace) while storage was down.
     let long_ago = chrono::Utc::now().timestamp_millis() - 60_000;
-    sqlx::query("UPDATE connections SET refresh_lease_owner = 'stalled-holder', refresh_lease_until = $1").bind(long_ago).execute(app.state.db.pool()).await.unwrap();
+    sqlx::query("UPDATE connections SET refresh_lease_owner = 'stalled-holder', refresh_lease_until = $1")
+        .bind(long_ago)
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
 
     // Storage is back: its write lands 600 ms from now, fenced by the version it read.
     let (db, now) = (app.state.db.clone(), app.state.clock.now());

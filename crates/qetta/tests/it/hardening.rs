@@ -63,7 +63,8 @@ async fn metrics_are_served_on_the_admin_listener_only() {
 #[tokio::test]
 async fn behind_a_trusted_proxy_each_client_has_its_own_limits() {
     let login = |app: &crate::support::TestApp, email: &str, password: &str, client: &str| {
-        let req = app.client.post(app.url("/api/v1/auth/login")).header("x-forwarded-for", client).json(&serde_json::json!({"email": email, "password": password}));
+        let req =
+            app.client.post(app.url("/api/v1/auth/login")).header("x-forwarded-for", client).json(&serde_json::json!({"email": email, "password": password}));
         async move { req.send().await.unwrap().status().as_u16() }
     };
     for trusted in [true, false] {

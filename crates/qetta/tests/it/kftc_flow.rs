@@ -2,8 +2,8 @@
 
 use serde_json::{json, Value};
 
-use crate::{all_backends, both_backends};
 use crate::support::{count, error_code, spawn, Backend, Spawn};
+use crate::{all_backends, both_backends};
 
 both_backends!(every_page_of_a_long_history, dead_grant_needs_reauth_then_reconnect, upstream_errors_map_to_ours, input_is_validated);
 // The flows that touch shared state (OAuth states, refresh locks, bank_tran_id counters) also

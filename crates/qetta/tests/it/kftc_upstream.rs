@@ -39,30 +39,33 @@ async fn front(callback: &str) -> Front {
     let bend = Arc::new(Mutex::new(Bend::Nothing));
     let token_calls = Arc::new(AtomicUsize::new(0));
     let (b, calls) = (bend.clone(), token_calls.clone());
-    let router = axum::Router::new().nest_service("/sandbox/kftc", sandbox.kftc_router()).layer(axum::middleware::from_fn(move |req: Request, next: axum::middleware::Next| {
-        let (bend, calls) = (*b.lock().unwrap(), calls.clone());
-        async move {
-            let path = req.uri().path().to_string();
-            if path.ends_with("/oauth/2.0/token") {
-                calls.fetch_add(1, Ordering::SeqCst);
-            }
-            match bend {
-                Bend::HtmlBalance if path.ends_with("/balance/fin_num") => {
-                    ([("content-type", "text/html")], "<!DOCTYPE html><html><body>서비스 점검 중입니다 (maintenance)</body></html>").into_response()
+    let router = axum::Router::new().nest_service("/sandbox/kftc", sandbox.kftc_router()).layer(axum::middleware::from_fn(
+        move |req: Request, next: axum::middleware::Next| {
+            let (bend, calls) = (*b.lock().unwrap(), calls.clone());
+            async move {
+                let path = req.uri().path().to_string();
+                if path.ends_with("/oauth/2.0/token") {
+                    calls.fetch_add(1, Ordering::SeqCst);
                 }
-                Bend::ErrorWithNulls if path.ends_with("/balance/fin_num") => axum::Json(serde_json::json!({
-                    "api_tran_id": null, "rsp_code": "A0002", "rsp_message": "참가기관 에러", "bank_tran_id": null,
-                    "bank_rsp_code": "412", "bank_rsp_message": null, "balance_amt": null, "res_list": null,
-                }))
-                .into_response(),
-                Bend::BrokenTokenAnswer if path.ends_with("/oauth/2.0/token") => {
-                    let chunks: Vec<Result<&'static str, std::io::Error>> = vec![Ok("{\"access_token\":\"eyJ"), Err(std::io::Error::other("connection lost"))];
-                    Response::builder().header("content-type", "application/json").body(Body::from_stream(futures::stream::iter(chunks))).unwrap()
+                match bend {
+                    Bend::HtmlBalance if path.ends_with("/balance/fin_num") => {
+                        ([("content-type", "text/html")], "<!DOCTYPE html><html><body>서비스 점검 중입니다 (maintenance)</body></html>").into_response()
+                    }
+                    Bend::ErrorWithNulls if path.ends_with("/balance/fin_num") => axum::Json(serde_json::json!({
+                        "api_tran_id": null, "rsp_code": "A0002", "rsp_message": "참가기관 에러", "bank_tran_id": null,
+                        "bank_rsp_code": "412", "bank_rsp_message": null, "balance_amt": null, "res_list": null,
+                    }))
+                    .into_response(),
+                    Bend::BrokenTokenAnswer if path.ends_with("/oauth/2.0/token") => {
+                        let chunks: Vec<Result<&'static str, std::io::Error>> =
+                            vec![Ok("{\"access_token\":\"eyJ"), Err(std::io::Error::other("connection lost"))];
+                        Response::builder().header("content-type", "application/json").body(Body::from_stream(futures::stream::iter(chunks))).unwrap()
+                    }
+                    _ => next.run(req).await,
                 }
-                _ => next.run(req).await,
             }
-        }
-    }));
+        },
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -140,15 +143,16 @@ async fn our_own_failures_are_not_shown_as_kftc_messages(backend: Backend) {
     app.connect_kftc(&token, "park").await;
     let fin = app.accounts(&token).await[0]["fintech_use_num"].as_str().unwrap().to_string();
     // Storage refuses to hand out bank_tran_id numbers.
-    let statements: &[&str] = if app.database_url.starts_with("postgres") {
-        &[
+    let statements: &[&str] =
+        if app.database_url.starts_with("postgres") {
+            &[
             "CREATE FUNCTION qetta_test_no_ids() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'counter table broken (secret detail)'; END $$ LANGUAGE plpgsql",
             "CREATE TRIGGER qetta_test_no_ids BEFORE INSERT OR UPDATE ON kftc_tran_counters FOR EACH ROW EXECUTE FUNCTION qetta_test_no_ids()",
         ]
-    } else {
-        &["CREATE TRIGGER qetta_test_no_ids BEFORE UPDATE ON kftc_tran_counters BEGIN SELECT RAISE(ABORT, 'counter table broken (secret detail)'); END",
+        } else {
+            &["CREATE TRIGGER qetta_test_no_ids BEFORE UPDATE ON kftc_tran_counters BEGIN SELECT RAISE(ABORT, 'counter table broken (secret detail)'); END",
           "CREATE TRIGGER qetta_test_no_ids_ins BEFORE INSERT ON kftc_tran_counters BEGIN SELECT RAISE(ABORT, 'counter table broken (secret detail)'); END"]
-    };
+        };
     for s in statements {
         sqlx::query(s).execute(app.state.db.pool()).await.unwrap();
     }

@@ -8,16 +8,16 @@
 mod support;
 
 mod auth_api;
-mod kftc_flow;
-mod kftc_upstream;
-mod oidc_peer;
-mod oauth2_sandbox;
-mod openapi;
 mod faults;
 mod hardening;
+mod kftc_flow;
+mod kftc_upstream;
+mod oauth2_sandbox;
+mod oidc_peer;
+mod openapi;
 mod procs;
-mod sandbox_mode;
 mod reliability;
+mod sandbox_mode;
 mod secrets;
 mod startup;
 mod store_suite;

@@ -135,7 +135,9 @@ async fn drive(authorize_url: &str, redirect: &str, user: User<'_>) -> CallbackP
             User::SignsInAndConsents(login) if page.contains(r#"name="prompt" value="login""#) => {
                 browser.post(url.clone()).form(&[("prompt", "login"), ("login", login), ("password", "anything")]).send().await.unwrap()
             }
-            User::SignsInAndConsents(_) if page.contains(r#"name="prompt" value="consent""#) => browser.post(url.clone()).form(&[("prompt", "consent")]).send().await.unwrap(),
+            User::SignsInAndConsents(_) if page.contains(r#"name="prompt" value="consent""#) => {
+                browser.post(url.clone()).form(&[("prompt", "consent")]).send().await.unwrap()
+            }
             User::SignsInAndConsents(_) => panic!("an interaction page the test does not know: {page}"),
         };
     }
@@ -318,7 +320,12 @@ async fn certified_op_refusals() {
     // 3. alg none, and 4. HS256 keyed with the client secret: refused by algorithm.
     let none = format!("{}.{forged_payload}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#));
     assert!(matches!(client.validate_id_token(&none, nonce).await, Err(OAuthError::IdToken(IdTokenError::Algorithm(a))) if a == "none"));
-    let hs = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &payload, &jsonwebtoken::EncodingKey::from_secret(RS_CLIENT.1.as_bytes())).unwrap();
+    let hs = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &payload,
+        &jsonwebtoken::EncodingKey::from_secret(RS_CLIENT.1.as_bytes()),
+    )
+    .unwrap();
     assert!(matches!(client.validate_id_token(&hs, nonce).await, Err(OAuthError::IdToken(IdTokenError::Algorithm(_)))));
     // 5. A kid the OP never published: one rate-limited JWKS refetch, then refused.
     let fetches = client.jwks_fetch_count().await;

@@ -82,7 +82,10 @@ async fn half_the_upstream_calls_failing_most_requests_still_succeed(backend: Ba
     }
     let ok = statuses.iter().filter(|s| **s == 200).count();
     let upstream = balance_calls(&app.sandbox_stats("kftc").await) - before;
-    eprintln!("50 % upstream errors: {ok}/{total} requests succeeded with {upstream} upstream calls; others: {:?}", statuses.iter().filter(|s| **s != 200).collect::<Vec<_>>());
+    eprintln!(
+        "50 % upstream errors: {ok}/{total} requests succeeded with {upstream} upstream calls; others: {:?}",
+        statuses.iter().filter(|s| **s != 200).collect::<Vec<_>>()
+    );
     assert!(ok * 100 >= total * 80, "only {ok} of {total} succeeded");
     assert!(statuses.iter().all(|s| *s == 200 || *s == 502), "failures are 502 upstream errors, never 503: {statuses:?}");
     let m = metrics(&app).await;

@@ -37,8 +37,15 @@ async fn control_api_is_unreachable(app: &TestApp) {
         let r = app.post_json(path, &body, None).await;
         assert_eq!(error_code(r, 404).await, "not_found", "POST {path}");
     }
-    for path in ["/sandbox/kftc/_sandbox/users", "/sandbox/kftc/_sandbox/stats", "/sandbox/toss/_sandbox/requests", "/sandbox/kftc/oauth/2.0/authorize", "/sandbox/",
-                 "/sandbox/kakao/oauth/authorize", "/sandbox/naver/.well-known/openid-configuration"] {
+    for path in [
+        "/sandbox/kftc/_sandbox/users",
+        "/sandbox/kftc/_sandbox/stats",
+        "/sandbox/toss/_sandbox/requests",
+        "/sandbox/kftc/oauth/2.0/authorize",
+        "/sandbox/",
+        "/sandbox/kakao/oauth/authorize",
+        "/sandbox/naver/.well-known/openid-configuration",
+    ] {
         let r = app.get(path, None).await;
         assert_eq!(error_code(r, 404).await, "not_found", "GET {path}");
     }
@@ -126,7 +133,8 @@ async fn the_sandbox_on_a_public_address_needs_saying_so() {
     use qetta::config::{Config, Sources};
     let dir = tempfile::tempdir().unwrap();
     let base = |extra: &[(&str, &str)]| {
-        let mut s = Sources::from_pairs([("PORT", "0"), ("QETTA_ADMIN_ADDR", "127.0.0.1:0"), ("QETTA_DATA_DIR", dir.path().to_str().unwrap()), ("HOST", "0.0.0.0")]);
+        let mut s =
+            Sources::from_pairs([("PORT", "0"), ("QETTA_ADMIN_ADDR", "127.0.0.1:0"), ("QETTA_DATA_DIR", dir.path().to_str().unwrap()), ("HOST", "0.0.0.0")]);
         for (k, v) in extra {
             s.set(k, *v);
         }
@@ -169,10 +177,9 @@ fn the_binary_refuses_plain_http_provider_bases() {
 async fn the_embedded_sandbox_serves_kakao_and_naver() {
     let app = spawn(Backend::Sqlite).await;
     assert!(app.state.sandbox.is_some());
-    for (path, suffix) in [
-        ("/sandbox/kakao/.well-known/openid-configuration", "/sandbox/kakao"),
-        ("/sandbox/naver/.well-known/openid-configuration", "/sandbox/naver"),
-    ] {
+    for (path, suffix) in
+        [("/sandbox/kakao/.well-known/openid-configuration", "/sandbox/kakao"), ("/sandbox/naver/.well-known/openid-configuration", "/sandbox/naver")]
+    {
         let r = app.get(path, None).await;
         assert_eq!(r.status(), 200, "{path}");
         let v: Value = r.json().await.unwrap();

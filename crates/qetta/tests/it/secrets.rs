@@ -21,11 +21,7 @@ async fn no_secret_in_trace_logs_database_or_browser_responses() {
         port,
         &format!("sqlite://{}?mode=rwc", db_path.display()),
         &format!("{}/kftc", sb.base),
-        &[
-            ("RUST_LOG".into(), "trace".into()),
-            ("KFTC_REDIRECT_URI".into(), callback),
-            ("QETTA_SERVICE_KEY".into(), SERVICE_KEY.into()),
-        ],
+        &[("RUST_LOG".into(), "trace".into()), ("KFTC_REDIRECT_URI".into(), callback), ("QETTA_SERVICE_KEY".into(), SERVICE_KEY.into())],
     )
     .await;
     let base = replica.base.clone();
@@ -56,7 +52,16 @@ async fn no_secret_in_trace_logs_database_or_browser_responses() {
             .unwrap(),
     );
     // The backend's raw-token fetch: the one place a token may leave (not a browser response).
-    let raw: Value = client.get(format!("{base}/api/v1/oauth/kftc/token")).bearer_auth(&token).header("x-qetta-service-key", SERVICE_KEY).send().await.unwrap().json().await.unwrap();
+    let raw: Value = client
+        .get(format!("{base}/api/v1/oauth/kftc/token"))
+        .bearer_auth(&token)
+        .header("x-qetta-service-key", SERVICE_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let access = raw["access_token"].as_str().unwrap().to_string();
 
     // The refresh token, read from the database with the test key.
@@ -77,7 +82,16 @@ async fn no_secret_in_trace_logs_database_or_browser_responses() {
 
     // Toss: the shared token, a test call, and a full identity verification (the sandbox's
     // fictitious person, SPEC B2.1, plus what we typed).
-    let toss_token: Value = client.get(format!("{base}/api/v1/oauth/toss/token")).bearer_auth(&token).header("x-qetta-service-key", SERVICE_KEY).send().await.unwrap().json().await.unwrap();
+    let toss_token: Value = client
+        .get(format!("{base}/api/v1/oauth/toss/token"))
+        .bearer_auth(&token)
+        .header("x-qetta-service-key", SERVICE_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let toss_access = toss_token["access_token"].as_str().expect("raw Toss token for the backend").to_string();
     browser_bodies.push(client.get(format!("{base}/api/v1/oauth/toss/token")).bearer_auth(&token).send().await.unwrap().text().await.unwrap());
     browser_bodies.push(client.post(format!("{base}/api/v1/oauth/toss/test")).bearer_auth(&token).send().await.unwrap().text().await.unwrap());
@@ -138,4 +152,3 @@ async fn no_secret_in_trace_logs_database_or_browser_responses() {
         assert!(!db_bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{what} appears in the database file");
     }
 }
-

@@ -182,7 +182,8 @@ async fn smoke_passes_against_a_running_service() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("PASS KFTC connect through the sandbox"), "{stdout}");
-    let outcomes: Vec<(String,)> = sqlx::query_as("SELECT outcome FROM audit_log WHERE action = 'launch' ORDER BY id").fetch_all(app.state.db.pool()).await.unwrap();
+    let outcomes: Vec<(String,)> =
+        sqlx::query_as("SELECT outcome FROM audit_log WHERE action = 'launch' ORDER BY id").fetch_all(app.state.db.pool()).await.unwrap();
     let outcomes: Vec<&str> = outcomes.iter().map(|(o,)| o.as_str()).collect();
     assert_eq!(outcomes, ["bound", "confirmation_shown", "confirmed"], "first run straight through, second through the confirmation page");
     // Against nothing: a clear failure.
@@ -272,7 +273,14 @@ fn doctor_checks_one_line_each_and_fails_on_an_unreachable_database() {
     let out = qetta(dir.path()).arg("doctor").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
-    for line in ["ok    configuration: valid", "ok    database: reachable", "ok    migrations: up to date", "ok    database writes", "ok    encryption keys: active key", "warn  providers: sandbox mode"] {
+    for line in [
+        "ok    configuration: valid",
+        "ok    database: reachable",
+        "ok    migrations: up to date",
+        "ok    database writes",
+        "ok    encryption keys: active key",
+        "warn  providers: sandbox mode",
+    ] {
         assert!(text.contains(line), "{line:?} in:\n{text}");
     }
 

@@ -112,8 +112,7 @@ pub async fn redis_url() -> Option<String> {
 }
 
 pub fn must_run_everything() -> bool {
-    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
-        || std::env::var("QETTA_TEST_REQUIRE_SERVICES").is_ok()
+    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false) || std::env::var("QETTA_TEST_REQUIRE_SERVICES").is_ok()
 }
 
 /// The admin URL of the test PostgreSQL, or `None` (skip) when it is unreachable outside CI.

@@ -85,7 +85,15 @@ async fn refresh_once_across_three_processes(with_redis: bool) {
     let Some(c) = cluster(with_redis, 3, &[]).await else { return };
     let token = procs::register(&c.replicas[0].base, "replicas@example.com").await;
     procs::connect(&c.replicas[0].base, &token, "kim").await;
-    let accounts: Value = reqwest::Client::new().get(format!("{}/api/v1/oauth/kftc/accounts", c.replicas[1].base)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let accounts: Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/oauth/kftc/accounts", c.replicas[1].base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let fin = accounts["accounts"][0]["fintech_use_num"].as_str().unwrap().to_string();
 
     // The access token has just expired (by its stored expiry).
@@ -134,7 +142,8 @@ async fn a_replica_killed_mid_refresh_leaves_a_usable_or_reauth_row() {
     let token = procs::register(&c.replicas[0].base, "killed@example.com").await;
     procs::connect(&c.replicas[0].base, &token, "lee").await;
     let client = reqwest::Client::new();
-    let accounts: Value = client.get(format!("{}/api/v1/oauth/kftc/accounts", c.replicas[0].base)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let accounts: Value =
+        client.get(format!("{}/api/v1/oauth/kftc/accounts", c.replicas[0].base)).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     let fin = accounts["accounts"][0]["fintech_use_num"].as_str().unwrap().to_string();
 
     expire_in_database(&c.database_url).await;
@@ -311,7 +320,14 @@ async fn raw_tokens_only_with_the_service_key() {
     assert_eq!(r.status(), 401);
     let audit: Value = app.get("/api/v1/oauth/audit", Some(&token)).await.json().await.unwrap();
     assert!(!audit.to_string().contains("raw_token_returned"));
-    let r = app.client.get(app.url("/api/v1/oauth/kftc/token")).bearer_auth(&token).header("x-qetta-service-key", "backend-service-key-backend-service-key").send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/api/v1/oauth/kftc/token"))
+        .bearer_auth(&token)
+        .header("x-qetta-service-key", "backend-service-key-backend-service-key")
+        .send()
+        .await
+        .unwrap();
     assert!(r.json::<Value>().await.unwrap()["access_token"].is_string());
     let audit: Value = app.get("/api/v1/oauth/audit", Some(&token)).await.json().await.unwrap();
     assert!(audit.to_string().contains("raw_token_returned"));
@@ -320,7 +336,14 @@ async fn raw_tokens_only_with_the_service_key() {
     let app2 = spawn(Backend::Sqlite).await;
     let (t2, _) = app2.register("svc2@example.com").await;
     app2.connect_kftc(&t2, "lee").await;
-    let r = app2.client.get(app2.url("/api/v1/oauth/kftc/token")).bearer_auth(&t2).header("x-qetta-service-key", "backend-service-key-backend-service-key").send().await.unwrap();
+    let r = app2
+        .client
+        .get(app2.url("/api/v1/oauth/kftc/token"))
+        .bearer_auth(&t2)
+        .header("x-qetta-service-key", "backend-service-key-backend-service-key")
+        .send()
+        .await
+        .unwrap();
     assert!(r.json::<Value>().await.unwrap().get("access_token").is_none());
 }
 

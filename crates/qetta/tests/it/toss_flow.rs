@@ -229,7 +229,14 @@ async fn token_reused_until_margin_and_replaced_once_when_rejected(backend: Back
     assert_eq!(issued(&app).await, 3, "and it is kept");
 
     // The raw token only for the app's backend, audited.
-    let r = app.client.get(app.url("/api/v1/oauth/toss/token")).bearer_auth(&token).header("x-qetta-service-key", "backend-key-0123456789-0123456789-abc").send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/api/v1/oauth/toss/token"))
+        .bearer_auth(&token)
+        .header("x-qetta-service-key", "backend-key-0123456789-0123456789-abc")
+        .send()
+        .await
+        .unwrap();
     let v: Value = r.json().await.unwrap();
     assert!(v["access_token"].as_str().is_some_and(|t| t.starts_with("eyJ")), "{v}");
     let audit: Value = app.get("/api/v1/oauth/audit", Some(&token)).await.json().await.unwrap();
@@ -290,11 +297,8 @@ async fn user_personal_verification_end_to_end(backend: Backend) {
     assert_eq!(toss["identity"]["name_masked"], "김*스");
 
     // Stored sealed: no plaintext in the row.
-    let (ci, name, key_id): (Vec<u8>, Vec<u8>, String) = sqlx::query_as("SELECT ci, name, key_id FROM toss_identities WHERE user_id = $1")
-        .bind(&user_id)
-        .fetch_one(app.state.db.pool())
-        .await
-        .unwrap();
+    let (ci, name, key_id): (Vec<u8>, Vec<u8>, String) =
+        sqlx::query_as("SELECT ci, name, key_id FROM toss_identities WHERE user_id = $1").bind(&user_id).fetch_one(app.state.db.pool()).await.unwrap();
     assert_eq!(key_id, "test1");
     assert!(!ci.windows(15).any(|w| w == b"CI0110000000001"));
     assert!(!name.windows("김토스".len()).any(|w| w == "김토스".as_bytes()));
@@ -308,7 +312,8 @@ async fn user_personal_verification_end_to_end(backend: Backend) {
 
     // The audit trail names the steps and holds no personal data.
     let audit = seen.json(app.get("/api/v1/oauth/audit", Some(&token)).await, 200).await;
-    let actions: Vec<(&str, &str)> = audit["entries"].as_array().unwrap().iter().map(|e| (e["action"].as_str().unwrap(), e["outcome"].as_str().unwrap())).collect();
+    let actions: Vec<(&str, &str)> =
+        audit["entries"].as_array().unwrap().iter().map(|e| (e["action"].as_str().unwrap(), e["outcome"].as_str().unwrap())).collect();
     for want in [("verification_request", "requested"), ("verification_result", "verified"), ("verification_result", "failed")] {
         assert!(actions.contains(&want), "{want:?} in {actions:?}");
     }
@@ -483,7 +488,8 @@ async fn key_rotation_reseals_toss_data(backend: Backend) {
     let vault = qetta::vault::Vault::new(qetta::vault::KeyRing::parse(&format!("{new},{}", crate::support::ENCRYPTION_KEYS)).unwrap());
     let report = qetta::keys::rotate(&app.state.db, &vault, 10).await.unwrap();
     assert_eq!((report.resealed, report.remaining), (2, 0), "the service token and one identity: {report:?}");
-    let (name, key_id): (Vec<u8>, String) = sqlx::query_as("SELECT name, key_id FROM toss_identities WHERE user_id = $1").bind(&user_id).fetch_one(app.state.db.pool()).await.unwrap();
+    let (name, key_id): (Vec<u8>, String) =
+        sqlx::query_as("SELECT name, key_id FROM toss_identities WHERE user_id = $1").bind(&user_id).fetch_one(app.state.db.pool()).await.unwrap();
     assert_eq!(key_id, "test2");
     let opened = vault.open_string(&name, qetta::toss_service::identity_aad(&user_id, "name")).unwrap();
     assert_eq!(secrecy::ExposeSecret::expose_secret(&opened), "김토스");

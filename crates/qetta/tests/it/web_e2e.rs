@@ -154,7 +154,15 @@ impl Browser {
     }
 
     async fn click(&self, css: &str) {
-        self.client.wait().at_most(WAIT).for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no {css}: {e}")).click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
+        self.client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
 
     async fn fill(&self, css: &str, text: &str) {
@@ -191,9 +199,7 @@ impl Browser {
         let body: Value = r.json().await.expect("log JSON");
         body["value"]
             .as_array()
-            .map(|entries| {
-                entries.iter().filter(|e| e["level"] == "SEVERE").map(|e| e["message"].as_str().unwrap_or_default().to_string()).collect()
-            })
+            .map(|entries| entries.iter().filter(|e| e["level"] == "SEVERE").map(|e| e["message"].as_str().unwrap_or_default().to_string()).collect())
             .unwrap_or_default()
     }
 

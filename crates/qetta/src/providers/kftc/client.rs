@@ -111,7 +111,15 @@ impl KftcClient {
         let exchange = async {
             // A connect error means the request never left: the only failure a token call may
             // retry. Anything later may have reached KFTC.
-            let resp = req.send().await.map_err(|e| if e.is_timeout() { KftcError::Timeout } else if e.is_connect() { KftcError::Connect } else { KftcError::Network })?;
+            let resp = req.send().await.map_err(|e| {
+                if e.is_timeout() {
+                    KftcError::Timeout
+                } else if e.is_connect() {
+                    KftcError::Connect
+                } else {
+                    KftcError::Network
+                }
+            })?;
             let status = resp.status();
             let bytes = resp.bytes().await.map_err(|e| if e.is_timeout() { KftcError::Timeout } else { KftcError::Network })?;
             Ok::<_, KftcError>((status, bytes))
@@ -283,7 +291,9 @@ impl KftcClient {
         let req = self.http.post(self.url("/v2.0/user/unlink")).bearer_auth(token.expose_secret()).json(&body);
         let result = match self.send(req).await {
             Ok(answer) if answer.envelope.is_success() => Ok(()),
-            Ok(Answer { envelope: env, .. }) => Err(KftcError::from_codes(&env.rsp_code, &env.rsp_message, env.bank_rsp_code.as_deref(), env.bank_rsp_message.as_deref())),
+            Ok(Answer { envelope: env, .. }) => {
+                Err(KftcError::from_codes(&env.rsp_code, &env.rsp_message, env.bank_rsp_code.as_deref(), env.bank_rsp_message.as_deref()))
+            }
             Err(e) => Err(e),
         };
         Self::record(permit, &result);

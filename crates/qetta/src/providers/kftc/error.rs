@@ -114,12 +114,13 @@ impl From<KftcError> for crate::error::ApiError {
                 message: "KFTC is limiting our calls; try again in a minute.".into(),
                 retry_after_secs: 60,
             },
-            KftcError::Bank { message, .. } => ApiError::Upstream { code: "bank_error", message: format!("The bank could not answer: {message}"), provider_code },
+            KftcError::Bank { message, .. } => {
+                ApiError::Upstream { code: "bank_error", message: format!("The bank could not answer: {message}"), provider_code }
+            }
             KftcError::Timeout | KftcError::ProviderTimeout { .. } => ApiError::UpstreamTimeout { message: "KFTC or the bank did not answer in time.".into() },
-            KftcError::CircuitOpen { retry_after_secs } => ApiError::UpstreamUnavailable {
-                message: "KFTC is failing right now; calls are paused briefly.".into(),
-                retry_after_secs,
-            },
+            KftcError::CircuitOpen { retry_after_secs } => {
+                ApiError::UpstreamUnavailable { message: "KFTC is failing right now; calls are paused briefly.".into(), retry_after_secs }
+            }
             KftcError::Unreadable(_) | KftcError::Decode(_) => {
                 tracing::warn!(error = %e, "KFTC sent an unreadable answer");
                 ApiError::Upstream { code: "upstream_invalid", message: "KFTC sent an answer we cannot read.".into(), provider_code: None }

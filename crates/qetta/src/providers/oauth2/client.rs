@@ -23,7 +23,8 @@ use crate::providers::upstream::{BreakerPolicy, CircuitBreaker, Permit};
 use crate::tokens::{Grant, RefreshError, Refresher};
 
 /// Authorize parameters the client sets itself; extra parameters may not override them.
-const RESERVED: [&str; 9] = ["response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge", "code_challenge_method", "response_mode"];
+const RESERVED: [&str; 9] =
+    ["response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge", "code_challenge_method", "response_mode"];
 
 /// A started authorization: send the browser to `url`, and store `pending` under
 /// `pending.state` (single use, short-lived, bound to the user's browser) until the callback.
@@ -129,7 +130,11 @@ impl OAuthClient {
                     _ => None,
                 };
                 let provider = discovery::resolve(&self.settings, meta.as_ref())?;
-                let jwks = provider.jwks_uri.clone().filter(|_| self.settings.oidc).map(|uri| JwksCache::new(self.http.clone(), uri, self.call_timeout, self.settings.jwks_refetch_interval));
+                let jwks = provider
+                    .jwks_uri
+                    .clone()
+                    .filter(|_| self.settings.oidc)
+                    .map(|uri| JwksCache::new(self.http.clone(), uri, self.call_timeout, self.settings.jwks_refetch_interval));
                 Ok(Resolved { provider, jwks })
             })
             .await
@@ -203,11 +208,8 @@ impl OAuthClient {
     /// validated against the stored nonce). Never retried once the request may have reached the
     /// provider: the code is single use.
     pub async fn exchange_code(&self, code: &SecretString, pending: &PendingAuthorization) -> Result<TokenSet, OAuthError> {
-        let mut form: Vec<(&str, String)> = vec![
-            ("grant_type", "authorization_code".into()),
-            ("code", code.expose_secret().to_string()),
-            ("redirect_uri", self.settings.redirect_uri.clone()),
-        ];
+        let mut form: Vec<(&str, String)> =
+            vec![("grant_type", "authorization_code".into()), ("code", code.expose_secret().to_string()), ("redirect_uri", self.settings.redirect_uri.clone())];
         if let Some(v) = &pending.code_verifier {
             form.push(("code_verifier", v.expose_secret().to_string()));
         }

@@ -235,7 +235,9 @@ mod tests {
 
     #[test]
     fn hs_only_providers_are_refused_for_oidc() {
-        let m = meta(serde_json::json!({"issuer": "https://idp.example", "authorization_endpoint": "https://idp.example/a", "token_endpoint": "https://idp.example/t", "jwks_uri": "https://idp.example/j", "id_token_signing_alg_values_supported": ["HS256", "none"]}));
+        let m = meta(
+            serde_json::json!({"issuer": "https://idp.example", "authorization_endpoint": "https://idp.example/a", "token_endpoint": "https://idp.example/t", "jwks_uri": "https://idp.example/j", "id_token_signing_alg_values_supported": ["HS256", "none"]}),
+        );
         assert!(resolve(&settings(), Some(&m)).is_err());
     }
 }

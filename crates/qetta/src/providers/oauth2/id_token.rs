@@ -215,7 +215,14 @@ pub(crate) mod tests {
     }
 
     fn expect(nonce: Option<&'static str>) -> Expectations<'static> {
-        Expectations { issuer: ISS, client_id: CID, nonce, nonce_optional: false, leeway: Duration::from_secs(60), algorithms: &[Algorithm::RS256, Algorithm::ES256] }
+        Expectations {
+            issuer: ISS,
+            client_id: CID,
+            nonce,
+            nonce_optional: false,
+            leeway: Duration::from_secs(60),
+            algorithms: &[Algorithm::RS256, Algorithm::ES256],
+        }
     }
 
     fn check(key: &TestKey, claims: serde_json::Value, nonce: Option<&'static str>) -> Result<IdTokenClaims, IdTokenError> {
@@ -241,18 +248,80 @@ pub(crate) mod tests {
         assert_eq!(check(&key, with(now, |c| c["iss"] = json!("https://idp.example/")), Some("n-1")).unwrap_err(), IdTokenError::Issuer);
         assert_eq!(check(&key, with(now, |c| c["aud"] = json!("someone-else")), Some("n-1")).unwrap_err(), IdTokenError::Audience);
         assert_eq!(check(&key, with(now, |c| c["aud"] = json!(["a", CID])), Some("n-1")).unwrap_err(), IdTokenError::AuthorizedParty);
-        check(&key, with(now, |c| { c["aud"] = json!(["a", CID]); c["azp"] = json!(CID) }), Some("n-1")).expect("several audiences with azp");
+        check(
+            &key,
+            with(now, |c| {
+                c["aud"] = json!(["a", CID]);
+                c["azp"] = json!(CID)
+            }),
+            Some("n-1"),
+        )
+        .expect("several audiences with azp");
         assert_eq!(check(&key, with(now, |c| c["azp"] = json!("a")), Some("n-1")).unwrap_err(), IdTokenError::AuthorizedParty);
-        assert_eq!(check(&key, with(now, |c| { c["exp"] = json!(now - 61); c["iat"] = json!(now - 700) }), Some("n-1")).unwrap_err(), IdTokenError::Expired);
-        check(&key, with(now, |c| { c["exp"] = json!(now - 30); c["iat"] = json!(now - 600) }), Some("n-1")).expect("within the leeway");
+        assert_eq!(
+            check(
+                &key,
+                with(now, |c| {
+                    c["exp"] = json!(now - 61);
+                    c["iat"] = json!(now - 700)
+                }),
+                Some("n-1")
+            )
+            .unwrap_err(),
+            IdTokenError::Expired
+        );
+        check(
+            &key,
+            with(now, |c| {
+                c["exp"] = json!(now - 30);
+                c["iat"] = json!(now - 600)
+            }),
+            Some("n-1"),
+        )
+        .expect("within the leeway");
         assert_eq!(check(&key, with(now, |c| c["iat"] = json!(now + 300)), Some("n-1")).unwrap_err(), IdTokenError::IssuedAt);
-        assert_eq!(check(&key, with(now, |c| { c.as_object_mut().unwrap().remove("iat"); }), Some("n-1")).unwrap_err(), IdTokenError::MissingClaim("iat"));
-        assert_eq!(check(&key, with(now, |c| { c.as_object_mut().unwrap().remove("sub"); }), Some("n-1")).unwrap_err(), IdTokenError::MissingClaim("sub"));
+        assert_eq!(
+            check(
+                &key,
+                with(now, |c| {
+                    c.as_object_mut().unwrap().remove("iat");
+                }),
+                Some("n-1")
+            )
+            .unwrap_err(),
+            IdTokenError::MissingClaim("iat")
+        );
+        assert_eq!(
+            check(
+                &key,
+                with(now, |c| {
+                    c.as_object_mut().unwrap().remove("sub");
+                }),
+                Some("n-1")
+            )
+            .unwrap_err(),
+            IdTokenError::MissingClaim("sub")
+        );
         assert_eq!(check(&key, claims(now), Some("n-2")).unwrap_err(), IdTokenError::Nonce);
-        assert_eq!(check(&key, with(now, |c| { c.as_object_mut().unwrap().remove("nonce"); }), Some("n-1")).unwrap_err(), IdTokenError::Nonce);
+        assert_eq!(
+            check(
+                &key,
+                with(now, |c| {
+                    c.as_object_mut().unwrap().remove("nonce");
+                }),
+                Some("n-1")
+            )
+            .unwrap_err(),
+            IdTokenError::Nonce
+        );
         check(&key, claims(now), None).expect("no nonce expected after a refresh");
         // Nonce optional (Naver, E10): absent is accepted, a wrong one is not.
-        let token = sign(&key, &with(now, |c| { c.as_object_mut().unwrap().remove("nonce"); }));
+        let token = sign(
+            &key,
+            &with(now, |c| {
+                c.as_object_mut().unwrap().remove("nonce");
+            }),
+        );
         let decoding = DecodingKey::from_jwk(&serde_json::from_value(key.jwk.clone()).unwrap()).unwrap();
         let lenient = Expectations { nonce_optional: true, ..expect(Some("n-1")) };
         validate_with_key(&token, &decoding, Algorithm::RS256, &lenient, now).expect("absent nonce tolerated");

@@ -94,7 +94,12 @@ impl State {
 /// are skipped rather than failing the set.
 pub fn parse_set(body: &[u8]) -> Result<Vec<Jwk>, IdTokenError> {
     let raw: RawSet = serde_json::from_slice(body).map_err(|e| IdTokenError::Jwks(format!("not a JWK set: {e}")))?;
-    Ok(raw.keys.into_iter().filter_map(|k| serde_json::from_value::<Jwk>(k).ok()).filter(|k| !matches!(k.common.public_key_use, Some(PublicKeyUse::Encryption))).collect())
+    Ok(raw
+        .keys
+        .into_iter()
+        .filter_map(|k| serde_json::from_value::<Jwk>(k).ok())
+        .filter(|k| !matches!(k.common.public_key_use, Some(PublicKeyUse::Encryption)))
+        .collect())
 }
 
 /// Whether `jwk` can verify `alg`: the key type and curve fit, and the key's own `alg` (if any)
@@ -105,10 +110,8 @@ fn fits(jwk: &Jwk, alg: Algorithm) -> bool {
         (AlgorithmParameters::EllipticCurve(p), Algorithm::ES256) => p.curve == EllipticCurve::P256,
         _ => false,
     };
-    let alg_fits = matches!(
-        (jwk.common.key_algorithm, alg),
-        (None, _) | (Some(KeyAlgorithm::RS256), Algorithm::RS256) | (Some(KeyAlgorithm::ES256), Algorithm::ES256)
-    );
+    let alg_fits =
+        matches!((jwk.common.key_algorithm, alg), (None, _) | (Some(KeyAlgorithm::RS256), Algorithm::RS256) | (Some(KeyAlgorithm::ES256), Algorithm::ES256));
     type_fits && alg_fits
 }
 

@@ -207,9 +207,7 @@ impl OAuthSettings {
             return Err(SettingsError::new("client_id", "required, without control characters"));
         }
         match (self.client_auth, &self.client_secret) {
-            (ClientAuth::None, Some(_)) => {
-                return Err(SettingsError::new("client_secret", "set, but client_auth is none (a public client has no secret)"))
-            }
+            (ClientAuth::None, Some(_)) => return Err(SettingsError::new("client_secret", "set, but client_auth is none (a public client has no secret)")),
             (ClientAuth::ClientSecretBasic | ClientAuth::ClientSecretPost, None) => {
                 return Err(SettingsError::new("client_secret", format!("required with client_auth {}", self.client_auth.as_str())))
             }

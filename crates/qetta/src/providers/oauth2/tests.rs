@@ -197,7 +197,10 @@ async fn callback_checks_state_iss_and_errors() {
     assert!(matches!(c.callback(&params(&pending.state, Some("https://evil.example"), None), &pending).await, Err(OAuthError::IssuerMismatch)));
     assert!(matches!(c.callback(&params(&pending.state, None, None), &pending).await, Err(OAuthError::MissingIssuer)));
     // A mixed-up error response is refused on its iss before its error is believed.
-    assert!(matches!(c.callback(&params(&pending.state, Some("https://evil.example"), Some("access_denied")), &pending).await, Err(OAuthError::IssuerMismatch)));
+    assert!(matches!(
+        c.callback(&params(&pending.state, Some("https://evil.example"), Some("access_denied")), &pending).await,
+        Err(OAuthError::IssuerMismatch)
+    ));
     let e = c.callback(&params(&pending.state, Some(&base), Some("access_denied")), &pending).await.unwrap_err();
     assert!(matches!(&e, OAuthError::Authorization { error, .. } if error == "access_denied"), "{e:?}");
     assert_eq!(e.provider_code().as_deref(), Some("access_denied"));
@@ -219,7 +222,8 @@ async fn code_exchange_authenticates_and_validates_the_id_token() {
     let c = client(&base, |_| {});
     let pending = c.authorize(&[]).await.unwrap().pending;
     let nonce = pending.nonce.clone().unwrap();
-    *mock.token_answer.lock().unwrap() = (200, json!({"access_token": "at-1", "refresh_token": "rt-1", "token_type": "Bearer", "expires_in": 3600, "id_token": id_token(&key, &base, &nonce)}));
+    *mock.token_answer.lock().unwrap() =
+        (200, json!({"access_token": "at-1", "refresh_token": "rt-1", "token_type": "Bearer", "expires_in": 3600, "id_token": id_token(&key, &base, &nonce)}));
     let set = c.exchange_code(&SecretString::from("code-1"), &pending).await.unwrap();
     assert_eq!(set.claims.as_ref().unwrap().sub, "u-1");
     assert_eq!(set.grant.scope, "openid", "no scope in the answer: as requested");
@@ -247,7 +251,8 @@ async fn code_exchange_authenticates_and_validates_the_id_token() {
         s.scopes = vec!["read".into()];
     });
     let pending = c.authorize(&[]).await.unwrap().pending;
-    *mock.token_answer.lock().unwrap() = (200, json!({"access_token": "at-1", "refresh_token": "rt", "token_type": "bearer", "expires_in": "3600", "scope": "read,write"}));
+    *mock.token_answer.lock().unwrap() =
+        (200, json!({"access_token": "at-1", "refresh_token": "rt", "token_type": "bearer", "expires_in": "3600", "scope": "read,write"}));
     let set = c.exchange_code(&SecretString::from("code-4"), &pending).await.unwrap();
     assert_eq!((set.grant.expires_in, set.grant.scope.as_str(), set.grant.token_type.as_str()), (Some(3600), "read write", "Bearer"));
     assert!(mock.last_auth.lock().unwrap().is_none());
@@ -273,11 +278,13 @@ async fn refresh_outcomes_for_the_token_manager() {
     let form: std::collections::HashMap<String, String> = serde_urlencoded::from_str(&mock.last_form.lock().unwrap()).unwrap();
     assert_eq!((form["grant_type"].as_str(), form["refresh_token"].as_str()), ("refresh_token", "rt-old"));
     // Rotated (Kakao in the last month, K3.4).
-    *mock.token_answer.lock().unwrap() = (200, json!({"access_token": "at-3", "refresh_token": "rt-new", "refresh_token_expires_in": 5183999, "expires_in": 21599}));
+    *mock.token_answer.lock().unwrap() =
+        (200, json!({"access_token": "at-3", "refresh_token": "rt-new", "refresh_token_expires_in": 5183999, "expires_in": 21599}));
     let g = refresher.refresh(&old, "read").await.unwrap();
     assert_eq!((g.refresh_token.unwrap().expose_secret(), g.refresh_expires_in), ("rt-new", Some(5183999)));
     // invalid_grant, also on HTTP 200 (D1): the grant is dead, with Kakao's code when given.
-    *mock.token_answer.lock().unwrap() = (400, json!({"error": "invalid_grant", "error_description": "expired_or_invalid_refresh_token", "error_code": "KOE322"}));
+    *mock.token_answer.lock().unwrap() =
+        (400, json!({"error": "invalid_grant", "error_description": "expired_or_invalid_refresh_token", "error_code": "KOE322"}));
     assert!(matches!(refresher.refresh(&old, "read").await, Err(RefreshError::GrantDead { provider_code }) if provider_code == "KOE322"));
     *mock.token_answer.lock().unwrap() = (200, json!({"error": "invalid_grant"}));
     assert!(matches!(refresher.refresh(&old, "read").await, Err(RefreshError::GrantDead { provider_code }) if provider_code == "invalid_grant"));
@@ -360,13 +367,19 @@ async fn a_token_call_that_reached_the_provider_is_not_retried_a_read_is() {
     });
     assert!(matches!(c.refresh(&SecretString::from("rt"), "read").await, Err(OAuthError::Network)));
     assert_eq!(accepted.load(Ordering::SeqCst), 1, "the refresh token may have been spent: one attempt");
-    assert!(matches!(c.exchange_code(&SecretString::from("code"), &PendingAuthorization { state: "s".into(), code_verifier: None, nonce: None }).await, Err(OAuthError::Network)));
+    assert!(matches!(
+        c.exchange_code(&SecretString::from("code"), &PendingAuthorization { state: "s".into(), code_verifier: None, nonce: None }).await,
+        Err(OAuthError::Network)
+    ));
     assert_eq!(accepted.load(Ordering::SeqCst), 2, "the code may have been spent: one attempt");
     // A read is retried (3 attempts in all).
     assert!(matches!(c.user_info(&SecretString::from("at"), None).await, Err(OAuthError::Network)));
     assert_eq!(accepted.load(Ordering::SeqCst), 5);
     // Nothing listening at all (the connection is never made): retried, then Network.
-    let closed = format!("http://127.0.0.1:{}", { let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap(); l.local_addr().unwrap().port() });
+    let closed = format!("http://127.0.0.1:{}", {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    });
     let c = client(&closed, |s| {
         s.discovery = false;
         s.oidc = false;

@@ -119,12 +119,14 @@ mod tests {
     #[test]
     fn kakao_errors_keep_the_koe_code() {
         // K3.5, D5.
-        let e = parse(400, &body(json!({"error": "invalid_grant", "error_description": "authorization code not found for code=xyz", "error_code": "KOE320"}))).unwrap_err();
+        let e = parse(400, &body(json!({"error": "invalid_grant", "error_description": "authorization code not found for code=xyz", "error_code": "KOE320"})))
+            .unwrap_err();
         assert_eq!(e.provider_code().as_deref(), Some("KOE320"));
         assert!(matches!(e, OAuthError::InvalidGrant { .. }));
         let e = parse(401, &body(json!({"error": "invalid_client", "error_description": "Bad client credentials", "error_code": "KOE010"}))).unwrap_err();
         assert!(matches!(e, OAuthError::InvalidClient { .. }));
-        let e = parse(400, &body(json!({"error": "invalid_request", "error_code": "KOE237", "error_description": "token request rate limit exceeded"}))).unwrap_err();
+        let e = parse(400, &body(json!({"error": "invalid_request", "error_code": "KOE237", "error_description": "token request rate limit exceeded"})))
+            .unwrap_err();
         assert_eq!(e.provider_code().as_deref(), Some("KOE237"));
     }
 

@@ -60,12 +60,7 @@ fn kakao(status: u16, json: Option<Value>) -> Result<UserInfo, OAuthError> {
     if let Some(code) = j.get("code").and_then(Value::as_i64).filter(|c| *c < 0) {
         return Err(match code {
             -401 => OAuthError::InvalidToken { provider_code: Some("-401".into()) },
-            _ => OAuthError::Provider {
-                error: code.to_string(),
-                description: text(j.get("msg")),
-                provider_code: Some(code.to_string()),
-                status,
-            },
+            _ => OAuthError::Provider { error: code.to_string(), description: text(j.get("msg")), provider_code: Some(code.to_string()), status },
         });
     }
     if !(200..300).contains(&status) {
@@ -108,7 +103,9 @@ fn naver(status: u16, json: Option<Value>) -> Result<UserInfo, OAuthError> {
     }
     let r = j.get("response").ok_or_else(|| OAuthError::Decode("Naver profile has no response".into()))?;
     // `id` is a string (a number string for apps older than 2021-05, N5 [C]); accept a number.
-    let subject = text(r.get("id")).or_else(|| r.get("id").and_then(Value::as_i64).map(|n| n.to_string())).ok_or_else(|| OAuthError::Decode("Naver profile has no response.id".into()))?;
+    let subject = text(r.get("id"))
+        .or_else(|| r.get("id").and_then(Value::as_i64).map(|n| n.to_string()))
+        .ok_or_else(|| OAuthError::Decode("Naver profile has no response.id".into()))?;
     let label = text(r.get("nickname")).or_else(|| text(r.get("name"))).or_else(|| text(r.get("email")));
     Ok(UserInfo { subject, label })
 }

@@ -239,23 +239,13 @@ impl TossClient {
             ("client_secret", self.client_secret.expose_secret()),
             ("scope", "ca"),
         ];
-        let response = self
-            .http
-            .post(format!("{}/token", self.oauth_base))
-            .form(&form)
-            .send()
-            .await
-            .map_err(transport)?;
+        let response = self.http.post(format!("{}/token", self.oauth_base)).form(&form).send().await.map_err(transport)?;
         let status = response.status();
         let body = response.bytes().await.map_err(transport)?;
         if status != StatusCode::OK {
-            return Err(TossError::TokenRejected {
-                status: status.as_u16(),
-                error: oauth_error_code(&body),
-            });
+            return Err(TossError::TokenRejected { status: status.as_u16(), error: oauth_error_code(&body) });
         }
-        let token: WireToken =
-            serde_json::from_slice(&body).map_err(|_| TossError::Decode("token response"))?;
+        let token: WireToken = serde_json::from_slice(&body).map_err(|_| TossError::Decode("token response"))?;
         Ok(TossAccessToken {
             access_token: SecretString::from(token.access_token),
             scope: token.scope,
@@ -269,12 +259,7 @@ impl TossClient {
     ///
     /// `request_url` is the partner app scheme Toss returns to. The trigger is always
     /// `APP_SCHEME` (the current docs); the legacy `PUSH` trigger is not offered.
-    pub async fn request_user_personal(
-        &self,
-        token: &SecretString,
-        request_url: &str,
-        user: &TossUser,
-    ) -> Result<AuthRequest, TossError> {
+    pub async fn request_user_personal(&self, token: &SecretString, request_url: &str, user: &TossUser) -> Result<AuthRequest, TossError> {
         let session = TossSession::generate(&self.public_key)?;
         let body = PersonalRequestBody {
             request_type: "USER_PERSONAL",
@@ -285,29 +270,19 @@ impl TossClient {
             user_birthday: session.encrypt(&user.birthday)?,
             session_key: session.session_key(),
         };
-        self.call(token, REQUEST_PATH, &body, "request response")
-            .await
+        self.call(token, REQUEST_PATH, &body, "request response").await
     }
 
     /// Starts a `USER_NONE` (one-touch) verification, where the user needs to type nothing.
-    pub async fn request_user_none(
-        &self,
-        token: &SecretString,
-        request_url: &str,
-    ) -> Result<AuthRequest, TossError> {
-        let body = NoneRequestBody {
-            request_type: "USER_NONE",
-            request_url,
-        };
-        self.call(token, REQUEST_PATH, &body, "request response")
-            .await
+    pub async fn request_user_none(&self, token: &SecretString, request_url: &str) -> Result<AuthRequest, TossError> {
+        let body = NoneRequestBody { request_type: "USER_NONE", request_url };
+        self.call(token, REQUEST_PATH, &body, "request response").await
     }
 
     /// Asks how far the user has got. Polling is optional; only [`result`](Self::result) is
     /// authoritative.
     pub async fn status(&self, token: &SecretString, tx_id: &str) -> Result<AuthStatus, TossError> {
-        self.call(token, STATUS_PATH, &TxIdBody { tx_id }, "status response")
-            .await
+        self.call(token, STATUS_PATH, &TxIdBody { tx_id }, "status response").await
     }
 
     /// Fetches and decrypts the result of a completed verification.
@@ -316,13 +291,8 @@ impl TossClient {
     /// calls per txId, within 60 minutes of completion.
     pub async fn result(&self, token: &SecretString, tx_id: &str) -> Result<AuthResult, TossError> {
         let session = TossSession::generate(&self.public_key)?;
-        let body = ResultBody {
-            tx_id,
-            session_key: session.session_key(),
-        };
-        let wire: WireResult = self
-            .call(token, RESULT_PATH, &body, "result response")
-            .await?;
+        let body = ResultBody { tx_id, session_key: session.session_key() };
+        let wire: WireResult = self.call(token, RESULT_PATH, &body, "result response").await?;
         let data = wire.personal_data;
         let optional = |value: Option<String>| value.map(|v| session.decrypt(&v)).transpose();
         Ok(AuthResult {
@@ -345,21 +315,8 @@ impl TossClient {
     }
 
     /// POSTs `body` as JSON with the bearer token and unwraps the result envelope.
-    async fn call<B: Serialize, T: DeserializeOwned>(
-        &self,
-        token: &SecretString,
-        path: &str,
-        body: &B,
-        what: &'static str,
-    ) -> Result<T, TossError> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.api_base))
-            .bearer_auth(token.expose_secret())
-            .json(body)
-            .send()
-            .await
-            .map_err(transport)?;
+    async fn call<B: Serialize, T: DeserializeOwned>(&self, token: &SecretString, path: &str, body: &B, what: &'static str) -> Result<T, TossError> {
+        let response = self.http.post(format!("{}{path}", self.api_base)).bearer_auth(token.expose_secret()).json(body).send().await.map_err(transport)?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(transport)?;
 
@@ -377,9 +334,7 @@ impl TossClient {
             }
             "FAIL" => Err(failure(status, envelope.error)),
             _ if status.is_success() => Err(TossError::Decode(what)),
-            _ => Err(TossError::Http {
-                status: status.as_u16(),
-            }),
+            _ => Err(TossError::Http { status: status.as_u16() }),
         }
     }
 }
@@ -389,18 +344,8 @@ fn failure(status: StatusCode, error: Option<WireError>) -> TossError {
     if status == StatusCode::UNAUTHORIZED {
         return TossError::InvalidToken;
     }
-    let Some(WireError {
-        error_code: Some(code),
-        reason,
-    }) = error
-    else {
-        return if status.is_success() {
-            TossError::Decode("error envelope")
-        } else {
-            TossError::Http {
-                status: status.as_u16(),
-            }
-        };
+    let Some(WireError { error_code: Some(code), reason }) = error else {
+        return if status.is_success() { TossError::Decode("error envelope") } else { TossError::Http { status: status.as_u16() } };
     };
     // CE3101 and CE3103 come from a third-party mapping only (SPEC B9 [U]); CE1001 is left as a
     // generic failure because its meaning is unknown.
@@ -410,10 +355,7 @@ fn failure(status: StatusCode, error: Option<WireError>) -> TossError {
         "CE3101" => TossError::ResultLimit,
         "CE3102" => TossError::NotCompleted,
         "CE3103" => TossError::Expired,
-        _ => TossError::Provider {
-            code,
-            reason: reason.unwrap_or_default(),
-        },
+        _ => TossError::Provider { code, reason: reason.unwrap_or_default() },
     }
 }
 
@@ -433,9 +375,7 @@ fn oauth_error_code(body: &[u8]) -> Option<String> {
         error: Option<String>,
     }
     let code = serde_json::from_slice::<OAuthError>(body).ok()?.error?;
-    let well_formed = !code.is_empty()
-        && code.len() <= 64
-        && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    let well_formed = !code.is_empty() && code.len() <= 64 && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
     well_formed.then_some(code)
 }
 

@@ -29,8 +29,7 @@ use crate::providers::toss::crypto::CryptoError;
 const CLIENT_ID: &str = "test_client_id";
 const CLIENT_SECRET: &str = "test_client_secret_value";
 const GOOD_TOKEN: &str = "fake-access-token";
-const CI: &str =
-    "CI0110000000001AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+const CI: &str = "CI0110000000001AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
 /// The fake Toss's key pair; 1024 bits keeps generation quick.
 fn server_key() -> &'static RsaPrivateKey {
@@ -58,28 +57,18 @@ impl FakeSession {
             return Err("sessionKey is not version$id$data".into());
         };
         let encrypted = B64.decode(rsa_b64).map_err(|e| e.to_string())?;
-        let plain = server_key()
-            .decrypt(Oaep::new::<sha1::Sha1>(), &encrypted)
-            .map_err(|e| format!("OAEP SHA-1: {e}"))?;
+        let plain = server_key().decrypt(Oaep::new::<sha1::Sha1>(), &encrypted).map_err(|e| format!("OAEP SHA-1: {e}"))?;
         let plain = String::from_utf8(plain).map_err(|e| e.to_string())?;
         let fields: Vec<&str> = plain.split('$').collect();
         let ["AES_GCM", key, iv] = fields[..] else {
-            return Err(format!(
-                "bad session plaintext shape ({} parts)",
-                fields.len()
-            ));
+            return Err(format!("bad session plaintext shape ({} parts)", fields.len()));
         };
         let key = B64.decode(key).map_err(|e| e.to_string())?;
         let iv = B64.decode(iv).map_err(|e| e.to_string())?;
         if key.len() != 32 || iv.len() != 12 {
             return Err(format!("key {} bytes, iv {} bytes", key.len(), iv.len()));
         }
-        Ok(Self {
-            version: version.into(),
-            id: id.into(),
-            key,
-            iv,
-        })
+        Ok(Self { version: version.into(), id: id.into(), key, iv })
     }
 
     fn cipher(&self) -> Aes256Gcm {
@@ -88,30 +77,16 @@ impl FakeSession {
 
     fn decrypt(&self, value: &str) -> Result<String, String> {
         let prefix = format!("{}${}$", self.version, self.id);
-        let data = value
-            .strip_prefix(&prefix)
-            .ok_or("field prefix differs from the sessionKey's")?;
+        let data = value.strip_prefix(&prefix).ok_or("field prefix differs from the sessionKey's")?;
         let sealed = B64.decode(data).map_err(|e| e.to_string())?;
         let aad = &self.key[..];
-        let plain = self
-            .cipher()
-            .decrypt(Nonce::from_slice(&self.iv), Payload { msg: &sealed, aad })
-            .map_err(|_| "GCM tag mismatch")?;
+        let plain = self.cipher().decrypt(Nonce::from_slice(&self.iv), Payload { msg: &sealed, aad }).map_err(|_| "GCM tag mismatch")?;
         String::from_utf8(plain).map_err(|e| e.to_string())
     }
 
     fn encrypt(&self, plain: &str) -> String {
         let aad = &self.key[..];
-        let sealed = self
-            .cipher()
-            .encrypt(
-                Nonce::from_slice(&self.iv),
-                Payload {
-                    msg: plain.as_bytes(),
-                    aad,
-                },
-            )
-            .unwrap();
+        let sealed = self.cipher().encrypt(Nonce::from_slice(&self.iv), Payload { msg: plain.as_bytes(), aad }).unwrap();
         format!("{}${}${}", self.version, self.id, B64.encode(sealed))
     }
 }
@@ -143,10 +118,7 @@ fn fail(status: StatusCode, code: &str, reason: &str) -> Response {
 }
 
 fn authorised(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        == Some(format!("Bearer {GOOD_TOKEN}").as_str())
+    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(format!("Bearer {GOOD_TOKEN}").as_str())
 }
 
 async fn token(State(fake): State<Fake>, Form(form): Form<HashMap<String, String>>) -> Response {
@@ -157,21 +129,12 @@ async fn token(State(fake): State<Fake>, Form(form): Form<HashMap<String, String
         let body = json!({ "error": "invalid_client", "error_description": format!("bad secret {CLIENT_SECRET}") });
         return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
     }
-    Json(json!({ "access_token": GOOD_TOKEN, "scope": "ca", "token_type": "Bearer", "expires_in": 31536000 }))
-        .into_response()
+    Json(json!({ "access_token": GOOD_TOKEN, "scope": "ca", "token_type": "Bearer", "expires_in": 31536000 })).into_response()
 }
 
-async fn request(
-    State(fake): State<Fake>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Response {
+async fn request(State(fake): State<Fake>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
     if !authorised(&headers) {
-        return fail(
-            StatusCode::UNAUTHORIZED,
-            "CE1000",
-            "토큰이 유효하지 않습니다.",
-        );
+        return fail(StatusCode::UNAUTHORIZED, "CE1000", "토큰이 유효하지 않습니다.");
     }
     let text = |name: &str| body[name].as_str().unwrap_or_default().to_owned();
     match body["requestType"].as_str() {
@@ -215,53 +178,29 @@ async fn request(
 
 async fn status(headers: HeaderMap, Json(body): Json<Value>) -> Response {
     if !authorised(&headers) {
-        return fail(
-            StatusCode::UNAUTHORIZED,
-            "CE1000",
-            "토큰이 유효하지 않습니다.",
-        );
+        return fail(StatusCode::UNAUTHORIZED, "CE1000", "토큰이 유효하지 않습니다.");
     }
     let status = match body["txId"].as_str() {
         Some("tx-ok") => "COMPLETED",
         Some("tx-progress") => "IN_PROGRESS",
         Some("tx-new-status") => "SOMETHING_NEW",
-        Some("tx-gateway") => {
-            return (StatusCode::BAD_GATEWAY, "<html>bad gateway</html>").into_response()
-        }
+        Some("tx-gateway") => return (StatusCode::BAD_GATEWAY, "<html>bad gateway</html>").into_response(),
         _ => return fail(StatusCode::NOT_FOUND, "CE3100", "존재하지 않는 요청입니다"),
     };
-    success(
-        json!({ "txId": body["txId"], "status": status, "requestedDt": "2022-02-13T18:00:26+09:00" }),
-    )
+    success(json!({ "txId": body["txId"], "status": status, "requestedDt": "2022-02-13T18:00:26+09:00" }))
 }
 
 async fn result(State(fake): State<Fake>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
     if !authorised(&headers) {
-        return fail(
-            StatusCode::UNAUTHORIZED,
-            "CE1000",
-            "토큰이 유효하지 않습니다.",
-        );
+        return fail(StatusCode::UNAUTHORIZED, "CE1000", "토큰이 유효하지 않습니다.");
     }
     let tx_id = body["txId"].as_str().unwrap_or_default();
     match tx_id {
-        "tx-pending" => {
-            return fail(
-                StatusCode::BAD_REQUEST,
-                "CE3102",
-                "요청이 아직 완료되지 않았습니다.",
-            )
-        }
+        "tx-pending" => return fail(StatusCode::BAD_REQUEST, "CE3102", "요청이 아직 완료되지 않았습니다."),
         "tx-expired" => return fail(StatusCode::BAD_REQUEST, "CE3103", "만료된 요청입니다."),
         "tx-limit" => return fail(StatusCode::BAD_REQUEST, "CE3101", "조회 횟수 초과"),
         "tx-other" => return fail(StatusCode::BAD_REQUEST, "CE3000", "알 수 없는 오류"),
-        "tx-token-code" => {
-            return fail(
-                StatusCode::BAD_REQUEST,
-                "CE1000",
-                "토큰이 유효하지 않습니다.",
-            )
-        }
+        "tx-token-code" => return fail(StatusCode::BAD_REQUEST, "CE1000", "토큰이 유효하지 않습니다."),
         "tx-garbled" => return success(json!({ "txId": tx_id })),
         "tx-slow" => {
             tokio::time::sleep(Duration::from_secs(5)).await;
@@ -332,31 +271,16 @@ async fn start_fake() -> (String, Fake) {
 
 /// A client for the fake at `base`; the API base gets a trailing `/` to check it is ignored.
 fn client_for(base: &str, secret: &str, http: reqwest::Client) -> TossClient {
-    TossClient::new(
-        http,
-        base.to_owned(),
-        format!("{base}/"),
-        CLIENT_ID.into(),
-        SecretString::from(secret),
-        &server_public_key_b64(),
-    )
-    .unwrap()
+    TossClient::new(http, base.to_owned(), format!("{base}/"), CLIENT_ID.into(), SecretString::from(secret), &server_public_key_b64()).unwrap()
 }
 
 fn http_client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
 async fn start() -> (TossClient, Fake) {
     let (base, fake) = start_fake().await;
-    (
-        client_for(&base, CLIENT_SECRET, http_client(Duration::from_secs(10))),
-        fake,
-    )
+    (client_for(&base, CLIENT_SECRET, http_client(Duration::from_secs(10))), fake)
 }
 
 fn good_token() -> SecretString {
@@ -370,21 +294,13 @@ async fn issue_token_posts_the_client_credentials_form() {
     let token = client.issue_token().await.unwrap();
 
     assert_eq!(token.access_token.expose_secret(), GOOD_TOKEN);
-    assert_eq!(
-        (token.scope.as_str(), token.token_type.as_str()),
-        ("ca", "Bearer")
-    );
+    assert_eq!((token.scope.as_str(), token.token_type.as_str()), ("ca", "Bearer"));
     assert_eq!(token.expires_in, 31536000);
     let form = fake.lock().unwrap().token_form.take().unwrap();
-    let expected: HashMap<String, String> = [
-        ("grant_type", "client_credentials"),
-        ("client_id", CLIENT_ID),
-        ("client_secret", CLIENT_SECRET),
-        ("scope", "ca"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
+    let expected: HashMap<String, String> = [("grant_type", "client_credentials"), ("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET), ("scope", "ca")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
     assert_eq!(form, expected);
     assert!(!format!("{token:?}").contains(GOOD_TOKEN));
 }
@@ -396,10 +312,7 @@ async fn a_refused_token_call_keeps_only_the_status_and_oauth_code() {
 
     let err = client.issue_token().await.unwrap_err();
 
-    assert!(
-        matches!(&err, TossError::TokenRejected { status: 401, error: Some(e) } if e == "invalid_client"),
-        "{err:?}"
-    );
+    assert!(matches!(&err, TossError::TokenRejected { status: 401, error: Some(e) } if e == "invalid_client"), "{err:?}");
     for shown in [err.to_string(), format!("{err:?}")] {
         assert!(!shown.contains(CLIENT_SECRET), "{shown}");
     }
@@ -408,34 +321,14 @@ async fn a_refused_token_call_keeps_only_the_status_and_oauth_code() {
 #[tokio::test]
 async fn user_personal_request_encrypts_fields_the_way_toss_decrypts_them() {
     let (client, fake) = start().await;
-    let user = TossUser {
-        name: "김토스".into(),
-        phone: "01011112222".into(),
-        birthday: "19930324".into(),
-    };
+    let user = TossUser { name: "김토스".into(), phone: "01011112222".into(), birthday: "19930324".into() };
 
-    let requested = client
-        .request_user_personal(&good_token(), "intoss://my-app", &user)
-        .await
-        .unwrap();
+    let requested = client.request_user_personal(&good_token(), "intoss://my-app", &user).await.unwrap();
 
     let seen = fake.lock().unwrap().personal.take().unwrap().unwrap();
-    assert_eq!(
-        seen,
-        [
-            "intoss://my-app",
-            "APP_SCHEME",
-            "김토스",
-            "01011112222",
-            "19930324"
-        ]
-        .map(String::from)
-    );
+    assert_eq!(seen, ["intoss://my-app", "APP_SCHEME", "김토스", "01011112222", "19930324"].map(String::from));
     assert_eq!(requested.tx_id, "d7b7273b-407b-46be-a9d8-97d2e895b009");
-    assert_eq!(
-        requested.requested_dt.to_rfc3339(),
-        "2022-02-13T17:52:22+09:00"
-    );
+    assert_eq!(requested.requested_dt.to_rfc3339(), "2022-02-13T17:52:22+09:00");
     assert!(requested.app_scheme.unwrap().starts_with("supertoss://"));
     assert!(requested.android_app_uri.is_some());
     assert!(requested.ios_app_uri.is_some());
@@ -446,16 +339,10 @@ async fn user_personal_request_encrypts_fields_the_way_toss_decrypts_them() {
 async fn user_none_request_sends_no_personal_fields_and_null_like_schemes_become_none() {
     let (client, fake) = start().await;
 
-    let requested = client
-        .request_user_none(&good_token(), "intoss://my-app")
-        .await
-        .unwrap();
+    let requested = client.request_user_none(&good_token(), "intoss://my-app").await.unwrap();
 
     let body = fake.lock().unwrap().none_body.take().unwrap();
-    assert_eq!(
-        body,
-        json!({ "requestType": "USER_NONE", "requestUrl": "intoss://my-app" })
-    );
+    assert_eq!(body, json!({ "requestType": "USER_NONE", "requestUrl": "intoss://my-app" }));
     assert_eq!(requested.tx_id, "633f3e1b-1a11-4e7c-9b35-dd391f440be4");
     assert_eq!(requested.app_scheme, None, "the string \"null\"");
     assert_eq!(requested.android_app_uri, None, "JSON null");
@@ -479,15 +366,8 @@ async fn status_reports_progress_and_tolerates_new_values() {
 #[tokio::test]
 async fn result_uses_a_new_session_and_decrypts_personal_data() {
     let (client, fake) = start().await;
-    let user = TossUser {
-        name: "김토스".into(),
-        phone: "01011112222".into(),
-        birthday: "19930324".into(),
-    };
-    client
-        .request_user_personal(&good_token(), "intoss://my-app", &user)
-        .await
-        .unwrap();
+    let user = TossUser { name: "김토스".into(), phone: "01011112222".into(), birthday: "19930324".into() };
+    client.request_user_personal(&good_token(), "intoss://my-app", &user).await.unwrap();
 
     let result = client.result(&good_token(), "tx-ok").await.unwrap();
 
@@ -502,27 +382,15 @@ async fn result_uses_a_new_session_and_decrypts_personal_data() {
     assert_eq!(data.age_group.as_deref(), Some("ADULT"));
     assert_eq!(data.ci2, None);
     assert_eq!(result.tx_id, "tx-ok");
-    assert_eq!(
-        result.completed_dt.to_rfc3339(),
-        "2022-02-13T18:01:53+09:00"
-    );
+    assert_eq!(result.completed_dt.to_rfc3339(), "2022-02-13T18:01:53+09:00");
     assert!(!result.signature.is_empty());
 
     let sessions = fake.lock().unwrap().session_ids.clone();
     assert_eq!(sessions.len(), 2);
-    assert_ne!(
-        sessions[0], sessions[1],
-        "result must not reuse the request session"
-    );
+    assert_ne!(sessions[0], sessions[1], "result must not reuse the request session");
 
     let printed = format!("{result:?}");
-    for secret in [
-        "김토스",
-        CI,
-        "19930324",
-        "FEMALE",
-        result.signature.as_str(),
-    ] {
+    for secret in ["김토스", CI, "19930324", "FEMALE", result.signature.as_str()] {
         assert!(!printed.contains(secret), "{printed}");
     }
 }
@@ -539,50 +407,26 @@ async fn fail_envelopes_map_to_typed_errors() {
     let unknown_status = client.status(&token, "tx-nope").await.unwrap_err();
     let other = client.result(&token, "tx-other").await.unwrap_err();
     let token_code = client.result(&token, "tx-token-code").await.unwrap_err();
-    let bad_token = client
-        .status(&SecretString::from("stale"), "tx-ok")
-        .await
-        .unwrap_err();
+    let bad_token = client.status(&SecretString::from("stale"), "tx-ok").await.unwrap_err();
 
     assert!(matches!(pending, TossError::NotCompleted), "{pending:?}");
     assert!(matches!(expired, TossError::Expired), "{expired:?}");
     assert!(matches!(limit, TossError::ResultLimit), "{limit:?}");
     assert!(matches!(unknown_tx, TossError::NotFound), "{unknown_tx:?}");
-    assert!(
-        matches!(unknown_status, TossError::NotFound),
-        "{unknown_status:?}"
-    );
-    assert!(
-        matches!(&other, TossError::Provider { code, reason } if code == "CE3000" && reason == "알 수 없는 오류"),
-        "{other:?}"
-    );
-    assert!(
-        matches!(token_code, TossError::InvalidToken),
-        "{token_code:?}"
-    );
-    assert!(
-        matches!(bad_token, TossError::InvalidToken),
-        "{bad_token:?}"
-    );
+    assert!(matches!(unknown_status, TossError::NotFound), "{unknown_status:?}");
+    assert!(matches!(&other, TossError::Provider { code, reason } if code == "CE3000" && reason == "알 수 없는 오류"), "{other:?}");
+    assert!(matches!(token_code, TossError::InvalidToken), "{token_code:?}");
+    assert!(matches!(bad_token, TossError::InvalidToken), "{bad_token:?}");
 }
 
 #[tokio::test]
 async fn answers_without_an_envelope_are_http_or_decode_errors() {
     let (client, _) = start().await;
 
-    let gateway = client
-        .status(&good_token(), "tx-gateway")
-        .await
-        .unwrap_err();
-    let garbled = client
-        .result(&good_token(), "tx-garbled")
-        .await
-        .unwrap_err();
+    let gateway = client.status(&good_token(), "tx-gateway").await.unwrap_err();
+    let garbled = client.result(&good_token(), "tx-garbled").await.unwrap_err();
 
-    assert!(
-        matches!(gateway, TossError::Http { status: 502 }),
-        "{gateway:?}"
-    );
+    assert!(matches!(gateway, TossError::Http { status: 502 }), "{gateway:?}");
     assert!(matches!(garbled, TossError::Decode(_)), "{garbled:?}");
 }
 
@@ -590,33 +434,17 @@ async fn answers_without_an_envelope_are_http_or_decode_errors() {
 async fn a_tampered_or_foreign_ciphertext_is_a_crypto_error() {
     let (client, _) = start().await;
 
-    let tampered = client
-        .result(&good_token(), "tx-tampered")
-        .await
-        .unwrap_err();
-    let foreign = client
-        .result(&good_token(), "tx-foreign-session")
-        .await
-        .unwrap_err();
+    let tampered = client.result(&good_token(), "tx-tampered").await.unwrap_err();
+    let foreign = client.result(&good_token(), "tx-foreign-session").await.unwrap_err();
 
-    assert!(
-        matches!(tampered, TossError::Crypto(CryptoError::Aead)),
-        "{tampered:?}"
-    );
-    assert!(
-        matches!(foreign, TossError::Crypto(CryptoError::SessionMismatch)),
-        "{foreign:?}"
-    );
+    assert!(matches!(tampered, TossError::Crypto(CryptoError::Aead)), "{tampered:?}");
+    assert!(matches!(foreign, TossError::Crypto(CryptoError::SessionMismatch)), "{foreign:?}");
 }
 
 #[tokio::test]
 async fn a_slow_toss_is_a_timeout() {
     let (base, _) = start_fake().await;
-    let client = client_for(
-        &base,
-        CLIENT_SECRET,
-        http_client(Duration::from_millis(300)),
-    );
+    let client = client_for(&base, CLIENT_SECRET, http_client(Duration::from_millis(300)));
 
     let err = client.result(&good_token(), "tx-slow").await.unwrap_err();
 
@@ -626,16 +454,8 @@ async fn a_slow_toss_is_a_timeout() {
 #[tokio::test]
 async fn an_unreachable_toss_is_a_network_error() {
     // Bind and drop a listener to get a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let client = client_for(
-        &format!("http://127.0.0.1:{port}"),
-        CLIENT_SECRET,
-        http_client(Duration::from_secs(10)),
-    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let client = client_for(&format!("http://127.0.0.1:{port}"), CLIENT_SECRET, http_client(Duration::from_secs(10)));
 
     let err = client.issue_token().await.unwrap_err();
 
@@ -653,8 +473,5 @@ fn the_constructor_rejects_a_bad_public_key() {
         "bm90IGEga2V5",
     )
     .unwrap_err();
-    assert!(matches!(
-        err,
-        TossError::Crypto(CryptoError::InvalidPublicKey)
-    ));
+    assert!(matches!(err, TossError::Crypto(CryptoError::InvalidPublicKey)));
 }

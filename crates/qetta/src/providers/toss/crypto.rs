@@ -59,12 +59,8 @@ impl TossPublicKey {
     /// Parses a base64 (standard alphabet) SubjectPublicKeyInfo DER RSA key, the format Toss
     /// publishes ([`TOSS_PRODUCTION_PUBLIC_KEY`]). Surrounding whitespace is ignored.
     pub fn from_spki_base64(spki_b64: &str) -> Result<Self, CryptoError> {
-        let der = B64
-            .decode(spki_b64.trim())
-            .map_err(|_| CryptoError::InvalidPublicKey)?;
-        RsaPublicKey::from_public_key_der(&der)
-            .map(Self)
-            .map_err(|_| CryptoError::InvalidPublicKey)
+        let der = B64.decode(spki_b64.trim()).map_err(|_| CryptoError::InvalidPublicKey)?;
+        RsaPublicKey::from_public_key_der(&der).map(Self).map_err(|_| CryptoError::InvalidPublicKey)
     }
 
     /// The RSA key itself, for callers that need its size or parameters.
@@ -108,45 +104,20 @@ impl TossSession {
         let key = SecretBox::init_with_mut(|key: &mut [u8; 32]| OsRng.fill_bytes(key));
         let mut iv = [0u8; 12];
         OsRng.fill_bytes(&mut iv);
-        Self::from_parts(
-            public_key,
-            SESSION_VERSION,
-            &uuid::Uuid::new_v4().to_string(),
-            key,
-            iv,
-        )
+        Self::from_parts(public_key, SESSION_VERSION, &uuid::Uuid::new_v4().to_string(), key, iv)
     }
 
     /// Builds a session from known parts; used by [`generate`](Self::generate) and by tests that
     /// replay Toss's published vectors.
-    fn from_parts(
-        public_key: &TossPublicKey,
-        version: &str,
-        session_id: &str,
-        key: SecretBox<[u8; 32]>,
-        iv: [u8; 12],
-    ) -> Result<Self, CryptoError> {
+    fn from_parts(public_key: &TossPublicKey, version: &str, session_id: &str, key: SecretBox<[u8; 32]>, iv: [u8; 12]) -> Result<Self, CryptoError> {
         // `AES_GCM$<b64 key>$<b64 iv>`: 69 ASCII bytes, which fit OAEP-SHA-1 under any key of
         // 1024 bits or more.
-        let plaintext = Zeroizing::new(format!(
-            "AES_GCM${}${}",
-            B64.encode(key.expose_secret()),
-            B64.encode(iv)
-        ));
+        let plaintext = Zeroizing::new(format!("AES_GCM${}${}", B64.encode(key.expose_secret()), B64.encode(iv)));
         // OAEP with SHA-1 for both the digest and MGF1, as every current official client sends
         // (pitfall 17). `Oaep::new::<Sha1>()` uses the same digest for MGF1.
-        let encrypted = public_key
-            .0
-            .encrypt(&mut OsRng, Oaep::new::<sha1::Sha1>(), plaintext.as_bytes())
-            .map_err(|_| CryptoError::RsaEncrypt)?;
+        let encrypted = public_key.0.encrypt(&mut OsRng, Oaep::new::<sha1::Sha1>(), plaintext.as_bytes()).map_err(|_| CryptoError::RsaEncrypt)?;
         let session_key = format!("{version}${session_id}${}", B64.encode(encrypted));
-        Ok(Self {
-            version: version.to_owned(),
-            session_id: session_id.to_owned(),
-            key,
-            iv,
-            session_key,
-        })
+        Ok(Self { version: version.to_owned(), session_id: session_id.to_owned(), key, iv, session_key })
     }
 
     /// The session id (lower-case hyphenated UUID).
@@ -173,18 +144,10 @@ impl TossSession {
                 Nonce::from_slice(&self.iv),
                 // AAD is the raw key: without it the ciphertext is the same but the tag is not,
                 // and Toss rejects the field (pitfall 16).
-                Payload {
-                    msg: plaintext.as_bytes(),
-                    aad: key,
-                },
+                Payload { msg: plaintext.as_bytes(), aad: key },
             )
             .map_err(|_| CryptoError::Aead)?;
-        Ok(format!(
-            "{}${}${}",
-            self.version,
-            self.session_id,
-            B64.encode(sealed)
-        ))
+        Ok(format!("{}${}${}", self.version, self.session_id, B64.encode(sealed)))
     }
 
     /// Decrypts one field that Toss encrypted with this session.
@@ -193,9 +156,7 @@ impl TossSession {
     /// so a response can never be read with the wrong session.
     pub fn decrypt(&self, value: &str) -> Result<String, CryptoError> {
         let mut parts = value.splitn(3, '$');
-        let (Some(version), Some(session_id), Some(data)) =
-            (parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(version), Some(session_id), Some(data)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(CryptoError::Malformed);
         };
         if version != self.version || session_id != self.session_id {
@@ -203,16 +164,8 @@ impl TossSession {
         }
         // A trailing `$hmac` (the CBC format) lands in `data` and fails here as bad base64.
         let sealed = B64.decode(data).map_err(|_| CryptoError::Base64)?;
-        let plain = self
-            .cipher()
-            .decrypt(
-                Nonce::from_slice(&self.iv),
-                Payload {
-                    msg: &sealed,
-                    aad: self.key.expose_secret(),
-                },
-            )
-            .map_err(|_| CryptoError::Aead)?;
+        let plain =
+            self.cipher().decrypt(Nonce::from_slice(&self.iv), Payload { msg: &sealed, aad: self.key.expose_secret() }).map_err(|_| CryptoError::Aead)?;
         String::from_utf8(plain).map_err(|_| CryptoError::Utf8)
     }
 
@@ -234,8 +187,7 @@ mod tests {
     /// One key pair for all tests; 1024 bits keeps generation fast and still fits the 69-byte
     /// plaintext.
     fn test_key_pair() -> &'static (RsaPrivateKey, TossPublicKey) {
-        static PAIR: std::sync::OnceLock<(RsaPrivateKey, TossPublicKey)> =
-            std::sync::OnceLock::new();
+        static PAIR: std::sync::OnceLock<(RsaPrivateKey, TossPublicKey)> = std::sync::OnceLock::new();
         PAIR.get_or_init(|| {
             let private = RsaPrivateKey::new(&mut OsRng, 1024).expect("test key");
             let public = TossPublicKey(private.to_public_key());
@@ -247,8 +199,7 @@ mod tests {
         let (_, public) = test_key_pair();
         let key: [u8; 32] = B64.decode(key_b64).unwrap().try_into().unwrap();
         let iv: [u8; 12] = B64.decode(iv_b64).unwrap().try_into().unwrap();
-        TossSession::from_parts(public, "v1", session_id, SecretBox::new(Box::new(key)), iv)
-            .unwrap()
+        TossSession::from_parts(public, "v1", session_id, SecretBox::new(Box::new(key)), iv).unwrap()
     }
 
     fn vector_session() -> TossSession {
@@ -258,20 +209,13 @@ mod tests {
     #[test]
     fn encrypt_matches_the_official_vector() {
         let session = vector_session();
-        assert_eq!(
-            session.encrypt("Layton Nicholson").unwrap(),
-            "v1$b94ea687-0a72-43f8-be24-7be5029fa998$LCFncFGpJKMBClC5RHa7zabbPzqsKC51USGG1ZwSBPE="
-        );
+        assert_eq!(session.encrypt("Layton Nicholson").unwrap(), "v1$b94ea687-0a72-43f8-be24-7be5029fa998$LCFncFGpJKMBClC5RHa7zabbPzqsKC51USGG1ZwSBPE=");
     }
 
     #[test]
     fn encrypt_matches_the_second_official_vector() {
         // Only the ciphertext part is in the SPEC; the session id does not affect it.
-        let session = session_from_b64(
-            "e29491b8-0000-4000-8000-000000000000",
-            "m85BCTCEC0G2prUG6X1LWWBwy4j/3zaJhk4KZI1p3JA=",
-            "XvA/fJkStWbxQcQw",
-        );
+        let session = session_from_b64("e29491b8-0000-4000-8000-000000000000", "m85BCTCEC0G2prUG6X1LWWBwy4j/3zaJhk4KZI1p3JA=", "XvA/fJkStWbxQcQw");
         let encrypted = session.encrypt("Rocco Mills").unwrap();
         assert!(encrypted.ends_with("$8m9jMT5ILpm5p4eFgBU+LrPNBJDgeNTNYuoH"));
     }
@@ -293,11 +237,7 @@ mod tests {
         for (plain, sealed) in cases {
             let expected = format!("{prefix}{sealed}");
             assert_eq!(session.encrypt(plain).unwrap(), expected, "encrypt {plain}");
-            assert_eq!(
-                session.decrypt(&expected).unwrap(),
-                plain,
-                "decrypt {plain}"
-            );
+            assert_eq!(session.decrypt(&expected).unwrap(), plain, "decrypt {plain}");
         }
     }
 
@@ -318,26 +258,11 @@ mod tests {
         let bad_b64 = format!("v1${VECTOR_SESSION_ID}$not base64!");
         let cbc_style = format!("v1${VECTOR_SESSION_ID}${sealed}$abcdef");
 
-        assert!(matches!(
-            session.decrypt(&other_id),
-            Err(CryptoError::SessionMismatch)
-        ));
-        assert!(matches!(
-            session.decrypt(&other_version),
-            Err(CryptoError::SessionMismatch)
-        ));
-        assert!(matches!(
-            session.decrypt(&bad_b64),
-            Err(CryptoError::Base64)
-        ));
-        assert!(matches!(
-            session.decrypt(&cbc_style),
-            Err(CryptoError::Base64)
-        ));
-        assert!(matches!(
-            session.decrypt("v1$only-two"),
-            Err(CryptoError::Malformed)
-        ));
+        assert!(matches!(session.decrypt(&other_id), Err(CryptoError::SessionMismatch)));
+        assert!(matches!(session.decrypt(&other_version), Err(CryptoError::SessionMismatch)));
+        assert!(matches!(session.decrypt(&bad_b64), Err(CryptoError::Base64)));
+        assert!(matches!(session.decrypt(&cbc_style), Err(CryptoError::Base64)));
+        assert!(matches!(session.decrypt("v1$only-two"), Err(CryptoError::Malformed)));
         assert!(matches!(session.decrypt(""), Err(CryptoError::Malformed)));
     }
 
@@ -352,11 +277,7 @@ mod tests {
         assert_eq!(session_id, session.session_id());
         let parsed = uuid::Uuid::parse_str(session_id).unwrap();
         assert_eq!(parsed.get_version_num(), 4);
-        assert_eq!(
-            parsed.hyphenated().to_string(),
-            session_id,
-            "lower-case hyphenated"
-        );
+        assert_eq!(parsed.hyphenated().to_string(), session_id, "lower-case hyphenated");
 
         let rsa = B64.decode(parts.next().unwrap()).unwrap();
         let plain = private.decrypt(Oaep::new::<sha1::Sha1>(), &rsa).unwrap();
@@ -389,14 +310,8 @@ mod tests {
 
     #[test]
     fn invalid_public_keys_are_rejected() {
-        assert!(matches!(
-            TossPublicKey::from_spki_base64("not base64!"),
-            Err(CryptoError::InvalidPublicKey)
-        ));
-        assert!(matches!(
-            TossPublicKey::from_spki_base64("AAAA"),
-            Err(CryptoError::InvalidPublicKey)
-        ));
+        assert!(matches!(TossPublicKey::from_spki_base64("not base64!"), Err(CryptoError::InvalidPublicKey)));
+        assert!(matches!(TossPublicKey::from_spki_base64("AAAA"), Err(CryptoError::InvalidPublicKey)));
     }
 
     #[test]

@@ -7,10 +7,7 @@
 pub mod client;
 pub mod crypto;
 
-pub use client::{
-    AuthRequest, AuthResult, AuthStatus, PersonalData, TossAccessToken, TossAuthStatus, TossClient,
-    TossError, TossUser,
-};
+pub use client::{AuthRequest, AuthResult, AuthStatus, PersonalData, TossAccessToken, TossAuthStatus, TossClient, TossError, TossUser};
 pub use crypto::{CryptoError, TossPublicKey, TossSession, TOSS_PRODUCTION_PUBLIC_KEY};
 
 #[cfg(test)]
