@@ -11,6 +11,7 @@ pub mod error;
 pub mod http;
 pub mod keys;
 pub mod local_secrets;
+pub mod observability;
 pub mod operator;
 pub mod providers;
 pub mod redis_conn;

@@ -51,5 +51,12 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         out.push_str(&format!("qetta_redis_up {}\n", u8::from(h.is_up())));
         out.push_str(&format!("# HELP qetta_redis_failures_total Redis calls that failed or timed out (each answered by a fallback).\n# TYPE qetta_redis_failures_total counter\nqetta_redis_failures_total {}\n", h.failures_total()));
     }
+    // The database pool: connections open and idle (waits show in the request latencies).
+    let pool = state.db.pool();
+    out.push_str("# HELP qetta_db_pool_connections Database connections of this replica's pool, by state.\n# TYPE qetta_db_pool_connections gauge\n");
+    let (size, idle) = (pool.size() as usize, pool.num_idle());
+    out.push_str(&format!("qetta_db_pool_connections{{state=\"in_use\"}} {}\nqetta_db_pool_connections{{state=\"idle\"}} {idle}\n", size.saturating_sub(idle)));
+    // Request and provider-call latencies, recorded as they happen.
+    out.push_str(&crate::observability::handle().render());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -113,6 +113,8 @@ pub fn router(state: AppState) -> Router {
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.config.request_timeout))
         // Outside the timeout, so that its 408 (and every other bodiless error) gets the JSON body.
         .layer(axum::middleware::from_fn(layers::json_errors))
+        // Every request counted and timed under its route template, with its final status.
+        .layer(axum::middleware::from_fn(crate::observability::record_request))
         // Spans name the path only: query strings carry OAuth codes and states.
         .layer(
             TraceLayer::new_for_http()

@@ -87,3 +87,25 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_limits() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_time_requests_by_route_and_provider_calls_by_endpoint() {
+    let app = Spawn::new(Backend::Sqlite).start().await;
+    let (token, _) = app.register("metrics@example.com").await;
+    app.connect_kftc(&token, "kim").await;
+    let fin = app.accounts(&token).await[0]["fintech_use_num"].as_str().unwrap().to_string();
+    assert_eq!(app.get(&format!("/api/v1/oauth/kftc/balance/{fin}"), Some(&token)).await.status(), 200);
+    assert_eq!(app.get("/api/v1/nothing-here", None).await.status(), 404);
+    let text = app.metrics().await;
+    for needle in [
+        // The route template, never the account number.
+        "qetta_http_request_duration_seconds_bucket{route=\"/api/v1/oauth/kftc/balance/{fintech_use_num}\",method=\"GET\",status=\"200\",le=\"0.001\"}",
+        "qetta_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"}",
+        "qetta_upstream_request_duration_seconds_count{provider=\"kftc\",endpoint=\"/v2.0/account/balance/fin_num\",outcome=\"ok\"}",
+        "qetta_upstream_request_duration_seconds_count{provider=\"kftc\",endpoint=\"/oauth/2.0/token\",outcome=\"ok\"}",
+        "qetta_db_pool_connections{state=\"idle\"}",
+    ] {
+        assert!(text.contains(needle), "{needle} in:\n{text}");
+    }
+    assert!(!text.contains(&fin), "no account number in a label");
+}

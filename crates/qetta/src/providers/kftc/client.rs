@@ -106,7 +106,19 @@ impl KftcClient {
     /// Sends a request and reads its envelope (KFTC errors arrive as HTTP 200 with `rsp_code`);
     /// the typed body is read only from a successful answer ([`Answer::body`]), so an odd field in
     /// an error answer never hides its code. The attempt is cut at the request's deadline.
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Answer, KftcError> {
+    async fn send(&self, endpoint: &str, req: reqwest::RequestBuilder) -> Result<Answer, KftcError> {
+        let started = std::time::Instant::now();
+        let result = self.exchange(req).await;
+        let outcome = match &result {
+            Ok(a) if a.envelope.rsp_code.is_empty() || a.envelope.is_success() => "ok".to_string(),
+            Ok(a) => a.envelope.rsp_code.clone(),
+            Err(e) => e.kind().to_string(),
+        };
+        crate::observability::upstream_call("kftc", endpoint, &outcome, started.elapsed());
+        result
+    }
+
+    async fn exchange(&self, req: reqwest::RequestBuilder) -> Result<Answer, KftcError> {
         let limit = upstream::attempt_timeout(self.call_timeout).ok_or(KftcError::Timeout)?;
         let exchange = async {
             // A connect error means the request never left: the only failure a token call may
@@ -143,7 +155,7 @@ impl KftcClient {
         let mut attempt = 0;
         let result = loop {
             let req = self.http.post(self.url("/oauth/2.0/token")).form(form);
-            let r = self.send(req).await;
+            let r = self.send("/oauth/2.0/token", req).await;
             // The token endpoint is retried only when the request provably never reached KFTC
             // (connect errors): one that reached it may have spent the code or refresh token, and
             // a second use would kill the grant.
@@ -225,7 +237,7 @@ impl KftcClient {
                 query.push(("tran_dtime", tran_dtime));
             }
             let req = self.http.get(self.url(path)).bearer_auth(token.expose_secret()).query(&query);
-            let result = match self.send(req).await {
+            let result = match self.send(path, req).await {
                 Ok(answer) if answer.envelope.is_success() => answer.body(path),
                 Ok(answer) => {
                     let env = &answer.envelope;
@@ -289,7 +301,7 @@ impl KftcClient {
         let permit = self.breaker_gate()?;
         let body = serde_json::json!({ "client_use_code": self.client_use_code(), "user_seq_no": user_seq_no });
         let req = self.http.post(self.url("/v2.0/user/unlink")).bearer_auth(token.expose_secret()).json(&body);
-        let result = match self.send(req).await {
+        let result = match self.send("/v2.0/user/unlink", req).await {
             Ok(answer) if answer.envelope.is_success() => Ok(()),
             Ok(Answer { envelope: env, .. }) => {
                 Err(KftcError::from_codes(&env.rsp_code, &env.rsp_message, env.bank_rsp_code.as_deref(), env.bank_rsp_message.as_deref()))

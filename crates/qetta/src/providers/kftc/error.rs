@@ -78,6 +78,21 @@ impl KftcError {
         }
     }
 
+    /// A short label of the failure for metrics (`timeout`, `http_503`, the provider code …).
+    pub fn kind(&self) -> String {
+        match self {
+            Self::Timeout => "timeout".into(),
+            Self::Connect => "connect".into(),
+            Self::Network => "network".into(),
+            Self::Http { status } => format!("http_{status}"),
+            Self::Decode(_) => "decode".into(),
+            Self::Unreadable(_) => "unreadable".into(),
+            Self::Internal(_) => "internal".into(),
+            Self::CircuitOpen { .. } => "circuit_open".into(),
+            other => other.provider_code().unwrap_or_else(|| "error".into()),
+        }
+    }
+
     /// The provider's code, for the `provider_code` of our error body.
     pub fn provider_code(&self) -> Option<String> {
         match self {

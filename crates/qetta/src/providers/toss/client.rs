@@ -233,6 +233,13 @@ impl TossClient {
 
     /// Issues an access token with the client-credentials grant (`scope=ca`).
     pub async fn issue_token(&self) -> Result<TossAccessToken, TossError> {
+        let started = std::time::Instant::now();
+        let result = self.issue_token_once().await;
+        crate::observability::upstream_call("toss", "/token", &outcome(&result), started.elapsed());
+        result
+    }
+
+    async fn issue_token_once(&self) -> Result<TossAccessToken, TossError> {
         let form = [
             ("grant_type", "client_credentials"),
             ("client_id", self.client_id.as_str()),
@@ -316,6 +323,13 @@ impl TossClient {
 
     /// POSTs `body` as JSON with the bearer token and unwraps the result envelope.
     async fn call<B: Serialize, T: DeserializeOwned>(&self, token: &SecretString, path: &str, body: &B, what: &'static str) -> Result<T, TossError> {
+        let started = std::time::Instant::now();
+        let result = self.call_once(token, path, body, what).await;
+        crate::observability::upstream_call("toss", path, &outcome(&result), started.elapsed());
+        result
+    }
+
+    async fn call_once<B: Serialize, T: DeserializeOwned>(&self, token: &SecretString, path: &str, body: &B, what: &'static str) -> Result<T, TossError> {
         let response = self.http.post(format!("{}{path}", self.api_base)).bearer_auth(token.expose_secret()).json(body).send().await.map_err(transport)?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(transport)?;
@@ -336,6 +350,25 @@ impl TossClient {
             _ if status.is_success() => Err(TossError::Decode(what)),
             _ => Err(TossError::Http { status: status.as_u16() }),
         }
+    }
+}
+
+/// A short label of a call's result for metrics: `ok`, or the error's kind.
+fn outcome<T>(result: &Result<T, TossError>) -> String {
+    match result {
+        Ok(_) => "ok".into(),
+        Err(TossError::InvalidToken) => "invalid_token".into(),
+        Err(TossError::NotFound) => "not_found".into(),
+        Err(TossError::NotCompleted) => "not_completed".into(),
+        Err(TossError::Expired) => "expired".into(),
+        Err(TossError::ResultLimit) => "result_limit".into(),
+        Err(TossError::Provider { code, .. }) => code.clone(),
+        Err(TossError::TokenRejected { status, .. }) => format!("token_rejected_{status}"),
+        Err(TossError::Http { status }) => format!("http_{status}"),
+        Err(TossError::Timeout) => "timeout".into(),
+        Err(TossError::Network(_)) => "network".into(),
+        Err(TossError::Decode(_)) => "decode".into(),
+        Err(_) => "error".into(),
     }
 }
 
