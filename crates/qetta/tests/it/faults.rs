@@ -141,10 +141,7 @@ async fn a_storage_outage_during_a_refresh_wave_loses_no_connection() {
     // A second replica on the same database, calling the same KFTC (the first one's simulator).
     let other = Spawn::new(Backend::Postgres)
         .database(&pg.url())
-        .var("KFTC_API_BASE", &app.url("/sandbox/kftc"))
-        .var("KFTC_CLIENT_ID", qetta_sandbox::config::DEFAULT_KFTC_CLIENT_ID)
-        .var("KFTC_CLIENT_SECRET", qetta_sandbox::config::DEFAULT_KFTC_CLIENT_SECRET)
-        .var("KFTC_CLIENT_USE_CODE", qetta_sandbox::config::DEFAULT_KFTC_CLIENT_USE_CODE)
+        .kftc_at(&app.url("/sandbox/kftc"))
         .var("QETTA_REFRESHER_ENABLED", "false")
         .var("QETTA_RATE_LIMIT_API_PER_USER", "100000")
         .var("QETTA_RATE_LIMIT_API_PER_IP", "100000")

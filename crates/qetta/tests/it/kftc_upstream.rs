@@ -79,11 +79,8 @@ async fn service(backend: Backend) -> (TestApp, Front) {
     let front = front(&callback).await;
     let app = Spawn::new(backend)
         .var("PORT", &port.to_string())
-        .var("KFTC_API_BASE", &format!("{}/sandbox/kftc", front.base))
+        .kftc_at(&format!("{}/sandbox/kftc", front.base))
         .var("KFTC_REDIRECT_URI", &callback)
-        .var("KFTC_CLIENT_ID", qetta_sandbox::config::DEFAULT_KFTC_CLIENT_ID)
-        .var("KFTC_CLIENT_SECRET", qetta_sandbox::config::DEFAULT_KFTC_CLIENT_SECRET)
-        .var("KFTC_CLIENT_USE_CODE", qetta_sandbox::config::DEFAULT_KFTC_CLIENT_USE_CODE)
         .var("QETTA_REFRESHER_ENABLED", "false")
         .start()
         .await;

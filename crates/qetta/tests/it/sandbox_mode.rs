@@ -12,13 +12,7 @@ both_backends!(a_real_kftc_turns_the_sandbox_off_and_disables_toss, a_real_toss_
 /// A server whose KFTC is "real": another server's simulator, reached over loopback like any
 /// configured provider.
 async fn with_real_kftc(backend: Backend, sim: &TestApp) -> TestApp {
-    Spawn::new(backend)
-        .var("KFTC_API_BASE", &sim.url("/sandbox/kftc"))
-        .var("KFTC_CLIENT_ID", qetta_sandbox::config::DEFAULT_KFTC_CLIENT_ID)
-        .var("KFTC_CLIENT_SECRET", qetta_sandbox::config::DEFAULT_KFTC_CLIENT_SECRET)
-        .var("KFTC_CLIENT_USE_CODE", qetta_sandbox::config::DEFAULT_KFTC_CLIENT_USE_CODE)
-        .start()
-        .await
+    Spawn::new(backend).kftc_at(&sim.url("/sandbox/kftc")).start().await
 }
 
 /// The review's attack: anonymous calls to the control API of a production-like server.

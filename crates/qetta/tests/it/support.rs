@@ -184,6 +184,14 @@ impl Spawn {
         self.database = Some(url.to_string());
         self
     }
+    /// KFTC configured for real at `base` (a simulator elsewhere), with the sandbox's registration.
+    pub fn kftc_at(self, base: &str) -> Self {
+        self.var("KFTC_API_BASE", base)
+            .var("KFTC_CLIENT_ID", qetta_sandbox::config::DEFAULT_KFTC_CLIENT_ID)
+            .var("KFTC_CLIENT_SECRET", qetta_sandbox::config::DEFAULT_KFTC_CLIENT_SECRET)
+            .var("KFTC_CLIENT_USE_CODE", qetta_sandbox::config::DEFAULT_KFTC_CLIENT_USE_CODE)
+    }
+
     pub fn var(mut self, k: &str, v: &str) -> Self {
         self.vars.push((k.into(), v.into()));
         self
