@@ -51,6 +51,7 @@ impl FromRequestParts<AppState> for AuthUser {
             }
             _ => false,
         };
+        crate::http::request_id::set_user(&claims.sub);
         crate::http::rate_limit::per_user(state, &claims.sub).await?;
         Ok(AuthUser { id: claims.sub, email: claims.email, is_backend })
     }

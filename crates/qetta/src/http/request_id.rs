@@ -11,6 +11,13 @@ pub const HEADER: &str = "x-request-id";
 
 tokio::task_local! {
     static REQUEST_ID: String;
+    /// The signed-in user of the request, once the auth extractor knows it (for the access log).
+    static REQUEST_USER: std::sync::Mutex<Option<String>>;
+}
+
+/// Records the request's user for its access-log line (called by the auth extractor).
+pub fn set_user(user_id: &str) {
+    let _ = REQUEST_USER.try_with(|u| *u.lock().expect("request user") = Some(user_id.to_string()));
 }
 
 /// The id of the request being served on this task, or `""` outside a request.
@@ -33,7 +40,27 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
     let header = HeaderValue::from_str(&id).expect("request ids are ASCII");
     req.headers_mut().insert(HEADER, header.clone());
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
-    let mut response = REQUEST_ID.scope(id, next.run(req).instrument(span)).await;
+    // Probes are frequent and say nothing: no access-log line for them.
+    let probe = matches!(req.uri().path(), "/health" | "/ready" | "/metrics");
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_string());
+    let started = std::time::Instant::now();
+    let served = async move {
+        let response = next.run(req).await;
+        if !probe {
+            // One line per request: the route template (never ids), the status, the latency and
+            // the user, with the request id from the span. Never a token or a query string.
+            let user = REQUEST_USER.try_with(|u| u.lock().expect("request user").clone()).ok().flatten();
+            tracing::info!(
+                route = route.as_deref().unwrap_or("unmatched"),
+                status = response.status().as_u16(),
+                latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+                user_id = user.as_deref().unwrap_or(""),
+                "request"
+            );
+        }
+        response
+    };
+    let mut response = REQUEST_ID.scope(id, REQUEST_USER.scope(std::sync::Mutex::new(None), served.instrument(span))).await;
     response.headers_mut().insert(HEADER, header);
     response
 }

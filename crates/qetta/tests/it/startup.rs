@@ -371,3 +371,55 @@ async fn health_probes_ready_and_exits_by_the_answer() {
     let out = run(vec!["--url".into(), ready, "--ignore".into(), "database".into()]).await.unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// JSON logs: one line per request with its route template, status, latency, user and request id;
+/// no token, no query string, no line for the probes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_access_log_lines_carry_route_status_latency_user_and_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let log_path = dir.path().join("serve.log");
+    let mut child = qetta(dir.path())
+        .arg("serve")
+        .env("PORT", port.to_string())
+        .env("QETTA_LOG_FORMAT", "json")
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    while client.get(format!("{base}/health")).send().await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let v: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/register"))
+        .json(&serde_json::json!({"email": "logs@example.com", "password": "correct horse 7"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (token, user_id) = (v["token"].as_str().unwrap().to_string(), v["user"]["id"].as_str().unwrap().to_string());
+    let r = client.get(format!("{base}/api/v1/oauth/audit?limit=5")).bearer_auth(&token).header("x-request-id", "trace-log-1").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<serde_json::Value> =
+        log.lines().filter_map(|l| serde_json::from_str(l).ok()).filter(|v: &serde_json::Value| v["message"] == "request").collect();
+    let audit = lines.iter().find(|v| v["route"] == "/api/v1/oauth/audit").unwrap_or_else(|| panic!("no access line for the audit route in:\n{log}"));
+    assert_eq!(audit["status"], 200, "{audit}");
+    assert_eq!(audit["user_id"], user_id.as_str(), "{audit}");
+    assert!(audit["latency_ms"].as_f64().is_some(), "{audit}");
+    assert_eq!(audit["span"]["request_id"], "trace-log-1", "{audit}");
+    assert!(lines.iter().any(|v| v["route"] == "/api/v1/auth/register" && v["status"] == 201), "{log}");
+    assert!(!lines.iter().any(|v| v["route"] == "/health"), "no line for probes");
+    assert!(!log.contains(&token), "the JWT is never logged");
+    assert!(!log.contains("limit=5"), "query strings are never logged");
+}
