@@ -126,7 +126,7 @@ pub struct TossConfig {
     pub rsa_private_key_pem: String,
 }
 
-/// Kakao Login (OAUTH_PROVIDERS.md Part K).
+/// Kakao Login (docs/oauth-providers.md Part K).
 #[derive(Clone, Debug)]
 pub struct KakaoConfig {
     /// The app's REST API key.
@@ -156,7 +156,7 @@ pub struct KakaoConfig {
     pub auto_consent_user: Option<String>,
 }
 
-/// Naver Login (OAUTH_PROVIDERS.md Part N).
+/// Naver Login (docs/oauth-providers.md Part N).
 #[derive(Clone, Debug)]
 pub struct NaverConfig {
     pub client_id: String,

@@ -1,7 +1,7 @@
 //! Offline simulators of the KFTC OpenBanking testbed and of Toss Certification (본인확인),
 //! built from `docs/providers.md` ("SPEC A5.1" and the like in comments are that document's
 //! section ids), and of Kakao Login and Naver Login, built from the Kakao/Naver provider facts
-//! (`OAUTH_PROVIDERS.md`, cited by part and item: K3.4, N6, D1 …), independently of the `qetta`
+//! (`docs/oauth-providers.md`, cited by part and item: K3.4, N6, D1 …), independently of the `qetta`
 //! service.
 //!
 //! ```no_run

@@ -1,7 +1,7 @@
 //! Pieces shared by the Kakao and Naver simulators: RS256 signing keys and JWKS, ID-token
 //! signing and checking, PKCE (S256), request parameters, redirects and base URLs.
 //!
-//! Written from OAUTH_PROVIDERS.md, independently of the service's OAuth client.
+//! Written from docs/oauth-providers.md, independently of the service's OAuth client.
 
 use std::sync::{Mutex, OnceLock};
 

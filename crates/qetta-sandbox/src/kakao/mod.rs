@@ -1,4 +1,4 @@
-//! Kakao Login simulator (OAUTH_PROVIDERS.md Part K).
+//! Kakao Login simulator (docs/oauth-providers.md Part K).
 //!
 //! Kakao has two hosts; under one sandbox base both sets of paths live side by side:
 //! kauth (`/oauth/authorize`, `/oauth/token`, `/oauth/tokeninfo`, `/oauth/logout`,

@@ -1,4 +1,4 @@
-//! Naver Login simulator (OAUTH_PROVIDERS.md Part N).
+//! Naver Login simulator (docs/oauth-providers.md Part N).
 //!
 //! Under one sandbox base: nid (`/oauth2.0/authorize`, `/oauth2.0/token`, `/oauth2.0/revoke`,
 //! the OIDC path `/oauth2/authorize`, `/oauth2/token`, `/oauth2/jwks`,

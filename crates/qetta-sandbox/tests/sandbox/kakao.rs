@@ -1,4 +1,4 @@
-//! Kakao Login simulator (OAUTH_PROVIDERS.md Part K): authorize, token, rotation, user info,
+//! Kakao Login simulator (docs/oauth-providers.md Part K): authorize, token, rotation, user info,
 //! token info / logout / unlink, OIDC, errors, faults and control.
 
 use qetta_sandbox::config::DEFAULT_KAKAO_REDIRECT_URI as CB;

@@ -1,4 +1,4 @@
-//! Naver Login simulator (OAUTH_PROVIDERS.md Part N): classic and OIDC paths, errors on HTTP
+//! Naver Login simulator (docs/oauth-providers.md Part N): classic and OIDC paths, errors on HTTP
 //! 200, string `expires_in`, refresh without rotation, revocation, profile envelope, faults.
 
 use std::collections::HashMap;

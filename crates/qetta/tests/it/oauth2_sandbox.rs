@@ -1,4 +1,4 @@
-//! Two independent readings of OAUTH_PROVIDERS.md checked against each other: the generic OAuth 2.0
+//! Two independent readings of docs/oauth-providers.md checked against each other: the generic OAuth 2.0
 //! / OpenID Connect client (Kakao and Naver presets, re-pointed from the real hosts to the embedded
 //! sandbox) against the sandbox's Kakao and Naver simulators. Neither shares a type with the other.
 

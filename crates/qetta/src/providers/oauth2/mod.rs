@@ -1,5 +1,5 @@
 //! A generic OAuth 2.0 / OpenID Connect client: any provider by configuration, Kakao and Naver
-//! included through presets and profile hooks (`OAUTH_PROVIDERS.md`, parts K, N, D, G).
+//! included through presets and profile hooks (`docs/oauth-providers.md`, parts K, N, D, G).
 //!
 //! What it guarantees:
 //! - the authorization-code grant only, with PKCE S256 whenever the provider does not say it

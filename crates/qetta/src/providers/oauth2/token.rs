@@ -1,5 +1,5 @@
 //! Token endpoint responses (RFC 6749 §5.1/§5.2), read leniently where providers deviate
-//! (OAUTH_PROVIDERS.md PART D) and strictly where it matters (an access token, a bearer type).
+//! (docs/oauth-providers.md PART D) and strictly where it matters (an access token, a bearer type).
 
 use secrecy::SecretString;
 use serde_json::Value;
