@@ -3,7 +3,7 @@
 //! * `sessionKey` = `version$sessionId$base64(RSA-OAEP(plain))` with
 //!   `plain` = `AES_GCM$base64(key32)$base64(iv)` (B8.1).
 //! * RSA-OAEP: SHA-1 digest + MGF1-SHA-1 is what current clients send; the official test vectors
-//!   use SHA-256 digest + MGF1-SHA-1. Both are accepted, in that order (B8.1 step 5, D17).
+//!   use SHA-256 digest + MGF1-SHA-1. Both are accepted, in that order (SPEC B8.1 step 5, SPEC pitfall 17).
 //! * Fields: AES-256-GCM, nonce = the session IV (12 or 16 bytes; same IV for every field),
 //!   128-bit tag, AAD = the 32 raw key bytes; `version$sessionId$base64(ct‖tag)`.
 
