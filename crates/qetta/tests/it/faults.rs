@@ -10,16 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::support::{count, error_code, must_run_everything, Backend, Spawn, TestApp};
-
-/// Skips (outside CI) or fails (under CI) a test whose tools are missing.
-fn unavailable<T>(what: &str) -> Option<T> {
-    if must_run_everything() {
-        panic!("{what} is needed under CI");
-    }
-    eprintln!("skipped: {what} is not available here");
-    None
-}
+use crate::support::{count, error_code, unavailable, Backend, Spawn, TestApp};
 
 fn run(cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
