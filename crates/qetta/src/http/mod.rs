@@ -3,6 +3,7 @@
 pub mod audit_routes;
 pub mod auth_routes;
 pub mod client_ip;
+pub mod connections;
 pub mod health;
 pub mod json;
 pub mod kftc;
@@ -49,7 +50,8 @@ async fn provider_gate(
     let path = path.strip_prefix("/api/v1").unwrap_or(path);
     if let Some(rest) = path.strip_prefix("/oauth/") {
         let (provider, tail) = rest.split_once('/').unwrap_or((rest, ""));
-        if oauth_status::PROVIDERS.contains(&provider) && tail != "disconnect" && !state.provider_configured(provider) {
+        let known = state.connections.catalogue().entry(provider).is_some();
+        if known && tail != "disconnect" && !state.provider_configured(provider) {
             return crate::app::not_configured(provider).into_response();
         }
     }
@@ -78,8 +80,6 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/status", get(oauth_status::status))
         .route("/oauth/audit", get(audit_routes::list))
         .route("/oauth/kftc/authorize", get(kftc::authorize))
-        .route("/oauth/kftc/launch", get(kftc::launch).post(kftc::launch_confirm))
-        .route("/oauth/kftc/callback", get(kftc::callback))
         .route("/oauth/kftc/token", get(kftc::token))
         .route("/oauth/kftc/accounts", get(kftc::accounts))
         .route("/oauth/kftc/balance/{fintech_use_num}", get(kftc::balance))
@@ -91,6 +91,16 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/toss/verifications/{tx_id}", get(toss::get_verification))
         .route("/oauth/toss/verifications/{tx_id}/result", post(toss::fetch_result_route))
         .route("/oauth/toss/disconnect", delete(toss::disconnect))
+        // Every provider's browser flow (KFTC's included): one redirect URI per provider.
+        .route("/oauth/{provider}/launch", get(connections::launch).post(connections::launch_confirm))
+        .route("/oauth/{provider}/callback", get(connections::callback))
+        .route("/providers", get(connections::providers))
+        .route("/connections", get(connections::list))
+        // `{id}` is the provider's name on `authorize` (one parameter name per path segment).
+        .route("/connections/{id}/authorize", post(connections::authorize))
+        .route("/connections/{id}", get(connections::get).patch(connections::patch).delete(connections::delete))
+        .route("/connections/{id}/token", get(connections::token))
+        .route("/connections/{id}/refresh", post(connections::refresh))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), provider_gate));
 
     let mut app = Router::new().route("/health", get(health::health)).route("/ready", get(health::ready)).nest("/api/v1", api);
@@ -132,7 +142,7 @@ pub fn router(state: AppState) -> Router {
         app = app.layer(
             CorsLayer::new()
                 .allow_origin(AllowOrigin::list(origins))
-                .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+                .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS])
                 .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static(request_id::HEADER)])
                 .expose_headers([HeaderName::from_static(request_id::HEADER), header::RETRY_AFTER])
                 .max_age(std::time::Duration::from_secs(600)),

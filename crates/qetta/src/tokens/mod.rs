@@ -125,6 +125,27 @@ pub struct AccessToken {
     pub provider_user_id: Option<String>,
 }
 
+/// A completed consent to store ([`TokenManager::link`]).
+pub struct Link<'a> {
+    pub user_id: &'a str,
+    pub provider: &'a str,
+    /// The provider account (KFTC user_seq_no, OIDC `sub`).
+    pub account_id: &'a str,
+    pub account_display: Option<&'a str>,
+    /// The label the user gave in this flow (`None` keeps an existing connection's).
+    pub label: Option<&'a str>,
+    /// Replaces the connection's metadata (`None` keeps it).
+    pub metadata: Option<&'a serde_json::Value>,
+    pub grant: &'a Grant,
+}
+
+/// What [`TokenManager::link`] stored.
+pub struct Linked {
+    pub connection: Connection,
+    /// A new connection (not a re-consent of an existing one).
+    pub created: bool,
+}
+
 /// Why a refresh is wanted.
 #[derive(Clone, Copy, Debug)]
 enum Reason {
@@ -147,7 +168,7 @@ pub struct TokenManager {
     clock: Arc<dyn Clock>,
     settings: TokenSettings,
     flights: LocalFlights,
-    refreshers: HashMap<&'static str, Arc<dyn Refresher>>,
+    refreshers: HashMap<String, Arc<dyn Refresher>>,
     /// Names this process in lease owners.
     instance: String,
     /// Connections whose new tokens this process holds while storage does not take them.
@@ -175,31 +196,77 @@ impl TokenManager {
         Self { db, vault, clock, settings, flights: LocalFlights::default(), refreshers: HashMap::new(), instance, unstored: Arc::default() }
     }
 
-    pub fn register(&mut self, provider: &'static str, refresher: Arc<dyn Refresher>) {
-        self.refreshers.insert(provider, refresher);
+    pub fn register(&mut self, provider: &str, refresher: Arc<dyn Refresher>) {
+        self.refreshers.insert(provider.to_string(), refresher);
     }
 
     pub fn vault(&self) -> &Vault {
         &self.vault
     }
 
-    /// Stores a fresh grant from the authorization-code exchange (connect or re-consent).
-    pub async fn store_grant(&self, user_id: &str, provider: &str, grant: &Grant, provider_user_id: Option<&str>) -> Result<Connection, TokenError> {
+    /// Stores the grant of a completed consent on the user's connection to that provider account:
+    /// the existing one (re-consent: same id, label kept unless a new one is given), or a new one.
+    /// The connection's audit `entry` (its `connection_id` filled in here) commits in the same
+    /// transaction, or nothing does.
+    pub async fn link(&self, link: &Link<'_>, entry: audit::NewEntry) -> Result<Linked, TokenError> {
         let now = self.clock.now();
-        loop {
-            let row = connections::ensure(&self.db, user_id, provider, now).await?;
-            let write = self.sealed(&row, grant, now);
-            if connections::write_tokens(self.db.pool(), &row.id, row.version, &write, provider_user_id, false, now).await? {
-                return Ok(connections::get_by_id(&self.db, &row.id).await?.ok_or(StoreError::NotFound)?);
+        let metadata = link.metadata.map(|m| m.to_string());
+        for _ in 0..5 {
+            let existing = connections::find_account(self.db.pool(), link.user_id, link.provider, link.account_id).await?;
+            let mut w = self.db.begin_write().await?;
+            let work = async {
+                let (id, created) = match &existing {
+                    Some(row) => {
+                        let write = self.sealed(&row.id, &row.provider, link.grant, now);
+                        if !connections::write_tokens(&mut *w.tx, &row.id, row.version, &write, Some(link.account_id), false, now).await? {
+                            return Ok(None);
+                        }
+                        connections::update_link(&mut *w.tx, &row.id, link.account_display, link.label, metadata.as_deref(), now).await?;
+                        (row.id.clone(), false)
+                    }
+                    None => {
+                        let id = uuid::Uuid::new_v4().to_string();
+                        let write = self.sealed(&id, link.provider, link.grant, now);
+                        let new = connections::NewConnection {
+                            id: &id,
+                            user_id: link.user_id,
+                            provider: link.provider,
+                            provider_user_id: link.account_id,
+                            account_display: link.account_display,
+                            label: link.label,
+                            metadata: metadata.as_deref().unwrap_or("{}"),
+                            tokens: &write,
+                        };
+                        if !connections::insert(&mut *w.tx, &new, now).await? {
+                            return Ok(None);
+                        }
+                        (id, true)
+                    }
+                };
+                let row = connections::read_by_id(&mut *w.tx, &id, false).await?.ok_or(StoreError::NotFound)?;
+                let mut entry = entry.clone();
+                entry.connection_id = Some(id);
+                audit::append_in(&mut w, &entry, now).await?;
+                Ok(Some(Linked { connection: row, created }))
             }
-            // A concurrent write moved the version: seal again against the new row state.
+            .await;
+            if let Some(done) = w.finish(work).await? {
+                return Ok(done);
+            }
+            // A concurrent connect of the same account, or a refresh of it, moved first: again
+            // against what is stored now. A deleted account never gets a connection.
+            if crate::store::users::is_deleted(&self.db, link.user_id).await? {
+                return Err(StoreError::NotFound.into());
+            }
         }
+        Err(TokenError::Busy)
     }
 
-    fn sealed(&self, row: &Connection, grant: &Grant, now: i64) -> TokenWrite {
+    fn sealed(&self, id: &str, provider: &str, grant: &Grant, now: i64) -> TokenWrite {
+        let aad = |field| Aad { row: id, scope: provider, field };
         TokenWrite {
-            access_token: self.vault.seal_str(grant.access_token.expose_secret(), aad(row, "access_token")),
-            refresh_token: grant.refresh_token.as_ref().map(|r| self.vault.seal_str(r.expose_secret(), aad(row, "refresh_token"))),
+            access_token: self.vault.seal_str(grant.access_token.expose_secret(), aad("access_token")),
+            refresh_token: grant.refresh_token.as_ref().map(|r| self.vault.seal_str(r.expose_secret(), aad("refresh_token"))),
             key_id: self.vault.active_key_id().to_string(),
             token_type: grant.token_type.clone(),
             scope: grant.scope.clone(),
@@ -237,10 +304,16 @@ impl TokenManager {
         }
     }
 
-    /// A usable access token for the user's connection to `provider`.
-    pub async fn access_token(&self, user_id: &str, provider: &str) -> Result<AccessToken, TokenError> {
-        let row = connections::get(&self.db, user_id, provider).await?.ok_or(TokenError::NotConnected)?;
-        self.ensure_fresh(row, Reason::Due).await
+    /// A usable access token for `connection` (as read by the caller), refreshed first when due.
+    pub async fn access_token(&self, connection: Connection) -> Result<AccessToken, TokenError> {
+        self.ensure_fresh(connection, Reason::Due).await
+    }
+
+    /// Refreshes the connection now (unless a refresh landed since `connection` was read), for
+    /// `POST /connections/{id}/refresh` and operators.
+    pub async fn refresh_now(&self, connection: Connection) -> Result<AccessToken, TokenError> {
+        let version = connection.version;
+        self.ensure_fresh(connection, Reason::Rejected { version }).await
     }
 
     /// The provider rejected `rejected` (e.g. KFTC O0003): refresh unless someone already has.
@@ -451,7 +524,7 @@ impl TokenManager {
     /// waits at most `lock_wait` for the write.
     async fn keep_grant(&self, row: Connection, grant: Grant, reason: Reason, owner: &str, heartbeat: Heartbeat) -> Result<AccessToken, TokenError> {
         let now = self.clock.now();
-        let write = self.sealed(&row, &grant, now);
+        let write = self.sealed(&row.id, &row.provider, &grant, now);
         let entry = self.entry(&row, "refresh", "ok", serde_json::json!({"reason": format!("{reason:?}"), "expires_in": grant.expires_in}));
         let token = AccessToken {
             connection_id: row.id.clone(),
@@ -549,7 +622,7 @@ impl TokenManager {
         let entry = self.entry(row, "refresh", "needs_reauth", serde_json::json!({"provider_code": provider_code}));
         let mut w = self.db.begin_write().await?;
         let work = async {
-            let marked = connections::mark_needs_reauth(&mut *w.tx, &row.id, row.version, now).await?;
+            let marked = connections::mark_needs_reauth(&mut *w.tx, &row.id, row.version, connections::STATUS_NEEDS_REAUTH, now).await?;
             if marked {
                 audit::append_in(&mut w, &entry, now).await?;
             }

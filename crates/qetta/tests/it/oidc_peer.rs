@@ -367,10 +367,21 @@ async fn certified_op_through_the_token_manager() {
     let vault = Vault::new(KeyRing::parse(crate::support::ENCRYPTION_KEYS).unwrap());
     let mut manager = TokenManager::new(db, vault, Arc::new(qetta::clock::SystemClock), config.tokens.clone());
     manager.register("oidc-peer", Arc::new(OAuthRefresher(client.clone())));
-    manager.store_grant(&user.id, "oidc-peer", &tokens.grant, Some(&sub)).await.unwrap();
+    let link = qetta::tokens::Link {
+        user_id: &user.id,
+        provider: "oidc-peer",
+        account_id: &sub,
+        account_display: None,
+        label: None,
+        metadata: None,
+        grant: &tokens.grant,
+    };
+    let entry = qetta::store::audit::NewEntry::user_action(Some(&user.id), "oidc-peer", None, "callback", "connected", None, serde_json::json!({}));
+    let linked = manager.link(&link, entry).await.unwrap();
+    assert!(linked.created);
 
     // The OP's access tokens live 600 s, within the 900 s margin: the first use refreshes.
-    let first = manager.access_token(&user.id, "oidc-peer").await.expect("refreshed through the OP");
+    let first = manager.access_token(linked.connection).await.expect("refreshed through the OP");
     assert_ne!(first.token.expose_secret(), tokens.grant.access_token.expose_secret());
     client.user_info(&first.token, Some(&sub)).await.expect("the refreshed token works");
     // Rejected by a resource: refreshed again, which only works with the rotated refresh token the
