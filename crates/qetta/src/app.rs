@@ -51,6 +51,8 @@ pub struct AppState {
     pub sandbox: Option<qetta_sandbox::Sandbox>,
     /// The connection core: the provider catalogue and every user's connections.
     pub connections: Arc<ConnectionService>,
+    /// The one upstream HTTP client (no redirects, rustls, pooled), for the proxy.
+    pub http: reqwest::Client,
 }
 
 impl AppState {
@@ -274,13 +276,9 @@ impl App {
             if config.kftc.redirect_uri.is_none() {
                 sc.kftc.redirect_uris = vec![own_callback.clone()];
             }
-            // The simulated Kakao and Naver know this service's own callbacks.
-            if config.sources.get("KAKAO_REDIRECT_URI").is_none() {
-                sc.kakao.redirect_uris = vec![callback_of(&config.public_url, "kakao")];
-            }
-            if config.sources.get("NAVER_REDIRECT_URI").is_none() {
-                sc.naver.redirect_uris = vec![callback_of(&config.public_url, "naver")];
-            }
+            // The simulated Kakao and Naver also know this service's own callbacks.
+            sc.kakao.redirect_uris.push(callback_of(&config.public_url, "kakao"));
+            sc.naver.redirect_uris.push(callback_of(&config.public_url, "naver"));
             (Some(qetta_sandbox::Sandbox::new(sc.clone())), Some(sc))
         } else {
             (None, None)
@@ -432,6 +430,7 @@ impl App {
             vault,
             tokens,
             connections,
+            http: http.clone(),
             kftc_client: kftc,
             kftc_settings: Arc::new(kftc_resolved),
             toss_service: toss,

@@ -298,3 +298,17 @@ impl From<crate::connections::ConnectionError> for ApiError {
         }
     }
 }
+
+impl From<crate::connections::proxy::ProxyError> for ApiError {
+    fn from(e: crate::connections::proxy::ProxyError) -> Self {
+        use crate::connections::proxy::ProxyError as P;
+        let message = e.to_string();
+        match e {
+            P::NoApi => Self::BadRequest { code: "proxy_not_available", message },
+            P::BadPath(_) => Self::BadRequest { code: "invalid_proxy_path", message },
+            P::Timeout => Self::UpstreamTimeout { message },
+            P::Unreachable => Self::Upstream { code: "upstream_unreachable", message, provider_code: None },
+            P::Connection(c) => c.into(),
+        }
+    }
+}

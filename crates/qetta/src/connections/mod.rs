@@ -11,6 +11,7 @@
 
 pub mod catalogue;
 pub mod flow_data;
+pub mod proxy;
 
 use std::sync::Arc;
 

@@ -4,9 +4,10 @@
 
 use std::net::SocketAddr;
 
+use axum::body::Bytes;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, Form, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use secrecy::{ExposeSecret, SecretString};
@@ -357,4 +358,25 @@ pub async fn callback(
             page(api.status(), false, api.code(), &api.to_string())
         }
     }
+}
+
+/// `ANY /api/v1/connections/{id}/proxy/{*path}`: the provider's API with the connection's token.
+#[allow(clippy::too_many_arguments)]
+pub async fn proxy(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path((id, path)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let c = state.connections.get(&user.id, &id).await?;
+    let answer = state.connections.proxy(&state.http, state.config.tokens.upstream_timeout, c, method, &path, uri.query(), &headers, body).await?;
+    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let headers = crate::connections::proxy::returned(answer.headers());
+    let mut resp = Response::new(axum::body::Body::from_stream(answer.bytes_stream()));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    Ok(resp)
 }

@@ -17,7 +17,7 @@ pub mod toss;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -101,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .route("/connections/{id}", get(connections::get).patch(connections::patch).delete(connections::delete))
         .route("/connections/{id}/token", get(connections::token))
         .route("/connections/{id}/refresh", post(connections::refresh))
+        .route("/connections/{id}/proxy/{*path}", any(connections::proxy))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), provider_gate));
 
     let mut app = Router::new().route("/health", get(health::health)).route("/ready", get(health::ready)).nest("/api/v1", api);

@@ -8,6 +8,7 @@
 mod support;
 
 mod auth_api;
+mod connections;
 mod faults;
 mod hardening;
 mod kftc_flow;
