@@ -230,6 +230,9 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "NAVER_CLIENT_SECRET_FILE",
     "NAVER_REDIRECT_URI",
     "QETTA_PROVIDERS_FILE",
+    // Read by the embedded sandbox's Kakao simulator (its registration), not by the service.
+    "KAKAO_ADMIN_KEY",
+    "KAKAO_LOGOUT_REDIRECT_URI",
 ];
 
 /// Families read elsewhere: the sandbox's own settings, and the test harness's.
