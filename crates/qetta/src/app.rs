@@ -353,8 +353,9 @@ impl App {
         };
         if sandbox.is_some() {
             banner.notes.push(format!("toss: embedded sandbox at {}/sandbox/toss", config.public_url));
+            banner.notes.push(format!("kakao, naver: embedded sandbox at {0}/sandbox/kakao, {0}/sandbox/naver", config.public_url));
             banner.warnings.push(format!(
-                "SANDBOX MODE: simulated banks and Toss, with an unauthenticated control API, are served at {}/sandbox/. Never use this with real users; configure the providers for production.",
+                "SANDBOX MODE: simulated banks, Toss, Kakao and Naver, with an unauthenticated control API, are served at {}/sandbox/. Never use this with real users; configure the providers for production.",
                 config.public_url
             ));
         }

@@ -269,6 +269,14 @@ async fn bad_input_is_refused(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    // A launch link opened in another browser (made by the backend, or sent by someone) shows
+    // our confirmation page naming the Qetta account first, for every provider.
+    let r = app.post_json("/api/v1/connections/naver/authorize", &json!({}), Some(&token)).await;
+    let launch = r.json::<Value>().await.unwrap()["authorize_url"].as_str().unwrap().to_string();
+    let page = app.browser().get(&launch).send().await.unwrap();
+    assert_eq!(page.status(), 200, "not straight to Naver");
+    let body = page.text().await.unwrap();
+    assert!(body.contains("id=\"launch-confirm\"") && data_attr(&body, "provider") == "naver" && data_attr(&body, "account").contains("***"), "{body}");
     // The generic launch of an unknown provider, and a junk state.
     assert_eq!(app.get("/api/v1/oauth/nope/launch?state=x", None).await.status(), 404);
     assert_eq!(app.get("/api/v1/oauth/kakao/launch?state=%00", None).await.status(), 400);
