@@ -24,7 +24,6 @@ use crate::providers::{ProviderInfo, ProviderKind};
 use crate::redis_conn::Redis;
 use crate::shared_state::SharedState;
 use crate::store::{Db, StoreError};
-use crate::tokens::locks::RedisLock;
 use crate::tokens::refresher::RefresherStats;
 use crate::tokens::TokenManager;
 use crate::toss_service::TossService;
@@ -360,8 +359,6 @@ impl App {
             ));
         }
 
-        let redis_lock = redis.as_ref().map(|r| RedisLock::new(r.clone(), crate::tokens::lock_ttl(&config.tokens), &config.redis_prefix));
-
         // Toss: the configured hosts and key, or the embedded sandbox with its registration and key.
         let toss_parts = match (&config.toss.oauth_base, &config.toss.api_base, sandbox.as_ref().zip(sandbox_config.as_ref())) {
             (Some(oauth), Some(api), _) => Some((
@@ -402,7 +399,6 @@ impl App {
                     clock.clone(),
                     config.tokens.clone(),
                     config.toss.request_url.clone(),
-                    redis_lock.clone(),
                     toss_sandbox,
                     config.breaker,
                 )))

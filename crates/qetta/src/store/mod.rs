@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod connections;
+pub mod leases;
 pub mod meta;
 pub mod oauth_states;
 pub mod toss;
