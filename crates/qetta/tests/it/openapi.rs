@@ -37,7 +37,7 @@ async fn openapi_lists_every_route_and_only_real_ones() {
         for method in ops.as_object().unwrap().keys() {
             documented.insert((method.to_uppercase(), path.clone()));
             // The route exists: no 404 "no such route" and no 405 for the documented method.
-            let url = app.url(&path.replace("{fintech_use_num}", "x").replace("{tx_id}", "x"));
+            let url = app.url(&path.replace("{fintech_use_num}", "x").replace("{tx_id}", "x").replace("{user_id}", "x"));
             let r = app.client.request(method.to_uppercase().parse().unwrap(), url).send().await.unwrap();
             let status = r.status().as_u16();
             let body = r.text().await.unwrap_or_default();
