@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::support::{error_code, Backend, Spawn, TestApp};
+use qetta::clock::Clock;
 use qetta::store::{audit, connections, users};
 
 const BOSS: &str = "boss@example.com";
