@@ -20,7 +20,7 @@ fn admin_routes(user_id: &str) -> Vec<String> {
 }
 
 /// Registers `email` and grants it administration (as `qetta admin grant` does); its JWT.
-async fn admin_token(app: &TestApp, email: &str) -> (String, String) {
+pub async fn admin_token(app: &TestApp, email: &str) -> (String, String) {
     let (token, id) = app.register(email).await;
     let granted = qetta::admin::grant(&app.state.db, email, app.clock.now()).await.expect("grant");
     assert_eq!(granted, id);
@@ -86,7 +86,7 @@ async fn revoking_takes_effect_on_the_next_request_on_every_replica(backend: Bac
 }
 
 /// A user row and a connection of `provider` in `status`, token expiring at `expires_at`.
-async fn seed(app: &TestApp, n: usize, provider: &str, status: &str, expires_at: Option<i64>) -> String {
+pub async fn seed(app: &TestApp, n: usize, provider: &str, status: &str, expires_at: Option<i64>) -> String {
     let now = app.clock.now();
     let user = users::create(&app.state.db, &format!("seed-{n}@example.com"), "not-a-real-hash", now).await.unwrap();
     let c = connections::ensure(&app.state.db, &user.id, provider, now).await.unwrap();
@@ -121,6 +121,34 @@ async fn refresh_entry(app: &TestApp, user_id: &str, outcome: &str, at: i64) {
     audit::append(&app.state.db, &entry, at).await.unwrap();
 }
 
+/// The seeded set the API test and the browser test count: six KFTC connections (active with a
+/// token expiring in 2 hours, 4 days, 60 days and expired 10 s ago; one needing re-consent; one
+/// revoked), one Naver connection, and refresh entries of user 1: 3 ok and 1 failed in the last
+/// 24 hours, 2 ok and 1 needs_reauth two days ago, 5 ok eight days ago (outside the 7 days).
+/// Returns user 1's id.
+pub async fn seed_set(app: &TestApp) -> String {
+    let now = app.clock.now();
+    let h = 3600;
+    let u1 = seed(app, 1, "kftc", "active", Some(now + 2 * h)).await;
+    seed(app, 2, "kftc", "active", Some(now + 4 * 86_400)).await;
+    seed(app, 3, "kftc", "active", Some(now + 60 * 86_400)).await;
+    seed(app, 4, "kftc", "needs_reauth", None).await;
+    seed(app, 5, "kftc", "revoked", Some(now + 50 * 86_400)).await;
+    seed(app, 6, "kftc", "active", Some(now - 10)).await;
+    seed(app, 7, "naver", "active", Some(now + 30 * 86_400)).await;
+    for outcome in ["ok", "ok", "ok", "failed"] {
+        refresh_entry(app, &u1, outcome, now - 100).await;
+    }
+    for outcome in ["ok", "ok", "needs_reauth"] {
+        refresh_entry(app, &u1, outcome, now - 2 * 86_400 - 5).await;
+    }
+    for _ in 0..5 {
+        refresh_entry(app, &u1, "ok", now - 8 * 86_400).await;
+    }
+
+    u1
+}
+
 /// The stats count exactly the seeded connections and the refresh entries of the last 24 hours
 /// and 7 days; the search finds by email part and exact id and treats `_`/`%` literally; a user's
 /// detail lists connections without any token and pages the audit trail; every admin read is
@@ -129,24 +157,7 @@ async fn the_admin_api_counts_seeded_connections_and_shows_a_user(backend: Backe
     // No background refresher: it would try the seeded (fake) tokens and add refresh entries.
     let app = Spawn::new(backend).var("QETTA_REFRESHER_ENABLED", "false").start().await;
     let (admin, admin_id) = admin_token(&app, BOSS).await;
-    let now = app.clock.now();
-    let h = 3600;
-    let u1 = seed(&app, 1, "kftc", "active", Some(now + 2 * h)).await;
-    seed(&app, 2, "kftc", "active", Some(now + 4 * 86_400)).await;
-    seed(&app, 3, "kftc", "active", Some(now + 60 * 86_400)).await;
-    seed(&app, 4, "kftc", "needs_reauth", None).await;
-    seed(&app, 5, "kftc", "revoked", Some(now + 50 * 86_400)).await;
-    seed(&app, 6, "kftc", "active", Some(now - 10)).await;
-    seed(&app, 7, "naver", "active", Some(now + 30 * 86_400)).await;
-    for outcome in ["ok", "ok", "ok", "failed"] {
-        refresh_entry(&app, &u1, outcome, now - 100).await;
-    }
-    for outcome in ["ok", "ok", "needs_reauth"] {
-        refresh_entry(&app, &u1, outcome, now - 2 * 86_400 - 5).await;
-    }
-    for _ in 0..5 {
-        refresh_entry(&app, &u1, "ok", now - 8 * 86_400).await;
-    }
+    let u1 = seed_set(&app).await;
 
     let stats = get_json(&app, "/api/v1/admin/stats", &admin).await;
     let provider = |p: &str| stats["providers"].as_array().unwrap().iter().find(|x| x["provider"] == p).unwrap_or_else(|| panic!("{p} in {stats}")).clone();
