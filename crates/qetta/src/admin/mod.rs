@@ -68,14 +68,7 @@ fn normalized(email: &str) -> Result<String, GrantError> {
 fn entry(actor: &str, action: &str, email: &str, user_id: Option<&str>, detail: serde_json::Value) -> NewEntry {
     let mut detail = detail;
     detail["email"] = serde_json::json!(email);
-    NewEntry {
-        actor: actor.into(),
-        user_id: user_id.map(str::to_string),
-        action: action.into(),
-        outcome: "ok".into(),
-        detail,
-        ..Default::default()
-    }
+    NewEntry { actor: actor.into(), user_id: user_id.map(str::to_string), action: action.into(), outcome: "ok".into(), detail, ..Default::default() }
 }
 
 /// `qetta admin grant EMAIL`: makes the registered account with `email` an administrator.

@@ -151,7 +151,8 @@ pub async fn collect(state: &AppState) -> Result<Stats, StoreError> {
                     revoked: c.revoked,
                 })
                 .unwrap_or_default();
-            let mut r = Refreshes { daily: (0..7).map(|d| DailyRefreshes { days_ago: d, outcomes: RefreshOutcomes::default() }).collect(), ..Default::default() };
+            let mut r =
+                Refreshes { daily: (0..7).map(|d| DailyRefreshes { days_ago: d, outcomes: RefreshOutcomes::default() }).collect(), ..Default::default() };
             for row in refreshes.iter().filter(|row| &row.provider == name) {
                 let Some(day) = r.daily.get_mut(row.days_ago as usize) else { continue };
                 for o in [&mut day.outcomes, &mut r.last_7d].into_iter().chain((row.days_ago == 0).then_some(&mut r.last_24h)) {

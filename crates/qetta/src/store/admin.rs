@@ -35,8 +35,7 @@ pub async fn is_admin(db: &Db, user_id: &str) -> Result<bool, StoreError> {
 /// The live account registered with `email` (a local password; backend-minted users and
 /// tombstones have placeholder emails that no normalised email equals).
 pub async fn account_with_email(db: &Db, email: &str) -> Result<Option<String>, StoreError> {
-    let row: Option<(String,)> =
-        sqlx::query_as("SELECT id FROM users WHERE email = $1 AND deleted_at IS NULL").bind(email).fetch_optional(db.pool()).await?;
+    let row: Option<(String,)> = sqlx::query_as("SELECT id FROM users WHERE email = $1 AND deleted_at IS NULL").bind(email).fetch_optional(db.pool()).await?;
     Ok(row.map(|r| r.0))
 }
 

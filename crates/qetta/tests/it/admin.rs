@@ -80,8 +80,10 @@ async fn revoking_takes_effect_on_the_next_request_on_every_replica(backend: Bac
     let e = qetta::admin::grant(&app.state.db, "nobody@example.com", app.clock.now()).await.unwrap_err();
     assert!(e.to_string().contains("no account is registered with nobody@example.com"), "{e}");
     // Both were audited with their actor.
-    let log = audit::list_for_user(&app.state.db, &qetta::store::admin::account_with_email(&app.state.db, BOSS).await.unwrap().unwrap(), None, 50).await.unwrap();
-    let actions: Vec<(&str, &str)> = log.iter().filter(|e| e.action.starts_with("admin_grant") || e.action == "admin_revoke").map(|e| (e.action.as_str(), e.actor.as_str())).collect();
+    let log =
+        audit::list_for_user(&app.state.db, &qetta::store::admin::account_with_email(&app.state.db, BOSS).await.unwrap().unwrap(), None, 50).await.unwrap();
+    let actions: Vec<(&str, &str)> =
+        log.iter().filter(|e| e.action.starts_with("admin_grant") || e.action == "admin_revoke").map(|e| (e.action.as_str(), e.actor.as_str())).collect();
     assert_eq!(actions, vec![("admin_grant", "cli:admin-grant"), ("admin_revoke", "cli:admin-revoke"), ("admin_grant", "cli:admin-grant")]);
 }
 
@@ -162,10 +164,7 @@ async fn the_admin_api_counts_seeded_connections_and_shows_a_user(backend: Backe
     let stats = get_json(&app, "/api/v1/admin/stats", &admin).await;
     let provider = |p: &str| stats["providers"].as_array().unwrap().iter().find(|x| x["provider"] == p).unwrap_or_else(|| panic!("{p} in {stats}")).clone();
     let kftc = provider("kftc");
-    assert_eq!(
-        kftc["connections"],
-        json!({"total": 6, "active": 4, "expired": 1, "expiring_24h": 1, "expiring_7d": 2, "needs_reconsent": 1, "revoked": 1})
-    );
+    assert_eq!(kftc["connections"], json!({"total": 6, "active": 4, "expired": 1, "expiring_24h": 1, "expiring_7d": 2, "needs_reconsent": 1, "revoked": 1}));
     assert_eq!(kftc["refreshes"]["last_24h"], json!({"ok": 3, "failed": 1, "needs_reauth": 0}));
     assert_eq!(kftc["refreshes"]["last_7d"], json!({"ok": 5, "failed": 1, "needs_reauth": 1}));
     let daily = kftc["refreshes"]["daily"].as_array().unwrap();
@@ -304,4 +303,19 @@ async fn the_admin_commands_grant_list_and_revoke() {
     assert_eq!(code, Some(0));
     assert!(out.contains("revoked"), "{out}");
     assert_eq!(error_code(app.get("/api/v1/admin/stats", Some(&boss)).await, 403).await, "forbidden");
+}
+
+/// Provider calls are recorded where the metrics record them and show in the upstream figures:
+/// a KFTC connect through the sandbox (a token call) counts with its latency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_calls_show_in_the_upstream_figures() {
+    let app = Spawn::new(Backend::Sqlite).start().await;
+    let (admin, _) = admin_token(&app, BOSS).await;
+    let (user, _) = app.register("user@example.com").await;
+    app.connect_kftc(&user, "kim").await;
+    let stats = get_json(&app, "/api/v1/admin/stats", &admin).await;
+    let kftc = stats["providers"].as_array().unwrap().iter().find(|p| p["provider"] == "kftc").unwrap().clone();
+    assert!(kftc["upstream"]["calls"].as_u64().unwrap() >= 1, "{kftc}");
+    assert!(kftc["upstream"]["p50_ms"].as_f64().is_some_and(|v| v > 0.0) && kftc["upstream"]["p95_ms"].as_f64().is_some(), "{kftc}");
+    assert_eq!(kftc["connections"]["active"], 1);
 }
