@@ -118,8 +118,10 @@ pub async fn sync_configured(db: &Db, emails: &[String], now: i64) -> Result<Vec
                     let e = entry(ACTOR, "admin_revoke", email, None, serde_json::json!({"reason": "the account was deleted"}));
                     admin::remove(db, email, now, &e).await?;
                 }
+                // Masked: log lines carry no personal data (`qetta admin list` shows the grants).
+                let shown = crate::http::oauth_flow::mask_email(email);
                 warnings.push(format!(
-                    "QETTA_ADMIN_EMAILS names {email}, which has no account: register it, then restart (it is not granted to whoever registers it meanwhile)"
+                    "QETTA_ADMIN_EMAILS names {shown}, which has no account: register it, then restart (it is not granted to whoever registers it meanwhile)"
                 ));
             }
         }
