@@ -7,8 +7,8 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::both_backends;
 use crate::support::{error_code, Backend, Spawn, TestApp};
+use crate::{all_backends, both_backends};
 use qetta::clock::Clock;
 use qetta::store::{audit, connections, users};
 
@@ -160,6 +160,7 @@ async fn the_admin_api_counts_seeded_connections_and_shows_a_user(backend: Backe
     let app = Spawn::new(backend).var("QETTA_REFRESHER_ENABLED", "false").start().await;
     let (admin, admin_id) = admin_token(&app, BOSS).await;
     let u1 = seed_set(&app).await;
+    let now = app.clock.now();
 
     let stats = get_json(&app, "/api/v1/admin/stats", &admin).await;
     let provider = |p: &str| stats["providers"].as_array().unwrap().iter().find(|x| x["provider"] == p).unwrap_or_else(|| panic!("{p} in {stats}")).clone();
@@ -187,6 +188,11 @@ async fn the_admin_api_counts_seeded_connections_and_shows_a_user(backend: Backe
     assert_eq!(found["users"][0]["email"], "seed-1@example.com");
     assert_eq!(found["users"][0]["kind"], "registered");
     assert_eq!(found["users"][0]["connections"], 1);
+    // A user minted by the app's backend: found by id, shown without its placeholder email.
+    users::ensure_external(&app.state.db, "backend-user-42", now).await.unwrap();
+    let found = get_json(&app, "/api/v1/admin/users?q=backend-user-42", &admin).await;
+    assert_eq!(found["users"][0]["kind"], "external");
+    assert_eq!(found["users"][0]["email"], Value::Null);
     for wildcard in ["_", "%25"] {
         let found = get_json(&app, &format!("/api/v1/admin/users?q={wildcard}"), &admin).await;
         assert_eq!(found["users"], json!([]), "{wildcard} matches itself only");
@@ -232,17 +238,14 @@ async fn the_admin_api_counts_seeded_connections_and_shows_a_user(backend: Backe
     let actor = format!("admin:{admin_id}");
     let count = |action: &str| log.iter().filter(|e| e.action == action && e.actor == actor).count();
     assert_eq!(count("admin_stats"), 1);
-    assert_eq!(count("admin_user_search"), 4, "four accepted searches");
+    assert_eq!(count("admin_user_search"), 5, "five accepted searches");
     assert!(count("admin_user_view") >= 4);
     assert!(log.iter().any(|e| e.action == "admin_user_view" && e.detail.contains(&u1)));
     assert!(log.iter().filter(|e| e.action == "admin_user_search").all(|e| !e.detail.contains("seed") && !e.detail.contains(&u1)));
 }
 
-both_backends!(
-    strangers_and_non_admins_are_refused_by_every_admin_route,
-    revoking_takes_effect_on_the_next_request_on_every_replica,
-    the_admin_api_counts_seeded_connections_and_shows_a_user
-);
+all_backends!(strangers_and_non_admins_are_refused_by_every_admin_route, revoking_takes_effect_on_the_next_request_on_every_replica);
+both_backends!(the_admin_api_counts_seeded_connections_and_shows_a_user);
 
 /// `QETTA_ADMIN_EMAILS` grants at start the listed emails that have an account (not one
 /// registered after the start, until the next start), and a start without the email revokes it.
