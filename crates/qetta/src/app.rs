@@ -116,6 +116,8 @@ pub enum StartError {
     DatabaseConnect { url: String, cause: String },
     #[error("database migration failed: {0}")]
     Migrate(StoreError),
+    #[error("cannot write the administrators of QETTA_ADMIN_EMAILS to the database: {0}")]
+    Admins(StoreError),
     #[error("cannot listen on {addr}: {source} (set HOST and PORT)")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot listen on {addr} for the admin listener: {source} (set QETTA_ADMIN_ADDR, or off)")]
@@ -205,6 +207,8 @@ impl App {
         }
         let data_dir_err = |source| StartError::DataDir { path: config.data_dir.display().to_string(), source };
         let db = open_database(&config).await?;
+        // QETTA_ADMIN_EMAILS into the admins table (see `admin`).
+        banner.warnings.extend(crate::admin::sync_configured(&db, &config.admin_emails, clock.now()).await.map_err(StartError::Admins)?);
         if config.database_is_default {
             banner.notes.push(format!("database: embedded SQLite at {}", config.data_dir.join("qetta.db").display()));
         } else {

@@ -161,6 +161,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "HOST",
     "PORT",
     "QETTA_ADMIN_ADDR",
+    "QETTA_ADMIN_EMAILS",
     "QETTA_TRUSTED_PROXIES",
     "QETTA_DATA_DIR",
     "DATABASE_URL",
@@ -323,6 +324,9 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The admin listener (`/metrics`, `/health`, `/ready`); `None`: off (`QETTA_ADMIN_ADDR=off`).
     pub admin_addr: Option<std::net::SocketAddr>,
+    /// Administrators of `/admin` named by `QETTA_ADMIN_EMAILS` (normalised like login emails);
+    /// written to the `admins` table at every start (see `admin::sync_configured`).
+    pub admin_emails: Vec<String>,
     pub data_dir: PathBuf,
     pub database_url: SecretString,
     pub database_kind: DatabaseKind,
@@ -551,6 +555,14 @@ impl Config {
                 Some(a.parse().map_err(|_| ConfigError::invalid("QETTA_ADMIN_ADDR", format!("expected IP:PORT such as 127.0.0.1:9090 (or off), got {a:?}")))?)
             }
         };
+        let mut admin_emails: Vec<String> = Vec::new();
+        for part in src.get("QETTA_ADMIN_EMAILS").unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let email = crate::auth::password::normalize_email(part)
+                .map_err(|e| ConfigError::invalid("QETTA_ADMIN_EMAILS", format!("{part:?} is not an email address ({e}); expected a comma-separated list")))?;
+            if !admin_emails.contains(&email) {
+                admin_emails.push(email);
+            }
+        }
         let mut trusted_proxies = Vec::new();
         for part in src.get("QETTA_TRUSTED_PROXIES").unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let net = part
@@ -564,6 +576,7 @@ impl Config {
             port,
             trusted_proxies,
             admin_addr,
+            admin_emails,
             data_dir,
             database_url: SecretString::from(database_url),
             database_kind,

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod admin;
 mod auth_api;
 mod connections;
 mod faults;
