@@ -417,7 +417,8 @@ impl SandboxConfig {
             c.kftc.consent_ttl_secs = positive("QETTA_SANDBOX_KFTC_CONSENT_TTL", &v)?;
         }
         if let Some(v) = get("QETTA_SANDBOX_KFTC_CONSENT_EXPIRED_CODE") {
-            c.kftc.consent_expired_code = ConsentExpiredCode::parse(&v).ok_or_else(|| invalid("QETTA_SANDBOX_KFTC_CONSENT_EXPIRED_CODE", "expected A0316, A0334 or 468"))?;
+            c.kftc.consent_expired_code =
+                ConsentExpiredCode::parse(&v).ok_or_else(|| invalid("QETTA_SANDBOX_KFTC_CONSENT_EXPIRED_CODE", "expected A0316, A0334 or 468"))?;
         }
         if let Some(v) = get("QETTA_SANDBOX_KFTC_REFRESH_ROTATION") {
             c.kftc.refresh_rotation = boolean("QETTA_SANDBOX_KFTC_REFRESH_ROTATION", &v)?;

@@ -130,8 +130,7 @@ pub async fn user_me(State(sim): State<Arc<KftcSim>>, headers: HeaderMap, RawQue
         let st = sim.state();
         let user = caller_user(&st, &caller)?;
         check_user_seq_no(user, req(&q, "user_seq_no")?)?;
-        let list: Vec<Value> =
-            registered(&st, user)
+        let list: Vec<Value> = registered(&st, user)
             .into_iter()
             .filter(|(_, r)| r.account_state() == "01")
             .map(|(a, r)| nulls_for_empty(account_item(a, &user.name, r, false), st.quirks))

@@ -295,9 +295,7 @@ async fn html_pages_and_truncated_bodies_under_fault_injection() {
 async fn content_types_follow_spec_a1() {
     let form = [("grant_type", "client_credentials"), ("client_id", CLIENT_ID), ("client_secret", CLIENT_SECRET), ("scope", "oob")];
     let body = serde_urlencoded::to_string(form).unwrap();
-    let post = |sb: &TestSandbox, ct: &'static str| {
-        sb.http.post(sb.kftc_url("/oauth/2.0/token")).header("content-type", ct).body(body.clone()).send()
-    };
+    let post = |sb: &TestSandbox, ct: &'static str| sb.http.post(sb.kftc_url("/oauth/2.0/token")).header("content-type", ct).body(body.clone()).send();
     let sb = start().await;
     let ok: Value = post(&sb, "application/x-www-form-urlencoded").await.unwrap().json().await.unwrap();
     assert!(ok["access_token"].is_string(), "no charset accepted by default: {ok}");
