@@ -11,6 +11,7 @@ mod auth_api;
 mod faults;
 mod hardening;
 mod kftc_flow;
+mod kftc_round2;
 mod kftc_upstream;
 mod oauth2_sandbox;
 mod oidc_peer;
