@@ -348,6 +348,7 @@ struct ExpireConsent {
     code: Option<String>,
 }
 
+#[allow(clippy::result_large_err)]
 fn parse_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, Response> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
