@@ -46,6 +46,8 @@ pub struct AppState {
     pub toss_service: Option<Arc<TossService>>,
     pub refresher_stats: Arc<RefresherStats>,
     pub sandbox: Option<qetta_sandbox::Sandbox>,
+    /// Wakes this replica's webhook delivery worker (after an event is enqueued).
+    pub webhooks: Arc<crate::events::Webhooks>,
 }
 
 impl AppState {
@@ -420,6 +422,7 @@ impl App {
             toss_service: toss,
             refresher_stats: Arc::new(RefresherStats::default()),
             sandbox,
+            webhooks: crate::events::Webhooks::new(),
         };
         Ok(Self { listener, admin_listener, state, banner })
     }
@@ -447,6 +450,9 @@ impl App {
             .tokens
             .refresher_enabled
             .then(|| tokio::spawn(crate::tokens::refresher::run(self.state.tokens.clone(), self.state.refresher_stats.clone(), stop_rx)));
+        let s = &self.state;
+        let worker = crate::events::delivery::Worker::new(s.db.clone(), s.vault.clone(), s.clock.clone(), s.config.webhooks.clone(), s.webhooks.clone());
+        let webhooks = tokio::spawn(crate::events::delivery::run(worker, stop_tx.subscribe()));
         // The admin listener stops with the public one.
         let admin = self.admin_listener.map(|l| {
             let router = crate::http::admin_router(self.state.clone());
@@ -468,6 +474,7 @@ impl App {
         if let Some(task) = refresher {
             let _ = task.await;
         }
+        let _ = webhooks.await;
         self.state.db.close().await;
         result
     }

@@ -13,6 +13,7 @@ pub mod oauth_status;
 pub mod rate_limit;
 pub mod request_id;
 pub mod toss;
+pub mod webhooks;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
@@ -91,6 +92,12 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/toss/verifications/{tx_id}", get(toss::get_verification))
         .route("/oauth/toss/verifications/{tx_id}/result", post(toss::fetch_result_route))
         .route("/oauth/toss/disconnect", delete(toss::disconnect))
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/webhooks/{id}", get(webhooks::get).patch(webhooks::update).delete(webhooks::delete))
+        .route("/webhooks/{id}/rotate-secret", post(webhooks::rotate_secret))
+        .route("/webhooks/{id}/test", post(webhooks::test))
+        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/webhooks/{id}/deliveries/{delivery_id}/retry", post(webhooks::retry))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), provider_gate));
 
     let mut app = Router::new().route("/health", get(health::health)).route("/ready", get(health::ready)).nest("/api/v1", api);
