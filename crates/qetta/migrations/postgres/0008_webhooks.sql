@@ -47,6 +47,7 @@ CREATE TABLE webhook_deliveries (
     created_at       BIGINT NOT NULL,
     updated_at       BIGINT NOT NULL
 );
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
+-- The claim walks pending deliveries in seq order and stops at its limit.
+CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (seq) WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_order ON webhook_deliveries (endpoint_id, ordering_key, status, seq);
 CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, seq);

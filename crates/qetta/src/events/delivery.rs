@@ -77,13 +77,17 @@ pub async fn run(w: Worker, mut stop: tokio::sync::watch::Receiver<bool>) {
     metrics::describe_gauge!(OLDEST_AGE, metrics::Unit::Seconds, "Age of the oldest pending webhook delivery.");
     let mut in_flight: JoinSet<()> = JoinSet::new();
     let mut last_stats = Instant::now() - Duration::from_secs(60);
+    // A claim scans the pending queue, so slots are refilled in batches (a quarter of the
+    // concurrency at least) rather than one by one as each delivery finishes.
+    let refill_at = (w.settings.concurrency / 4).max(1);
     loop {
         if *stop.borrow() {
             break;
         }
+        while in_flight.try_join_next().is_some() {}
         let free = w.settings.concurrency.saturating_sub(in_flight.len());
         let mut claimed = 0;
-        if free > 0 {
+        if free >= refill_at || (free > 0 && in_flight.is_empty()) {
             let now = w.clock.now();
             match store::claim_due(&w.db, &w.owner, now, now + CLAIM_SECS, free as i64).await {
                 Ok(batch) => {
@@ -100,8 +104,9 @@ pub async fn run(w: Worker, mut stop: tokio::sync::watch::Receiver<bool>) {
             last_stats = Instant::now();
             record_queue_stats(&w).await;
         }
-        if claimed > 0 && in_flight.len() < w.settings.concurrency {
-            // More may be due right away: claim again before waiting.
+        if claimed > 0 && claimed == free {
+            // A full batch: more may be due; claim again as soon as slots free up.
+            in_flight.join_next().await;
             continue;
         }
         let idle_for = if in_flight.is_empty() { idle_wait(&w).await } else { POLL };

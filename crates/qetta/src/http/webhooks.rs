@@ -135,9 +135,9 @@ pub async fn create(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<NewEndpoint>,
 ) -> Result<(StatusCode, Json<EndpointView>), ApiError> {
-    let url = url_guard::check(&body.url, state.config.webhooks.allow_private).await?;
     let events = check_events(body.events)?;
     let description = check_description(body.description)?;
+    let url = url_guard::check(&body.url, state.config.webhooks.allow_private).await?;
     if store::count_endpoints(&state.db).await? >= MAX_ENDPOINTS {
         return Err(ApiError::conflict("too_many_endpoints", format!("At most {MAX_ENDPOINTS} webhook endpoints; delete one first.")));
     }
