@@ -89,10 +89,7 @@ fn effective(c: &Config) -> Vec<(&'static str, Shown)> {
         ("QETTA_RATE_LIMIT_API_PER_IP", plain(c.rate_limits.api_per_ip_per_min)),
         ("QETTA_RATE_LIMIT_API_PER_USER", plain(c.rate_limits.api_per_user_per_min)),
         ("QETTA_SANDBOX", plain(format!("{:?}", c.sandbox_mode).to_lowercase())),
-        (
-            "QETTA_WEBHOOK_RETRY_SCHEDULE",
-            plain(c.webhooks.retry_schedule.iter().map(|d| format!("{}s", d.as_secs())).collect::<Vec<_>>().join(",")),
-        ),
+        ("QETTA_WEBHOOK_RETRY_SCHEDULE", plain(c.webhooks.retry_schedule.iter().map(|d| format!("{}s", d.as_secs())).collect::<Vec<_>>().join(","))),
         ("QETTA_WEBHOOK_ALLOW_PRIVATE", plain(c.webhooks.allow_private)),
         ("QETTA_WEBHOOK_CONCURRENCY", plain(c.webhooks.concurrency)),
         ("KFTC_API_BASE", opt(&c.kftc.api_base)),

@@ -25,7 +25,14 @@ pub async fn check(state: &AppState, expected: &SecretString, given: &HeaderValu
 
 /// [`check`] for a caller without a user (the app's backend on its own routes, e.g. webhooks):
 /// audited with actor `service`.
-pub async fn check_as(state: &AppState, expected: &SecretString, given: &HeaderValue, ip: Option<IpAddr>, user_id: Option<&str>, path: &str) -> Result<(), ApiError> {
+pub async fn check_as(
+    state: &AppState,
+    expected: &SecretString,
+    given: &HeaderValue,
+    ip: Option<IpAddr>,
+    user_id: Option<&str>,
+    path: &str,
+) -> Result<(), ApiError> {
     let ip_text = ip.map(|i| i.to_string()).unwrap_or_default();
     let key = format!("service-key-fail:ip:{ip_text}");
     let now = state.clock.now();

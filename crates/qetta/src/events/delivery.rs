@@ -180,9 +180,7 @@ async fn deliver(w: &Worker, c: Claimed) {
 }
 
 fn secrets(w: &Worker, e: &Endpoint, now: i64) -> Result<Vec<SecretString>, crate::vault::VaultError> {
-    let open = |sealed: &[u8], field: &str| -> Result<SecretString, crate::vault::VaultError> {
-        w.vault.open_string(sealed, secret_aad(&e.id, field))
-    };
+    let open = |sealed: &[u8], field: &str| -> Result<SecretString, crate::vault::VaultError> { w.vault.open_string(sealed, secret_aad(&e.id, field)) };
     let mut out = vec![open(&e.secret, "secret")?];
     if let (Some(prev), Some(until)) = (&e.previous_secret, e.previous_secret_until) {
         if until > now {

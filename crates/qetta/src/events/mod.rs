@@ -32,16 +32,51 @@ pub const EVENT_TYPES: &[&str] = &[
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Event {
-    ConnectionCreated { connection_id: String, user_id: String, provider: String, status: String },
+    ConnectionCreated {
+        connection_id: String,
+        user_id: String,
+        provider: String,
+        status: String,
+    },
     /// The connection's label or its accounts changed; `changed` names which, `accounts` counts them.
-    ConnectionUpdated { connection_id: String, user_id: String, provider: String, status: String, changed: Vec<String>, accounts: Option<i64> },
-    ConnectionNeedsReauth { connection_id: String, user_id: String, provider: String, status: String },
-    ConnectionDisconnected { connection_id: String, user_id: String, provider: String },
+    ConnectionUpdated {
+        connection_id: String,
+        user_id: String,
+        provider: String,
+        status: String,
+        changed: Vec<String>,
+        accounts: Option<i64>,
+    },
+    ConnectionNeedsReauth {
+        connection_id: String,
+        user_id: String,
+        provider: String,
+        status: String,
+    },
+    ConnectionDisconnected {
+        connection_id: String,
+        user_id: String,
+        provider: String,
+    },
     /// An identity verification (Toss) finished and its result is stored; the identity itself is
     /// never in the event.
-    VerificationCompleted { user_id: String, provider: String, tx_id: String, request_type: String, status: String },
-    TransactionsUpdated { connection_id: String, user_id: String, provider: String, accounts: i64, new_transactions: i64 },
-    WebhookTest { endpoint_id: String },
+    VerificationCompleted {
+        user_id: String,
+        provider: String,
+        tx_id: String,
+        request_type: String,
+        status: String,
+    },
+    TransactionsUpdated {
+        connection_id: String,
+        user_id: String,
+        provider: String,
+        accounts: i64,
+        new_transactions: i64,
+    },
+    WebhookTest {
+        endpoint_id: String,
+    },
 }
 
 impl Event {

@@ -96,18 +96,25 @@ pub async fn update_endpoint(db: &Db, e: &Endpoint, now: i64) -> Result<bool, St
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn set_secrets(db: &Db, id: &str, secret: &[u8], previous: Option<&[u8]>, previous_until: Option<i64>, key_id: &str, now: i64) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "UPDATE webhook_endpoints SET secret = $1, previous_secret = $2, previous_secret_until = $3, key_id = $4, updated_at = $5 WHERE id = $6",
-    )
-    .bind(secret)
-    .bind(previous)
-    .bind(previous_until)
-    .bind(key_id)
-    .bind(now)
-    .bind(id)
-    .execute(db.pool())
-    .await?;
+pub async fn set_secrets(
+    db: &Db,
+    id: &str,
+    secret: &[u8],
+    previous: Option<&[u8]>,
+    previous_until: Option<i64>,
+    key_id: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let done =
+        sqlx::query("UPDATE webhook_endpoints SET secret = $1, previous_secret = $2, previous_secret_until = $3, key_id = $4, updated_at = $5 WHERE id = $6")
+            .bind(secret)
+            .bind(previous)
+            .bind(previous_until)
+            .bind(key_id)
+            .bind(now)
+            .bind(id)
+            .execute(db.pool())
+            .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -136,11 +143,12 @@ pub async fn disable_endpoint_in(w: &mut WriteTx, id: &str, reason: &str, now: i
 
 /// Marks the start of a run of failures (kept when one is running); returns its start.
 pub async fn note_failure(db: &Db, id: &str, now: i64) -> Result<i64, StoreError> {
-    let row: Option<(Option<i64>,)> = sqlx::query_as("UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $1) WHERE id = $2 RETURNING failing_since")
-        .bind(now)
-        .bind(id)
-        .fetch_optional(db.pool())
-        .await?;
+    let row: Option<(Option<i64>,)> =
+        sqlx::query_as("UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $1) WHERE id = $2 RETURNING failing_since")
+            .bind(now)
+            .bind(id)
+            .fetch_optional(db.pool())
+            .await?;
     Ok(row.and_then(|r| r.0).unwrap_or(now))
 }
 
@@ -323,11 +331,13 @@ pub async fn list_deliveries(db: &Db, endpoint_id: &str, status: Option<&str>, b
 }
 
 pub async fn get_delivery(db: &Db, endpoint_id: &str, id: &str) -> Result<Option<Delivery>, StoreError> {
-    Ok(sqlx::query_as(&format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id WHERE d.endpoint_id = $1 AND d.id = $2"))
-        .bind(endpoint_id)
-        .bind(id)
-        .fetch_optional(db.pool())
-        .await?)
+    Ok(sqlx::query_as(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id WHERE d.endpoint_id = $1 AND d.id = $2"
+    ))
+    .bind(endpoint_id)
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?)
 }
 
 /// Puts a failed (or pending) delivery back in the queue, due now; a delivered one is left alone.
@@ -346,7 +356,8 @@ pub async fn retry_delivery(db: &Db, endpoint_id: &str, id: &str, now: i64) -> R
 
 /// Pending deliveries and the creation time of the oldest (for the metrics).
 pub async fn queue_stats(db: &Db) -> Result<(i64, Option<i64>), StoreError> {
-    let row: (i64, Option<i64>) = sqlx::query_as("SELECT COUNT(*), MIN(created_at) FROM webhook_deliveries WHERE status = 'pending'").fetch_one(db.pool()).await?;
+    let row: (i64, Option<i64>) =
+        sqlx::query_as("SELECT COUNT(*), MIN(created_at) FROM webhook_deliveries WHERE status = 'pending'").fetch_one(db.pool()).await?;
     Ok(row)
 }
 

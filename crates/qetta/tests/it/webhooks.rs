@@ -174,12 +174,8 @@ async fn verify(python: &PathBuf, now: i64, cases: &[(&str, &Hit)]) -> Vec<Value
     use tokio::io::AsyncWriteExt;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/standardwebhooks/verify.py");
     let input = json!({"now": now, "cases": cases.iter().map(|(s, h)| json!({"secret": s, "headers": h.headers, "body": h.body})).collect::<Vec<_>>()});
-    let mut child = tokio::process::Command::new(python)
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python runs");
+    let mut child =
+        tokio::process::Command::new(python).arg(script).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().expect("python runs");
     child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).await.unwrap();
     let out = child.wait_with_output().await.unwrap();
     assert!(out.status.success(), "verify.py failed");
@@ -221,7 +217,14 @@ async fn every_event_type_is_signed_for_the_official_library(backend: Backend) {
     let (u, p) = (user_id.clone(), "kftc".to_string());
     for e in [
         Event::ConnectionCreated { connection_id: c.clone(), user_id: u.clone(), provider: p.clone(), status: "active".into() },
-        Event::ConnectionUpdated { connection_id: c.clone(), user_id: u.clone(), provider: p.clone(), status: "active".into(), changed: vec!["accounts".into()], accounts: Some(3) },
+        Event::ConnectionUpdated {
+            connection_id: c.clone(),
+            user_id: u.clone(),
+            provider: p.clone(),
+            status: "active".into(),
+            changed: vec!["accounts".into()],
+            accounts: Some(3),
+        },
         Event::TransactionsUpdated { connection_id: c.clone(), user_id: u.clone(), provider: p.clone(), accounts: 3, new_transactions: 12 },
         Event::ConnectionNeedsReauth { connection_id: c.clone(), user_id: u.clone(), provider: p.clone(), status: "needs_reauth".into() },
         Event::ConnectionDisconnected { connection_id: c.clone(), user_id: u.clone(), provider: p.clone() },
@@ -245,7 +248,11 @@ async fn every_event_type_is_signed_for_the_official_library(backend: Backend) {
         }
     }
     // One connection's events arrive in the order raised (one in flight per key).
-    let order: Vec<String> = hits.iter().map(|h| h.json()["type"].as_str().unwrap().to_string()).filter(|t| t.starts_with("connection.") || t.starts_with("transactions.")).collect();
+    let order: Vec<String> = hits
+        .iter()
+        .map(|h| h.json()["type"].as_str().unwrap().to_string())
+        .filter(|t| t.starts_with("connection.") || t.starts_with("transactions."))
+        .collect();
     assert_eq!(order, ["connection.created", "connection.updated", "transactions.updated", "connection.needs_reauth", "connection.disconnected"]);
     let completed = hits.iter().map(Hit::json).find(|b| b["type"] == "verification.completed").unwrap();
     assert_eq!(completed["data"], json!({"user_id": user_id, "provider": "toss", "tx_id": tx, "request_type": "USER_NONE", "status": "COMPLETED"}));
@@ -485,7 +492,8 @@ async fn only_the_service_key_opens_the_webhook_routes(backend: Backend) {
     assert_eq!(error_code(r, 429).await, "too_many_attempts");
     let r = app.backend("GET", "", None).await;
     assert_eq!(error_code(r, 429).await, "too_many_attempts");
-    let audited: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_log WHERE action = 'service_key' AND actor = 'service'").fetch_one(app.state.db.pool()).await.unwrap();
+    let audited: (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM audit_log WHERE action = 'service_key' AND actor = 'service'").fetch_one(app.state.db.pool()).await.unwrap();
     assert_eq!(audited.0, 11, "ten refusals and one throttling");
     app.clock.advance(61);
     let r = app.backend("GET", "", None).await;
@@ -508,7 +516,14 @@ async fn two_replicas_deliver_every_event_once_and_in_order(backend: Backend) {
         for c in 0..20 {
             let app = if c % 2 == 0 { &a } else { &b };
             let conn = format!("conn-{c}");
-            let e = Event::ConnectionUpdated { connection_id: conn.clone(), user_id: "u".into(), provider: "kftc".into(), status: "active".into(), changed: vec!["label".into()], accounts: Some(i) };
+            let e = Event::ConnectionUpdated {
+                connection_id: conn.clone(),
+                user_id: "u".into(),
+                provider: "kftc".into(),
+                status: "active".into(),
+                changed: vec!["label".into()],
+                accounts: Some(i),
+            };
             expected.entry(conn).or_default().push(app.raise(&e).await);
         }
     }
