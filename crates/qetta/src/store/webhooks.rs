@@ -118,6 +118,35 @@ pub async fn set_secrets(
     Ok(done.rows_affected() == 1)
 }
 
+/// Key ids sealing endpoint secrets (start-up refuses a key ring without them).
+pub async fn key_ids_in_use(db: &Db) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT DISTINCT key_id FROM webhook_endpoints").fetch_all(db.pool()).await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// Endpoints whose secrets are sealed with a key other than `active_key`, for rotation.
+pub async fn endpoints_not_on_key(db: &Db, active_key: &str, limit: i64) -> Result<Vec<Endpoint>, StoreError> {
+    Ok(sqlx::query_as(&format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE key_id <> $1 ORDER BY id LIMIT $2"))
+        .bind(active_key)
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await?)
+}
+
+/// Replaces an endpoint's ciphertexts (same secrets, another key) if its secret is still
+/// `old_secret` (a rotation of the secret meanwhile wins).
+pub async fn reseal_endpoint(db: &Db, id: &str, old_secret: &[u8], secret: &[u8], previous: Option<&[u8]>, key_id: &str) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE webhook_endpoints SET secret = $1, previous_secret = $2, key_id = $3 WHERE id = $4 AND secret = $5")
+        .bind(secret)
+        .bind(previous)
+        .bind(key_id)
+        .bind(id)
+        .bind(old_secret)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 pub async fn delete_endpoint(db: &Db, id: &str) -> Result<bool, StoreError> {
     // Deliveries first (SQLite enforces the foreign key only with the pragma, which we set).
     let mut w = db.begin_write().await?;

@@ -22,6 +22,7 @@ crate::both_backends!(
     ssrf_targets_are_refused_at_save_and_at_delivery,
     gone_and_three_days_of_failures_disable_the_endpoint,
     delivery_latency_and_throughput,
+    key_rotation_reseals_webhook_secrets,
 );
 crate::all_backends!(only_the_service_key_opens_the_webhook_routes);
 crate::backend_tests!([postgres, postgres_redis]; two_replicas_deliver_every_event_once_and_in_order);
@@ -587,4 +588,26 @@ async fn delivery_latency_and_throughput(backend: Backend) {
         2000.0 / drained.as_secs_f64()
     );
     assert!(p(0.5) < 500.0, "median latency {:.1} ms: the worker is not woken on enqueue", p(0.5));
+}
+
+async fn key_rotation_reseals_webhook_secrets(backend: Backend) {
+    use secrecy::ExposeSecret;
+    let app = spawn_hooks(backend).start().await;
+    let rx = receiver().await;
+    let (ep, old) = app.endpoint(&rx.url, None).await;
+    let v: Value = app.backend("POST", &format!("/{ep}/rotate-secret"), None).await.json().await.unwrap();
+    let new = v["secret"].as_str().unwrap().to_string();
+    let entry = qetta::vault::KeyRing::generate_entry("test2");
+    let vault = qetta::vault::Vault::new(qetta::vault::KeyRing::parse(&format!("{entry},{}", crate::support::ENCRYPTION_KEYS)).unwrap());
+    let report = qetta::keys::rotate(&app.state.db, &vault, 10).await.unwrap();
+    assert_eq!((report.resealed, report.remaining), (1, 0), "{report:?}");
+    let e = qetta::store::webhooks::get_endpoint(&app.state.db, &ep).await.unwrap().unwrap();
+    assert_eq!(e.key_id, "test2");
+    let open = |blob: &[u8], field: &str| vault.open_string(blob, qetta::events::delivery::secret_aad(&ep, field)).unwrap().expose_secret().to_string();
+    assert_eq!(open(&e.secret, "secret"), new);
+    assert_eq!(open(e.previous_secret.as_deref().unwrap(), "previous_secret"), old);
+    // The old key alone no longer opens what is stored: start-up would refuse it by name.
+    let old_ring = qetta::vault::KeyRing::parse(crate::support::ENCRYPTION_KEYS).unwrap();
+    let err = qetta::keys::verify_against_store(&app.state.db, &old_ring).await.err().expect("refused").to_string();
+    assert!(err.contains("test2"), "{err}");
 }
