@@ -608,6 +608,6 @@ async fn key_rotation_reseals_webhook_secrets(backend: Backend) {
     assert_eq!(open(e.previous_secret.as_deref().unwrap(), "previous_secret"), old);
     // The old key alone no longer opens what is stored: start-up would refuse it by name.
     let old_ring = qetta::vault::KeyRing::parse(crate::support::ENCRYPTION_KEYS).unwrap();
-    let err = qetta::keys::verify_against_store(&app.state.db, &old_ring).await.err().expect("refused").to_string();
+    let err = qetta::keys::verify_against_store(&app.state.db, &old_ring).await.expect_err("refused").to_string();
     assert!(err.contains("test2"), "{err}");
 }
