@@ -34,6 +34,9 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DISABLE_AFTER_SECS: i64 = 3 * 86400;
 /// The longest idle sleep.
 pub const POLL: Duration = Duration::from_secs(1);
+/// Finished deliveries are kept this long (for the deliveries list and manual retries).
+pub const KEEP_SECS: i64 = 30 * 86400;
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Response bodies are read up to this many bytes, then dropped.
 const MAX_RESPONSE_BYTES: usize = 4096;
 
@@ -77,6 +80,7 @@ pub async fn run(w: Worker, mut stop: tokio::sync::watch::Receiver<bool>) {
     metrics::describe_gauge!(OLDEST_AGE, metrics::Unit::Seconds, "Age of the oldest pending webhook delivery.");
     let mut in_flight: JoinSet<()> = JoinSet::new();
     let mut last_stats = Instant::now() - Duration::from_secs(60);
+    let mut last_prune = Instant::now();
     // A claim scans the pending queue, so slots are refilled in batches (a quarter of the
     // concurrency at least) rather than one by one as each delivery finishes.
     let refill_at = (w.settings.concurrency / 4).max(1);
@@ -103,6 +107,12 @@ pub async fn run(w: Worker, mut stop: tokio::sync::watch::Receiver<bool>) {
         if last_stats.elapsed() >= POLL {
             last_stats = Instant::now();
             record_queue_stats(&w).await;
+        }
+        if last_prune.elapsed() >= PRUNE_EVERY {
+            last_prune = Instant::now();
+            if let Err(e) = store::prune(&w.db, w.clock.now() - KEEP_SECS).await {
+                tracing::warn!(error = %e, "webhooks: cannot prune old deliveries");
+            }
         }
         if claimed > 0 && claimed == free {
             // A full batch: more may be due; claim again as soon as slots free up.

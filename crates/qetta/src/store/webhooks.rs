@@ -201,6 +201,22 @@ pub async fn insert_event_in(
     only_endpoint: Option<&str>,
     now: i64,
 ) -> Result<u64, StoreError> {
+    let endpoints: Vec<(String, String)> = match only_endpoint {
+        Some(id) => sqlx::query_as("SELECT id, events FROM webhook_endpoints WHERE id = $1 AND enabled = 1").bind(id).fetch_all(&mut *w.tx).await?,
+        None => sqlx::query_as("SELECT id, events FROM webhook_endpoints WHERE enabled = 1 ORDER BY id").fetch_all(&mut *w.tx).await?,
+    };
+    let targets: Vec<String> = endpoints
+        .into_iter()
+        .filter(|(_, events)| {
+            let types: Vec<String> = serde_json::from_str(events).unwrap_or_default();
+            only_endpoint.is_some() || types.is_empty() || types.iter().any(|t| t == event_type)
+        })
+        .map(|(id, _)| id)
+        .collect();
+    if targets.is_empty() {
+        // Nobody listens: nothing to write.
+        return Ok(0);
+    }
     sqlx::query("INSERT INTO webhook_events (id, type, ordering_key, payload, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(event_id)
         .bind(event_type)
@@ -209,16 +225,8 @@ pub async fn insert_event_in(
         .bind(now)
         .execute(&mut *w.tx)
         .await?;
-    let endpoints: Vec<(String, String)> = match only_endpoint {
-        Some(id) => sqlx::query_as("SELECT id, events FROM webhook_endpoints WHERE id = $1 AND enabled = 1").bind(id).fetch_all(&mut *w.tx).await?,
-        None => sqlx::query_as("SELECT id, events FROM webhook_endpoints WHERE enabled = 1 ORDER BY id").fetch_all(&mut *w.tx).await?,
-    };
     let mut n = 0;
-    for (endpoint_id, events) in endpoints {
-        let types: Vec<String> = serde_json::from_str(&events).unwrap_or_default();
-        if only_endpoint.is_none() && !types.is_empty() && !types.iter().any(|t| t == event_type) {
-            continue;
-        }
+    for endpoint_id in targets {
         sqlx::query(
             "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, ordering_key, status, attempts, next_attempt_at, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5)",
@@ -381,6 +389,18 @@ pub async fn retry_delivery(db: &Db, endpoint_id: &str, id: &str, now: i64) -> R
     .execute(db.pool())
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Forgets finished deliveries (delivered or failed) last touched before `before`, and events
+/// left without deliveries. Returns the deliveries removed.
+pub async fn prune(db: &Db, before: i64) -> Result<u64, StoreError> {
+    let done =
+        sqlx::query("DELETE FROM webhook_deliveries WHERE status IN ('delivered', 'failed') AND updated_at < $1").bind(before).execute(db.pool()).await?;
+    sqlx::query("DELETE FROM webhook_events WHERE created_at < $1 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)")
+        .bind(before)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected())
 }
 
 /// Pending deliveries and the creation time of the oldest (for the metrics).

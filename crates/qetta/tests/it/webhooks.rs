@@ -328,6 +328,13 @@ async fn failures_are_retried_on_the_schedule_and_redirects_not_followed(backend
 
 async fn a_claim_left_by_a_killed_replica_is_taken_over(backend: Backend) {
     let app = spawn_hooks(backend).start().await;
+    let count = |table: &'static str| {
+        let db = app.state.db.clone();
+        async move { sqlx::query_as::<_, (i64,)>(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(db.pool()).await.unwrap().0 }
+    };
+    // Nobody listens yet: nothing is written.
+    app.raise(&Event::ConnectionDisconnected { connection_id: "c".into(), user_id: "u".into(), provider: "kftc".into() }).await;
+    assert_eq!(count("webhook_events").await, 0);
     let rx = receiver().await;
     let (ep, _) = app.endpoint(&rx.url, None).await;
     // A replica claimed the delivery in the transaction that raised it and died before sending.
@@ -344,6 +351,18 @@ async fn a_claim_left_by_a_killed_replica_is_taken_over(backend: Backend) {
     wait_until("recorded", || async { app.deliveries(&ep).await[0]["status"] == "delivered" }).await;
     settle().await;
     assert_eq!(rx.hits().len(), 1);
+    // Finished deliveries are forgotten after the retention (a pending one never is).
+    app.raise(&Event::WebhookTest { endpoint_id: "ep_00000000000000000000000000000000".into() }).await;
+    let mut w = app.state.db.begin_write().await.unwrap();
+    events::enqueue_in(&mut w, &Event::WebhookTest { endpoint_id: ep.clone() }, app.clock.now()).await.unwrap();
+    sqlx::query("UPDATE webhook_deliveries SET claim_owner = 'replica-killed', claimed_until = $1 WHERE status = 'pending'")
+        .bind(app.clock.now() + 60)
+        .execute(&mut *w.tx)
+        .await
+        .unwrap();
+    w.commit().await.unwrap();
+    assert_eq!(qetta::store::webhooks::prune(&app.state.db, app.clock.now() + 1).await.unwrap(), 1);
+    assert_eq!((count("webhook_deliveries").await, count("webhook_events").await), (1, 1), "the pending one stays");
 }
 
 async fn rotation_signs_with_both_secrets_for_a_day(backend: Backend) {
