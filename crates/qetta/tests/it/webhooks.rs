@@ -560,7 +560,9 @@ async fn two_replicas_deliver_every_event_once_and_in_order(backend: Backend) {
     }
     assert_eq!(seen, expected, "each connection's events in the order raised");
     let metrics = b.metrics().await;
-    assert!(metrics.contains("qetta_webhook_deliveries_total"), "metrics");
+    for name in ["qetta_webhook_deliveries_total{outcome=\"delivered\"}", "qetta_webhook_queue_depth", "qetta_webhook_oldest_pending_age_seconds"] {
+        assert!(metrics.contains(name), "{name} in {metrics}");
+    }
 }
 
 /// Not a pass/fail figure: prints the latency from enqueue to receiver and the throughput to a
