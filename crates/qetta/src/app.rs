@@ -10,18 +10,20 @@ use tokio::net::TcpListener;
 use crate::auth::{Hasher, JwtKeys};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::connections::{Catalogue, ConnectionService, Listed};
 use crate::error::ApiError;
 use crate::keys::{self, KeyError};
 use crate::local_secrets;
-use crate::providers::kftc::client::KftcRefresher;
 use crate::providers::kftc::tran_id::TranIds;
+use crate::providers::kftc::KftcProvider;
 use crate::providers::kftc::{KftcClient, KftcEndpoints};
+use crate::providers::oauth2::{OAuthClient, OAuthProvider, OAuthSettings};
 use crate::providers::toss::{TossClient, TOSS_PRODUCTION_PUBLIC_KEY};
 use crate::providers::upstream;
+use crate::providers::{ProviderInfo, ProviderKind};
 use crate::redis_conn::Redis;
 use crate::shared_state::SharedState;
 use crate::store::{Db, StoreError};
-use crate::tokens::locks::RedisLock;
 use crate::tokens::refresher::RefresherStats;
 use crate::tokens::TokenManager;
 use crate::toss_service::TossService;
@@ -48,6 +50,10 @@ pub struct AppState {
     pub sandbox: Option<qetta_sandbox::Sandbox>,
     /// Wakes this replica's webhook delivery worker (after an event is enqueued).
     pub webhooks: Arc<crate::events::Webhooks>,
+    /// The connection core: the provider catalogue and every user's connections.
+    pub connections: Arc<ConnectionService>,
+    /// The one upstream HTTP client (no redirects, rustls, pooled), for the proxy.
+    pub http: reqwest::Client,
 }
 
 impl AppState {
@@ -63,11 +69,7 @@ impl AppState {
 
     /// Whether `provider` can be used on this server.
     pub fn provider_configured(&self, provider: &str) -> bool {
-        match provider {
-            "kftc" => self.kftc_client.is_some(),
-            "toss" => self.toss_service.is_some(),
-            _ => false,
-        }
+        self.connections.catalogue().is_configured(provider)
     }
 }
 
@@ -77,6 +79,8 @@ pub fn not_configured(provider: &str) -> ApiError {
     let (name, vars) = match provider {
         "kftc" => ("KFTC OpenBanking", "KFTC_API_BASE, KFTC_CLIENT_ID, KFTC_CLIENT_SECRET and KFTC_CLIENT_USE_CODE"),
         "toss" => ("Toss Certification", "TOSS_OAUTH_BASE, TOSS_API_BASE, TOSS_CLIENT_ID and TOSS_CLIENT_SECRET"),
+        "kakao" => ("Kakao Login", "KAKAO_CLIENT_ID and KAKAO_CLIENT_SECRET"),
+        "naver" => ("Naver Login", "NAVER_CLIENT_ID and NAVER_CLIENT_SECRET"),
         _ => ("This provider", "its settings"),
     };
     ApiError::ProviderNotConfigured(format!("{name} is not configured on this server (its operator sets {vars})."))
@@ -114,6 +118,8 @@ pub enum StartError {
     DatabaseConnect { url: String, cause: String },
     #[error("database migration failed: {0}")]
     Migrate(StoreError),
+    #[error("cannot write the administrators of QETTA_ADMIN_EMAILS to the database: {0}")]
+    Admins(StoreError),
     #[error("cannot listen on {addr}: {source} (set HOST and PORT)")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot listen on {addr} for the admin listener: {source} (set QETTA_ADMIN_ADDR, or off)")]
@@ -126,6 +132,9 @@ pub enum StartError {
     Sandbox(String),
     #[error("toss: {0}")]
     Toss(String),
+    /// A provider of the catalogue cannot be set up (names the provider and the setting).
+    #[error("provider {name}: {problem}")]
+    Provider { name: String, problem: String },
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
 }
@@ -200,6 +209,8 @@ impl App {
         }
         let data_dir_err = |source| StartError::DataDir { path: config.data_dir.display().to_string(), source };
         let db = open_database(&config).await?;
+        // QETTA_ADMIN_EMAILS into the admins table (see `admin`).
+        banner.warnings.extend(crate::admin::sync_configured(&db, &config.admin_emails, clock.now()).await.map_err(StartError::Admins)?);
         if config.database_is_default {
             banner.notes.push(format!("database: embedded SQLite at {}", config.data_dir.join("qetta.db").display()));
         } else {
@@ -270,6 +281,9 @@ impl App {
             if config.kftc.redirect_uri.is_none() {
                 sc.kftc.redirect_uris = vec![own_callback.clone()];
             }
+            // The simulated Kakao and Naver also know this service's own callbacks.
+            sc.kakao.redirect_uris.push(callback_of(&config.public_url, "kakao"));
+            sc.naver.redirect_uris.push(callback_of(&config.public_url, "naver"));
             (Some(qetta_sandbox::Sandbox::new(sc.clone())), Some(sc))
         } else {
             (None, None)
@@ -344,13 +358,12 @@ impl App {
         };
         if sandbox.is_some() {
             banner.notes.push(format!("toss: embedded sandbox at {}/sandbox/toss", config.public_url));
+            banner.notes.push(format!("kakao, naver: embedded sandbox at {0}/sandbox/kakao, {0}/sandbox/naver", config.public_url));
             banner.warnings.push(format!(
-                "SANDBOX MODE: simulated banks and Toss, with an unauthenticated control API, are served at {}/sandbox/. Never use this with real users; configure the providers for production.",
+                "SANDBOX MODE: simulated banks, Toss, Kakao and Naver, with an unauthenticated control API, are served at {}/sandbox/. Never use this with real users; configure the providers for production.",
                 config.public_url
             ));
         }
-
-        let redis_lock = redis.as_ref().map(|r| RedisLock::new(r.clone(), crate::tokens::lock_ttl(&config.tokens), &config.redis_prefix));
 
         // Toss: the configured hosts and key, or the embedded sandbox with its registration and key.
         let toss_parts = match (&config.toss.oauth_base, &config.toss.api_base, sandbox.as_ref().zip(sandbox_config.as_ref())) {
@@ -392,7 +405,6 @@ impl App {
                     clock.clone(),
                     config.tokens.clone(),
                     config.toss.request_url.clone(),
-                    redis_lock.clone(),
                     toss_sandbox,
                     config.breaker,
                 )))
@@ -404,9 +416,12 @@ impl App {
         };
 
         let mut manager = TokenManager::new(db.clone(), vault.clone(), clock.clone(), config.tokens.clone());
-        if let Some(k) = &kftc {
-            manager.register("kftc", Arc::new(KftcRefresher(k.clone())));
+        let catalogue = build_catalogue(&config, &http, &loopback, kftc.as_ref(), &kftc_resolved, toss.is_some(), sandbox_config.as_ref(), &mut banner)?;
+        for p in catalogue.providers() {
+            manager.register(&p.info().name, p.refresher());
         }
+        let tokens = Arc::new(manager);
+        let connections = Arc::new(ConnectionService::new(catalogue, tokens.clone(), db.clone(), vault.clone(), clock.clone()));
 
         let state = AppState {
             shared: Arc::new(SharedState::new(db.clone(), redis, &config.redis_prefix)),
@@ -416,7 +431,9 @@ impl App {
             jwt,
             clock,
             vault,
-            tokens: Arc::new(manager),
+            tokens,
+            connections,
+            http: http.clone(),
             kftc_client: kftc,
             kftc_settings: Arc::new(kftc_resolved),
             toss_service: toss,
@@ -511,4 +528,123 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
         }
         tracing::info!("shutting down: finishing requests in flight");
     }
+}
+
+/// This service's callback for `provider` (the redirect URI to register with it).
+pub fn callback_of(public_url: &str, provider: &str) -> String {
+    format!("{public_url}/api/v1/oauth/{provider}/callback")
+}
+
+/// The provider catalogue: KFTC, Toss, Kakao, Naver (each configured, simulated by the embedded
+/// sandbox, or listed as disabled) and the providers of `QETTA_PROVIDERS_FILE`.
+#[allow(clippy::too_many_arguments)]
+fn build_catalogue(
+    config: &Config,
+    http: &reqwest::Client,
+    loopback: &str,
+    kftc: Option<&Arc<KftcClient>>,
+    kftc_resolved: &KftcResolved,
+    toss_enabled: bool,
+    sandbox: Option<&qetta_sandbox::SandboxConfig>,
+    banner: &mut Banner,
+) -> Result<Catalogue, StartError> {
+    let mut catalogue = Catalogue::default();
+    let disabled =
+        |name: &str, display_name: &str, kind| Listed { name: name.into(), display_name: display_name.into(), kind, configured: false, sandbox: false };
+    let kftc_scopes: Vec<String> = kftc_resolved.scope.split_whitespace().map(str::to_string).collect();
+    match kftc {
+        Some(client) => {
+            let info = ProviderInfo {
+                name: "kftc".into(),
+                display_name: "KFTC Open Banking (your bank accounts)".into(),
+                display_name_ko: "금융결제원 오픈뱅킹(은행 계좌)".into(),
+                kind: ProviderKind::Kftc,
+                sandbox: kftc_resolved.sandbox,
+                // KFTC's APIs need a bank_tran_id per call: they have their own routes, no proxy.
+                api_base: None,
+                default_scopes: kftc_scopes.clone(),
+                // The user-grant scopes SPEC A4 confirms.
+                allowed_scopes: ["login", "inquiry", "transfer"].iter().map(|s| s.to_string()).collect(),
+            };
+            let prefix = kftc_resolved.sandbox.then(|| (kftc_resolved.api_base.clone(), kftc_resolved.authorize_base.clone()));
+            catalogue.add(Arc::new(KftcProvider::new(client.clone(), info, kftc_resolved.scope.clone(), prefix)));
+        }
+        None => catalogue.list(disabled("kftc", "KFTC Open Banking (your bank accounts)", ProviderKind::Kftc)),
+    }
+    catalogue.list(Listed {
+        name: "toss".into(),
+        display_name: "Toss Certification (identity verification)".into(),
+        kind: ProviderKind::ClientCredentials,
+        configured: toss_enabled,
+        sandbox: toss_enabled && sandbox.is_some(),
+    });
+
+    let oauth = |name: &str, display: &str, display_ko: &str, mut settings: OAuthSettings, api_base: Option<String>, simulated: Option<String>| {
+        if settings.redirect_uri.is_empty() {
+            settings.redirect_uri = callback_of(&config.public_url, name);
+        }
+        let kind = if settings.oidc { ProviderKind::Oidc } else { ProviderKind::Oauth2 };
+        let scopes = settings.scopes.clone();
+        let client = OAuthClient::new(settings, http.clone(), config.tokens.upstream_timeout, config.breaker)
+            .map_err(|e| StartError::Provider { name: name.into(), problem: e.to_string() })?;
+        let info = ProviderInfo {
+            name: name.into(),
+            display_name: display.into(),
+            display_name_ko: display_ko.into(),
+            kind,
+            sandbox: simulated.is_some(),
+            api_base,
+            default_scopes: scopes.clone(),
+            allowed_scopes: scopes,
+        };
+        let prefix = simulated.map(|inner| {
+            let public = inner.replacen(loopback, &config.public_url, 1);
+            (inner, public)
+        });
+        Ok::<_, StartError>(Arc::new(OAuthProvider::new(Arc::new(client), info, prefix)))
+    };
+
+    // Kakao: configured, or the sandbox's simulator (over loopback, like KFTC's).
+    let kakao = match (&config.providers.kakao, sandbox) {
+        (Some(k), _) => Some(oauth("kakao", &k.display_name, "카카오 로그인", k.settings.clone(), k.api_base.clone(), None)?),
+        (None, Some(sc)) => {
+            let base = format!("{loopback}/sandbox/kakao");
+            let secret = sc.kakao.client_secret_enabled.then(|| SecretString::from(sc.kakao.client_secret.clone()));
+            let mut s = OAuthSettings::kakao(&sc.kakao.client_id, secret, "");
+            s.issuer = Some(base.clone());
+            s.endpoints.userinfo_url = Some(format!("{base}/v2/user/me"));
+            s.endpoints.unlink_url = Some(format!("{base}/v1/user/unlink"));
+            Some(oauth("kakao", "Kakao", "카카오 로그인", s, Some(base.clone()), Some(base))?)
+        }
+        (None, None) => None,
+    };
+    match kakao {
+        Some(p) => catalogue.add(p),
+        None => catalogue.list(disabled("kakao", "Kakao", ProviderKind::Oidc)),
+    }
+    let naver = match (&config.providers.naver, sandbox) {
+        (Some(n), _) => Some(oauth("naver", &n.display_name, "네이버 로그인", n.settings.clone(), n.api_base.clone(), None)?),
+        (None, Some(sc)) => {
+            let base = format!("{loopback}/sandbox/naver");
+            let mut s = OAuthSettings::naver(&sc.naver.client_id, SecretString::from(sc.naver.client_secret.clone()), "");
+            s.issuer = Some(base.clone());
+            s.endpoints.revocation_url = Some(format!("{base}/oauth2.0/revoke"));
+            s.endpoints.userinfo_url = Some(format!("{base}/v1/nid/me"));
+            Some(oauth("naver", "Naver", "네이버 로그인", s, Some(base.clone()), Some(base))?)
+        }
+        (None, None) => None,
+    };
+    match naver {
+        Some(p) => catalogue.add(p),
+        None => catalogue.list(disabled("naver", "Naver", ProviderKind::Oidc)),
+    }
+    for (name, c) in &config.providers.custom {
+        catalogue.add(oauth(name, &c.display_name, &c.display_name, c.settings.clone(), c.api_base.clone(), None)?);
+        banner.notes.push(format!(
+            "{name}: {} (from {})",
+            c.settings.issuer.as_deref().or(c.settings.endpoints.authorize_url.as_deref()).unwrap_or(""),
+            c.source
+        ));
+    }
+    Ok(catalogue)
 }

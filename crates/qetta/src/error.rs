@@ -229,3 +229,86 @@ pub fn default_for_status(status: StatusCode) -> (&'static str, &'static str) {
         _ => ("error", "The request failed."),
     }
 }
+
+impl From<crate::providers::oauth2::OAuthError> for ApiError {
+    fn from(e: crate::providers::oauth2::OAuthError) -> Self {
+        use crate::providers::oauth2::OAuthError as O;
+        let provider_code = e.provider_code();
+        match e {
+            O::StateMismatch => Self::bad_request("state_mismatch", "The callback's state does not belong to this sign-in. Start again."),
+            O::IssuerMismatch => {
+                Self::bad_request("issuer_mismatch", "The callback names another identity provider than the one this sign-in went to. Start again.")
+            }
+            O::MissingIssuer => Self::bad_request("issuer_missing", "The callback lacks the issuer this provider always sends. Start again."),
+            O::MissingCode => Self::bad_request("code_missing", "The provider returned neither an authorization code nor an error. Start again."),
+            O::Authorization { error, .. } => {
+                Self::Upstream { code: "consent_denied", message: format!("The provider refused the authorization ({error})."), provider_code }
+            }
+            O::InvalidGrant { .. } => Self::bad_request("code_rejected", "The provider did not accept the authorization code (used or expired). Start again."),
+            O::IdToken(inner) => {
+                tracing::warn!(error = %inner, "an ID token was refused");
+                Self::Upstream { code: "id_token_invalid", message: "The provider's ID token is not valid for this sign-in.".into(), provider_code: None }
+            }
+            O::Timeout => Self::UpstreamTimeout { message: "The provider did not answer in time.".into() },
+            O::CircuitOpen { retry_after_secs } => {
+                Self::UpstreamUnavailable { message: "The provider is failing right now; calls are paused briefly.".into(), retry_after_secs }
+            }
+            O::Settings(_) | O::Discovery(_) | O::NoEndpoint(_) | O::InvalidClient { .. } => {
+                tracing::error!(error = %e, "provider configuration problem");
+                Self::Upstream {
+                    code: "provider_misconfigured",
+                    message: "The provider refused this service's configuration; the operator must check it.".into(),
+                    provider_code,
+                }
+            }
+            other => Self::Upstream { code: "upstream_error", message: format!("The provider call failed: {other}"), provider_code },
+        }
+    }
+}
+
+impl From<crate::providers::ConnectError> for ApiError {
+    fn from(e: crate::providers::ConnectError) -> Self {
+        use crate::providers::ConnectError as C;
+        match e {
+            C::Denied { provider_code, message } => Self::Upstream { code: "consent_denied", message, provider_code: Some(provider_code) },
+            C::Callback(message) => Self::BadRequest { code: "callback_invalid", message },
+            C::Kftc(k) => k.into(),
+            C::OAuth(o) => o.into(),
+        }
+    }
+}
+
+impl From<crate::connections::ConnectionError> for ApiError {
+    fn from(e: crate::connections::ConnectionError) -> Self {
+        use crate::connections::ConnectionError as C;
+        let message = e.to_string();
+        match e {
+            C::UnknownProvider(_) => Self::NotFoundCode { code: "provider_unknown", message },
+            C::NotConfigured(p) => crate::app::not_configured(&p),
+            C::NotConnectable(_) => Self::BadRequest { code: "provider_not_connectable", message },
+            C::NotFound => Self::NotFoundCode { code: "connection_not_found", message },
+            C::InvalidLabel(_) => Self::Invalid { code: "invalid_label", message },
+            C::InvalidScopes(_) => Self::Invalid { code: "invalid_scopes", message },
+            C::FlowInvalid => Self::BadRequest { code: "state_invalid", message },
+            C::Connect(c) => c.into(),
+            C::Token(t) => t.into(),
+            C::Store(s) => s.into(),
+            C::AuditUnavailable => Self::AuditUnavailable,
+            C::Vault(v) => Self::internal(v),
+        }
+    }
+}
+
+impl From<crate::connections::proxy::ProxyError> for ApiError {
+    fn from(e: crate::connections::proxy::ProxyError) -> Self {
+        use crate::connections::proxy::ProxyError as P;
+        let message = e.to_string();
+        match e {
+            P::NoApi => Self::BadRequest { code: "proxy_not_available", message },
+            P::BadPath(_) => Self::BadRequest { code: "invalid_proxy_path", message },
+            P::Timeout => Self::UpstreamTimeout { message },
+            P::Unreachable => Self::Upstream { code: "upstream_unreachable", message, provider_code: None },
+            P::Connection(c) => c.into(),
+        }
+    }
+}

@@ -93,7 +93,7 @@ impl SharedState {
             let fields: Vec<(&str, String)> = vec![
                 ("user_id", s.user_id.clone()),
                 ("provider", s.provider.clone()),
-                ("redirect_to", s.redirect_to.clone().unwrap_or_default()),
+                ("flow_data", s.flow_data.clone().unwrap_or_default()),
                 ("initiator_hash", s.initiator_hash.clone().unwrap_or_default()),
                 ("created_at", s.created_at.to_string()),
                 ("expires_at", s.expires_at.to_string()),
@@ -147,7 +147,7 @@ impl SharedState {
             }
         }
         Ok(sqlx::query_as(
-            "SELECT state, user_id, provider, redirect_to, browser_binding, initiator_hash, created_at, expires_at, consumed_at FROM oauth_states WHERE state = $1",
+            "SELECT state, user_id, provider, flow_data, browser_binding, initiator_hash, created_at, expires_at, consumed_at FROM oauth_states WHERE state = $1",
         )
         .bind(state)
         .fetch_optional(self.db.pool())
@@ -289,7 +289,7 @@ fn from_hash(state: &str, map: &HashMap<String, String>) -> Option<OAuthState> {
         state: state.to_string(),
         user_id: map.get("user_id")?.clone(),
         provider: map.get("provider")?.clone(),
-        redirect_to: map.get("redirect_to").filter(|s| !s.is_empty()).cloned(),
+        flow_data: map.get("flow_data").filter(|s| !s.is_empty()).cloned(),
         browser_binding: map.get("binding").cloned(),
         initiator_hash: map.get("initiator_hash").filter(|s| !s.is_empty()).cloned(),
         created_at: map.get("created_at")?.parse().ok()?,

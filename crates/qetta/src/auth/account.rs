@@ -1,4 +1,4 @@
-//! Account deletion: the user's provider connections go (KFTC is told to unlink, best effort),
+//! Account deletion: the user's provider connections go (each revoked at its provider, best effort),
 //! the Toss identity and verifications go, the audit trail stays, and the user row becomes a
 //! tombstone so that every JWT for that id is refused from then on, self-issued or minted by the
 //! app's backend, and a backend JWT cannot bring the user back.
@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::store::audit::NewEntry;
-use crate::store::{connections, oauth_states, toss, users};
+use crate::store::{oauth_states, toss, users};
 
 /// Deletes `user_id`'s account; returns what was removed. `by_backend`: asked by the app's backend
 /// (service key) rather than by the user with their password.
@@ -29,12 +29,8 @@ pub async fn delete(state: &AppState, user_id: &str, by_backend: bool, ip: Optio
     if !users::tombstone(&state.db, user_id, now).await? {
         return Err(ApiError::Unauthorized("This account has been deleted.".into()));
     }
-    let mut removed = Vec::new();
-    for conn in connections::list_for_user(&state.db, user_id).await? {
-        let unlink = if conn.provider == crate::http::kftc::PROVIDER { crate::http::kftc::unlink(state, &conn).await } else { Value::Null };
-        connections::delete(&state.db, user_id, &conn.provider).await?;
-        removed.push(json!({"provider": conn.provider, "connection_id": conn.id, "unlink": unlink}));
-    }
+    // Every connection is revoked at its provider (best effort) and forgotten.
+    let removed = state.connections.remove_all(user_id).await?;
     let identity_forgotten = toss::delete_identity(state.db.pool(), user_id).await?;
     let verifications_deleted = toss::delete_verifications_for_user(state.db.pool(), user_id).await?;
     oauth_states::delete_for_user(&state.db, user_id).await?;

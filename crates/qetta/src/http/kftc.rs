@@ -1,17 +1,12 @@
-//! `/api/v1/oauth/kftc/*`: connect a user's bank accounts through KFTC OpenBanking, read them,
-//! disconnect.
-//!
-//! The connect flow ([`FLOW`], see `oauth_flow` for the provider-neutral part and why):
-//! `authorize` (JWT) stores a single-use state, sets the initiator cookie and returns a `launch`
-//! URL on this service; `launch` sends the browser that started the flow straight to KFTC's
-//! consent page (binding the state to it), and shows any other browser a confirmation page naming
-//! the Qetta account, whose form (`POST launch`) binds and redirects; KFTC redirects to
-//! `callback`, which checks the state and the binding cookie before anything else, exchanges the
-//! code, stores the tokens encrypted and the user's accounts, and reports to the opener window.
+//! `/api/v1/oauth/kftc/*`: KFTC OpenBanking's own routes: start a connection (the flow itself —
+//! launch, confirmation, callback — is the connection core's, `http::connections` and
+//! `oauth_flow`), read the connected accounts, balances and transactions, disconnect. Each acts on
+//! the connection named by `?connection_id=` (or `connection_id` in a body), else on the user's
+//! default KFTC connection (the newest whose grant stands); an account is looked up in every
+//! KFTC connection of the user.
 
-use axum::extract::rejection::FormRejection;
-use axum::extract::{ConnectInfo, Form, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use base64::Engine;
@@ -26,19 +21,17 @@ use std::net::SocketAddr;
 use super::json::ApiJson;
 use crate::app::AppState;
 use crate::auth::AuthUser;
+use crate::connections::{Actor, StartRequest};
 use crate::error::ApiError;
-use crate::http::oauth_flow::{ConfirmForm, Flow};
 use crate::http::rfc3339;
+pub use crate::mask::mask_token;
 use crate::providers::kftc::client::TransactionQuery;
-use crate::providers::kftc::model::{self, AccountItem};
-use crate::providers::kftc::KftcError;
+use crate::providers::kftc::model;
+use crate::providers::kftc::{KftcError, StoredAccount};
 use crate::store::connections::{self, Connection};
-use crate::store::oauth_states::OAuthState;
-use crate::store::{audit, users};
 use crate::tokens::{AccessToken, TokenError};
 
 pub const PROVIDER: &str = "kftc";
-const STATE_TTL_SECS: i64 = 600;
 /// KFTC returns at most 25 records per page (SPEC A11.2).
 const KFTC_PAGE: usize = 25;
 const MAX_LIMIT: usize = 100;
@@ -50,48 +43,16 @@ fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 
-/// Masks a token for display: the first 4 and last 4 characters.
-pub fn mask_token(t: &str) -> String {
-    let chars: Vec<char> = t.chars().collect();
-    if chars.len() <= 12 {
-        return "…".into();
-    }
-    format!("{}…{}", chars[..4].iter().collect::<String>(), chars[chars.len() - 4..].iter().collect::<String>())
-}
-
-fn audit_entry(user_id: &str, connection_id: Option<&str>, action: &str, outcome: &str, ip: Option<String>, detail: Value) -> audit::NewEntry {
-    audit::NewEntry::user_action(Some(user_id), PROVIDER, connection_id, action, outcome, ip, detail)
-}
-
-pub(crate) async fn audit(state: &AppState, user_id: &str, connection_id: Option<&str>, action: &str, outcome: &str, ip: Option<String>, detail: Value) {
-    crate::audit::record(&state.db, audit_entry(user_id, connection_id, action, outcome, ip, detail), state.clock.now()).await;
-}
-
 // ---------------------------------------------------------------------------------------------
-// authorize → launch (→ confirm) → callback: the provider-neutral part is `oauth_flow`.
-
-/// KFTC's browser connect flow.
-pub const FLOW: Flow = Flow {
-    provider: PROVIDER,
-    base_path: "/api/v1/oauth/kftc",
-    name_en: "KFTC Open Banking (your bank accounts)",
-    name_ko: "금융결제원 오픈뱅킹(은행 계좌)",
-    state_ttl_secs: STATE_TTL_SECS,
-    consent_url,
-};
-
-/// KFTC's consent page for a state (`redirect_to` holds the auth_type).
-fn consent_url(state: &AppState, pending: &OAuthState) -> Result<String, ApiError> {
-    let auth_type: u8 = pending.redirect_to.as_deref().and_then(|a| a.parse().ok()).unwrap_or(0);
-    let target = state.kftc()?.authorize_url(&pending.state, &state.kftc_settings.scope, auth_type);
-    // The real KFTC page lives on another host; the embedded sandbox is served to browsers at
-    // the public URL even though the service calls it over loopback.
-    Ok(if state.kftc_settings.sandbox { target.replacen(&state.kftc_settings.api_base, &state.kftc_settings.authorize_base, 1) } else { target })
-}
+// authorize: the flow itself (launch, confirm, callback) is the connection core's, shared by
+// every provider (`http::connections`, `http::oauth_flow`).
 
 #[derive(Deserialize)]
 pub struct AuthorizeQuery {
     redirect: Option<String>,
+    /// Renew the consent of this connection (default: the user's KFTC connection, if any).
+    connection_id: Option<String>,
+    label: Option<String>,
 }
 
 pub async fn authorize(
@@ -101,155 +62,31 @@ pub async fn authorize(
     Query(q): Query<AuthorizeQuery>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Result<Response, ApiError> {
-    let now = state.clock.now();
-    // A JWT minted by the app's backend may name a user this service has not seen yet.
-    users::ensure_external(&state.db, &user.id, now).await?;
-    let existing = connections::get(&state.db, &user.id, PROVIDER).await?;
-    let auth_type = match &existing {
-        Some(c) if c.access_token.is_some() => 1,
-        _ => 0,
+    // Renewing when the user already holds a KFTC grant (auth_type 1, SPEC A5.1); a new
+    // consent otherwise. `?connection_id=` names the connection to renew.
+    let renew = match q.connection_id.as_deref() {
+        Some(id) => Some(state.connections.pick(&user.id, PROVIDER, Some(id)).await?.id),
+        None => connections::default_for(&state.db, &user.id, PROVIDER).await?.filter(|c| c.access_token.is_some()).map(|c| c.id),
     };
-    let started = FLOW.start(&state, &headers, &user.id, Some(auth_type.to_string())).await?;
-    audit(&state, &user.id, existing.as_ref().map(|c| c.id.as_str()), "authorize", "started", Some(peer.ip().to_string()), json!({"auth_type": auth_type}))
-        .await;
+    let req = StartRequest { label: q.label, scopes: None, connection_id: renew };
+    let (answer, started) = crate::http::connections::start_flow(&state, &user, &headers, peer, PROVIDER, req).await?;
     let mut resp = if matches!(q.redirect.as_deref(), Some("1") | Some("true")) {
-        Redirect::to(&started.launch_url).into_response()
+        Redirect::to(&answer.authorize_url).into_response()
     } else {
-        Json(json!({ "authorize_url": started.launch_url, "expires_at": rfc3339(started.expires_at), "auth_type": auth_type })).into_response()
+        Json(json!({ "authorize_url": answer.authorize_url, "expires_at": answer.expires_at, "auth_type": answer.auth_type.unwrap_or(0) })).into_response()
     };
     started.attach(&mut resp);
     Ok(resp)
 }
 
-#[derive(Deserialize)]
-pub struct LaunchQuery {
-    state: Option<String>,
-}
-
-/// Straight to KFTC's consent page for the browser that started the flow; a confirmation page
-/// naming the Qetta account for any other.
-pub async fn launch(State(state): State<AppState>, headers: HeaderMap, ConnectInfo(peer): ConnectInfo<SocketAddr>, Query(q): Query<LaunchQuery>) -> Response {
-    FLOW.launch(&state, &headers, q.state.as_deref(), Some(peer.ip().to_string())).await
-}
-
-/// The confirmation page's form: binds this browser and goes on to KFTC, or cancels.
-pub async fn launch_confirm(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    form: Result<Form<ConfirmForm>, FormRejection>,
-) -> Response {
-    FLOW.confirm(&state, &headers, form, Some(peer.ip().to_string())).await
-}
-
-#[derive(Deserialize)]
-pub struct CallbackQuery {
-    code: Option<String>,
-    scope: Option<String>,
-    state: Option<String>,
-    // Error callback (SPEC A5.3 / E2: format unconfirmed; accept both spellings).
-    error: Option<String>,
-    error_description: Option<String>,
-    rsp_code: Option<String>,
-    rsp_message: Option<String>,
-}
-
-pub async fn callback(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Query(q): Query<CallbackQuery>,
-) -> Response {
-    let ip = Some(peer.ip().to_string());
-    // 1. The state and the browser binding, before anything else.
-    let pending = match FLOW.take_callback_state(&state, &headers, q.state.as_deref(), ip.clone()).await {
-        Ok(p) => p,
-        Err(refusal) => return refusal,
-    };
-    let user_id = pending.user_id.clone();
-
-    // 2. The provider's error callback.
-    let Some(code) = q.code.as_deref().filter(|c| !c.is_empty()) else {
-        let provider_code = q.rsp_code.clone().or(q.error.clone()).unwrap_or_else(|| "unknown".into());
-        let reason = q.rsp_message.clone().or(q.error_description.clone()).unwrap_or_default();
-        audit(&state, &user_id, None, "callback", "denied", ip, json!({"provider_code": provider_code})).await;
-        let message =
-            if reason.is_empty() { "The bank connection was cancelled.".to_string() } else { format!("The bank connection was not completed: {reason}") };
-        return result_page(StatusCode::OK, false, "consent_denied", &message);
-    };
-    if code.len() > 512 {
-        return result_page(StatusCode::BAD_REQUEST, false, "code_invalid", "The bank returned an invalid authorization code. Start again.");
-    }
-
-    // 3. Exchange, store, fetch accounts.
-    match finish_connect(&state, &user_id, code, q.scope.as_deref()).await {
-        Ok((conn, accounts)) => {
-            audit(&state, &user_id, Some(&conn.id), "callback", "connected", ip, json!({"accounts": accounts, "scope": conn.scope})).await;
-            result_page(StatusCode::OK, true, "connected", &format!("Connected: {accounts} bank account(s)."))
-        }
-        Err(e) => {
-            let code = e.code();
-            audit(&state, &user_id, None, "callback", "failed", ip, json!({"error": code})).await;
-            result_page(e.status(), false, code, &e.to_string())
-        }
-    }
-}
-
-async fn finish_connect(state: &AppState, user_id: &str, code: &str, _callback_scope: Option<&str>) -> Result<(Connection, usize), ApiError> {
-    let kftc = state.kftc()?;
-    let granted = kftc.exchange_code(code).await.map_err(ApiError::from)?;
-    let conn = state.tokens.store_grant(user_id, PROVIDER, &granted.grant, Some(&granted.user_seq_no)).await?;
-    let accounts = match kftc.user_me(&granted.grant.access_token, &granted.user_seq_no).await {
-        Ok(me) => me.res_list,
-        Err(e) => {
-            // The connection stands; the list can be fetched again later.
-            tracing::warn!(error = %e, "user/me failed after connect");
-            Vec::new()
-        }
-    };
-    let n = accounts.len();
-    save_accounts(state, &conn, &accounts).await?;
-    let conn = connections::get_by_id(&state.db, &conn.id).await?.unwrap_or(conn);
-    Ok((conn, n))
-}
-
-/// What we keep of an account (no holder name: not needed, and personal).
-#[derive(Serialize, Deserialize, Clone, Debug)]
-pub struct StoredAccount {
-    pub fintech_use_num: String,
-    pub bank_code: String,
-    pub bank_name: String,
-    pub account_num_masked: String,
-    pub alias: String,
-    pub account_type: String,
-    pub inquiry_agreed: bool,
-}
-
-async fn save_accounts(state: &AppState, conn: &Connection, accounts: &[AccountItem]) -> Result<(), ApiError> {
-    let stored: Vec<StoredAccount> = accounts
-        .iter()
-        .filter(|a| !a.fintech_use_num.is_empty() && a.account_state != "09")
-        .map(|a| StoredAccount {
-            fintech_use_num: a.fintech_use_num.clone(),
-            bank_code: a.bank_code_std.clone(),
-            bank_name: if a.savings_bank_name.is_empty() { a.bank_name.clone() } else { a.savings_bank_name.clone() },
-            account_num_masked: a.account_num_masked.clone(),
-            alias: a.account_alias.clone(),
-            account_type: a.account_type.clone(),
-            inquiry_agreed: a.inquiry_agree_yn != "N",
-        })
-        .collect();
-    connections::set_metadata(&state.db, &conn.id, &json!({ "accounts": stored }), state.clock.now()).await?;
-    Ok(())
-}
-
 fn stored_accounts(conn: &Connection) -> Vec<StoredAccount> {
-    serde_json::from_str::<Value>(&conn.metadata).ok().and_then(|v| v.get("accounts").cloned()).and_then(|a| serde_json::from_value(a).ok()).unwrap_or_default()
+    StoredAccount::from_metadata(&conn.metadata)
 }
 
-/// The callback's result page (it clears the binding cookie).
-fn result_page(status: StatusCode, ok: bool, code: &str, message: &str) -> Response {
-    FLOW.page(status, ok, code, message, None, true)
+/// Which KFTC connection a data route acts on: `?connection_id=`, else the user's default one.
+#[derive(Deserialize, Default)]
+pub struct Which {
+    connection_id: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -257,12 +94,12 @@ fn result_page(status: StatusCode, ok: bool, code: &str, message: &str) -> Respo
 
 /// Runs `call` with a fresh token; on O0003 refreshes once (single-flight) and retries; on a dead
 /// grant marks the connection `needs_reauth`.
-async fn with_token<T, F, Fut>(state: &AppState, user_id: &str, call: F) -> Result<T, ApiError>
+async fn with_token<T, F, Fut>(state: &AppState, conn: &Connection, call: F) -> Result<T, ApiError>
 where
     F: Fn(AccessToken) -> Fut,
     Fut: std::future::Future<Output = Result<T, KftcError>>,
 {
-    let token = state.tokens.access_token(user_id, PROVIDER).await?;
+    let token = state.tokens.access_token(conn.clone()).await?;
     let conn_id = token.connection_id.clone();
     let version = token.version;
     let retry_with =
@@ -289,20 +126,27 @@ async fn on_kftc_error(state: &AppState, conn_id: &str, e: KftcError) -> ApiErro
     e.into()
 }
 
-async fn active_connection(state: &AppState, user_id: &str) -> Result<Connection, ApiError> {
-    match connections::get(&state.db, user_id, PROVIDER).await? {
-        Some(c) if c.access_token.is_some() => Ok(c),
+async fn active_connection(state: &AppState, user_id: &str, which: &Which) -> Result<Connection, ApiError> {
+    match state.connections.pick(user_id, PROVIDER, which.connection_id.as_deref()).await? {
+        c if c.access_token.is_some() => Ok(c),
         _ => Err(TokenError::NotConnected.into()),
     }
 }
 
-pub async fn token(State(state): State<AppState>, user: AuthUser, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Result<Json<Value>, ApiError> {
-    let t = state.tokens.access_token(&user.id, PROVIDER).await?;
+pub async fn token(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(which): Query<Which>,
+) -> Result<Json<Value>, ApiError> {
+    let conn = active_connection(&state, &user.id, &which).await?;
+    let t = state.tokens.access_token(conn).await?;
     let conn = connections::get_by_id(&state.db, &t.connection_id).await?.ok_or(TokenError::NotConnected)?;
     let mut scope: Vec<&str> = t.scope.as_deref().unwrap_or("").split_whitespace().collect();
     scope.sort_unstable();
     let mut body = json!({
         "provider": PROVIDER,
+        "connection_id": conn.id,
         "status": conn.status,
         "scope": scope,
         "token_type": conn.token_type,
@@ -312,31 +156,50 @@ pub async fn token(State(state): State<AppState>, user: AuthUser, ConnectInfo(pe
     });
     if user.is_backend {
         // Never unaudited: no entry, no raw token.
-        let entry = audit_entry(&user.id, Some(&conn.id), "token_fetch", "raw_token_returned", Some(peer.ip().to_string()), json!({}));
+        let entry = crate::store::audit::NewEntry::user_action(
+            Some(&user.id),
+            PROVIDER,
+            Some(&conn.id),
+            "token_fetch",
+            "raw_token_returned",
+            Some(peer.ip().to_string()),
+            json!({}),
+        );
         crate::audit::require(&state.db, entry, state.clock.now()).await?;
         body["access_token"] = json!(t.token.expose_secret());
     }
     Ok(Json(body))
 }
 
-pub async fn accounts(State(state): State<AppState>, user: AuthUser) -> Result<Json<Value>, ApiError> {
-    let conn = active_connection(&state, &user.id).await?;
-    Ok(Json(json!({ "accounts": stored_accounts(&conn), "status": conn.status })))
+pub async fn accounts(State(state): State<AppState>, user: AuthUser, Query(which): Query<Which>) -> Result<Json<Value>, ApiError> {
+    let conn = active_connection(&state, &user.id, &which).await?;
+    Ok(Json(json!({ "accounts": stored_accounts(&conn), "status": conn.status, "connection_id": conn.id })))
 }
 
 fn valid_fintech_use_num(f: &str) -> bool {
     f.len() == 24 && f.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-/// The account if it is one of this user's (never send another user's number upstream).
-async fn own_account(state: &AppState, user_id: &str, fintech_use_num: &str) -> Result<StoredAccount, ApiError> {
+/// The account and its connection if it is one of this user's (never send another user's number
+/// upstream): in the connection named, else in any of the user's active KFTC connections.
+async fn own_account(state: &AppState, user_id: &str, fintech_use_num: &str, which: &Which) -> Result<(Connection, StoredAccount), ApiError> {
     if !valid_fintech_use_num(fintech_use_num) {
         return Err(ApiError::invalid("invalid_fintech_use_num", "fintech_use_num must be 24 letters or digits."));
     }
-    let conn = active_connection(state, user_id).await?;
-    stored_accounts(&conn)
+    let candidates = match &which.connection_id {
+        Some(_) => vec![active_connection(state, user_id, which).await?],
+        None => {
+            let all: Vec<Connection> =
+                state.connections.list(user_id).await?.into_iter().filter(|c| c.provider == PROVIDER && c.access_token.is_some()).collect();
+            if all.is_empty() {
+                return Err(TokenError::NotConnected.into());
+            }
+            all
+        }
+    };
+    candidates
         .into_iter()
-        .find(|a| a.fintech_use_num == fintech_use_num)
+        .find_map(|c| stored_accounts(&c).into_iter().find(|a| a.fintech_use_num == fintech_use_num).map(|a| (c, a)))
         .ok_or_else(|| ApiError::NotFound("No such account among your connected accounts.".into()))
 }
 
@@ -344,11 +207,16 @@ fn parse_amount(s: &str, field: &str) -> Result<Option<i64>, ApiError> {
     model::amount(s).map_err(|e| ApiError::Upstream { code: "upstream_invalid", message: format!("KFTC sent an unreadable {field}: {e}"), provider_code: None })
 }
 
-pub async fn balance(State(state): State<AppState>, user: AuthUser, Path(fintech_use_num): Path<String>) -> Result<Json<Value>, ApiError> {
-    let account = own_account(&state, &user.id, &fintech_use_num).await?;
+pub async fn balance(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(fintech_use_num): Path<String>,
+    Query(which): Query<Which>,
+) -> Result<Json<Value>, ApiError> {
+    let (conn, account) = own_account(&state, &user.id, &fintech_use_num, &which).await?;
     let kftc = state.kftc()?.clone();
     let fin = fintech_use_num.clone();
-    let b = with_token(&state, &user.id, |t| {
+    let b = with_token(&state, &conn, |t| {
         let kftc = kftc.clone();
         let fin = fin.clone();
         async move { kftc.balance(&t.token, &fin).await }
@@ -385,6 +253,9 @@ pub struct TransactionsBody {
     cursor: Option<String>,
     #[serde(default, deserialize_with = "super::json::not_null")]
     limit: Option<i64>,
+    /// The KFTC connection holding the account (default: whichever of the user's holds it).
+    #[serde(default, deserialize_with = "super::json::not_null")]
+    connection_id: Option<String>,
 }
 
 /// Our cursor: where the next item is in KFTC's paging (the trace info of the page that holds
@@ -450,7 +321,7 @@ fn direction(inout: &str) -> &'static str {
 
 pub async fn transactions(State(state): State<AppState>, user: AuthUser, ApiJson(body): ApiJson<TransactionsBody>) -> Result<Json<Value>, ApiError> {
     // Whose account first: about an account that is not the caller's, nothing else is said.
-    own_account(&state, &user.id, &body.fintech_use_num).await?;
+    let (conn, _) = own_account(&state, &user.id, &body.fintech_use_num, &Which { connection_id: body.connection_id.clone() }).await?;
     let from = parse_date(&body.from_date, "from_date")?;
     let to = parse_date(&body.to_date, "to_date")?;
     if from > to {
@@ -513,7 +384,7 @@ pub async fn transactions(State(state): State<AppState>, user: AuthUser, ApiJson
         let kftc = state.kftc()?.clone();
         let q = query.clone();
         let tr = trace.clone();
-        let page = with_token(&state, &user.id, |t| {
+        let page = with_token(&state, &conn, |t| {
             let kftc = kftc.clone();
             let q = q.clone();
             let tr = tr.clone();
@@ -576,47 +447,14 @@ fn transaction_json(t: &model::TransactionItem) -> Result<Value, ApiError> {
 // ---------------------------------------------------------------------------------------------
 // disconnect
 
-/// Best effort: tells KFTC to unlink the user (the caller forgets the local tokens whatever it
-/// answers). Returns what happened, for the answer and the audit log.
-pub(crate) async fn unlink(state: &AppState, conn: &Connection) -> Value {
-    match (&conn.access_token, &conn.provider_user_id) {
-        (Some(blob), Some(seq)) => match state.vault.open_string(blob, crate::tokens::aad(conn, "access_token")) {
-            // Disconnecting works while KFTC is disabled: the local tokens go all the same.
-            Ok(token) => match state.kftc() {
-                Ok(kftc) => match kftc.unlink(&token, seq).await {
-                    Ok(()) => json!({"ok": true}),
-                    Err(e) => json!({"ok": false, "error": e.to_string(), "provider_code": e.provider_code()}),
-                },
-                Err(_) => json!({"ok": false, "error": "KFTC is not configured on this server"}),
-            },
-            Err(e) => json!({"ok": false, "error": e.to_string()}),
-        },
-        _ => json!({"ok": false, "error": "no token to unlink with"}),
-    }
-}
-
-pub async fn disconnect(State(state): State<AppState>, user: AuthUser, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Result<Json<Value>, ApiError> {
-    let Some(conn) = connections::get(&state.db, &user.id, PROVIDER).await? else {
-        return Err(TokenError::NotConnected.into());
-    };
-    let unlink = unlink(&state, &conn).await;
-    // The tokens go together with the entry that records it, or not at all (503, try again; a
-    // second unlink at KFTC is harmless).
-    let entry = crate::audit::stamp(audit_entry(&user.id, Some(&conn.id), "disconnect", "ok", Some(peer.ip().to_string()), json!({"unlink": unlink})));
-    let now = state.clock.now();
-    let done = async {
-        let mut w = state.db.begin_write().await?;
-        let work = async {
-            sqlx::query("DELETE FROM connections WHERE id = $1").bind(&conn.id).execute(&mut *w.tx).await?;
-            audit::append_in(&mut w, &entry, now).await
-        }
-        .await;
-        w.finish(work).await
-    }
-    .await;
-    if let Err(e) = done {
-        tracing::error!(error = %e, "disconnect not recorded: refused");
-        return Err(ApiError::AuditUnavailable);
-    }
-    Ok(Json(json!({ "disconnected": true, "provider": PROVIDER, "unlink": unlink })))
+pub async fn disconnect(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(which): Query<Which>,
+) -> Result<Json<Value>, ApiError> {
+    let conn = state.connections.pick(&user.id, PROVIDER, which.connection_id.as_deref()).await?;
+    let actor = Actor { name: if user.is_backend { "backend".into() } else { format!("user:{}", user.id) }, ip: Some(peer.ip().to_string()) };
+    let done = state.connections.disconnect(conn, &actor).await?;
+    Ok(Json(json!({ "disconnected": true, "provider": PROVIDER, "connection_id": done.connection.id, "unlink": done.revoked })))
 }

@@ -1,8 +1,10 @@
 //! The HTTP surface: the router and its middleware. One file per route group.
 
+pub mod admin_routes;
 pub mod audit_routes;
 pub mod auth_routes;
 pub mod client_ip;
+pub mod connections;
 pub mod health;
 pub mod json;
 pub mod kftc;
@@ -17,7 +19,7 @@ pub mod webhooks;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -50,7 +52,8 @@ async fn provider_gate(
     let path = path.strip_prefix("/api/v1").unwrap_or(path);
     if let Some(rest) = path.strip_prefix("/oauth/") {
         let (provider, tail) = rest.split_once('/').unwrap_or((rest, ""));
-        if oauth_status::PROVIDERS.contains(&provider) && tail != "disconnect" && !state.provider_configured(provider) {
+        let known = state.connections.catalogue().entry(provider).is_some();
+        if known && tail != "disconnect" && !state.provider_configured(provider) {
             return crate::app::not_configured(provider).into_response();
         }
     }
@@ -79,8 +82,6 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/status", get(oauth_status::status))
         .route("/oauth/audit", get(audit_routes::list))
         .route("/oauth/kftc/authorize", get(kftc::authorize))
-        .route("/oauth/kftc/launch", get(kftc::launch).post(kftc::launch_confirm))
-        .route("/oauth/kftc/callback", get(kftc::callback))
         .route("/oauth/kftc/token", get(kftc::token))
         .route("/oauth/kftc/accounts", get(kftc::accounts))
         .route("/oauth/kftc/balance/{fintech_use_num}", get(kftc::balance))
@@ -98,6 +99,20 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/{id}/test", post(webhooks::test))
         .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route("/webhooks/{id}/deliveries/{delivery_id}/retry", post(webhooks::retry))
+        // Every provider's browser flow (KFTC's included): one redirect URI per provider.
+        .route("/oauth/{provider}/launch", get(connections::launch).post(connections::launch_confirm))
+        .route("/oauth/{provider}/callback", get(connections::callback))
+        .route("/providers", get(connections::providers))
+        .route("/connections", get(connections::list))
+        // `{id}` is the provider's name on `authorize` (one parameter name per path segment).
+        .route("/connections/{id}/authorize", post(connections::authorize))
+        .route("/connections/{id}", get(connections::get).patch(connections::patch).delete(connections::delete))
+        .route("/connections/{id}/token", get(connections::token))
+        .route("/connections/{id}/refresh", post(connections::refresh))
+        .route("/connections/{id}/proxy/{*path}", any(connections::proxy))
+        .route("/admin/stats", get(admin_routes::stats))
+        .route("/admin/users", get(admin_routes::search))
+        .route("/admin/users/{user_id}", get(admin_routes::user))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), provider_gate));
 
     let mut app = Router::new().route("/health", get(health::health)).route("/ready", get(health::ready)).nest("/api/v1", api);
@@ -139,7 +154,7 @@ pub fn router(state: AppState) -> Router {
         app = app.layer(
             CorsLayer::new()
                 .allow_origin(AllowOrigin::list(origins))
-                .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+                .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS])
                 .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static(request_id::HEADER)])
                 .expose_headers([HeaderName::from_static(request_id::HEADER), header::RETRY_AFTER])
                 .max_age(std::time::Duration::from_secs(600)),

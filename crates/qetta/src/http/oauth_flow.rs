@@ -44,7 +44,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use rand::distributions::{Alphanumeric, DistString};
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -54,25 +53,27 @@ use subtle::ConstantTimeEq;
 use crate::app::AppState;
 use crate::auth::password::normalize_email;
 use crate::error::ApiError;
+use crate::mask::{mask_email, mask_user_id};
 use crate::shared_state::Consumed;
 use crate::store::oauth_states::OAuthState;
 use crate::store::{audit, users};
 
 /// One provider's browser connect flow.
 pub struct Flow {
-    /// `kftc`, …: names the cookies and the audit entries; states of other providers are refused.
-    pub provider: &'static str,
-    /// Where the provider's routes live (`/api/v1/oauth/kftc`): `launch` is under it, and every
-    /// cookie of the flow is scoped to it.
-    pub base_path: &'static str,
+    /// `kftc`, `kakao`, …: names the cookies and the audit entries; states of other providers
+    /// are refused.
+    pub provider: String,
+    /// Where the provider's flow routes live (`/api/v1/oauth/kftc`): `launch` and `callback` are
+    /// under it, and every cookie of the flow is scoped to it.
+    pub base_path: String,
     /// The provider as the confirmation page names it.
-    pub name_en: &'static str,
-    pub name_ko: &'static str,
+    pub name_en: String,
+    pub name_ko: String,
     pub state_ttl_secs: i64,
-    /// The provider's consent page for a state.
-    /// The provider's consent page for a state (an error when the provider is disabled).
-    pub consent_url: fn(&AppState, &OAuthState) -> Result<String, ApiError>,
 }
+
+/// How long a flow may take from `authorize` to the callback.
+pub const STATE_TTL_SECS: i64 = 600;
 
 /// Why a step of the flow refused. The status and code come from `ApiError`
 /// (`impl From<FlowError> for ApiError`); the codes are stable.
@@ -155,6 +156,22 @@ pub struct ConfirmForm {
 }
 
 impl Flow {
+    /// The flow of a provider of the catalogue.
+    pub fn of(info: &crate::providers::ProviderInfo) -> Self {
+        Self {
+            provider: info.name.clone(),
+            base_path: format!("/api/v1/oauth/{}", info.name),
+            name_en: info.display_name.clone(),
+            name_ko: info.display_name_ko.clone(),
+            state_ttl_secs: STATE_TTL_SECS,
+        }
+    }
+
+    /// The consent page stored with a state.
+    fn consent_url(pending: &OAuthState) -> Result<String, ApiError> {
+        crate::connections::FlowData::parse(pending.flow_data.as_deref()).map(|d| d.url).ok_or_else(|| ApiError::from(FlowError::StateUnknown))
+    }
+
     pub fn bind_cookie(&self) -> String {
         format!("qetta_{}_bind", self.provider)
     }
@@ -174,22 +191,21 @@ impl Flow {
         HeaderValue::from_str(&cookie).expect("cookie is ASCII")
     }
 
-    /// Stores a new state for `user_id` (`redirect_to`: the provider's own extra, e.g. KFTC's
-    /// auth_type) and returns its launch URL with the initiator cookie. A browser that already
-    /// holds an initiator cookie keeps its secret, so several flows started from one page all go
-    /// straight through.
-    pub async fn start(&self, state: &AppState, headers: &HeaderMap, user_id: &str, redirect_to: Option<String>) -> Result<Started, ApiError> {
+    /// Stores the state `state_value` of a new flow for `user_id` with its `flow_data` (the
+    /// consent page and what the callback needs) and returns its launch URL with the initiator
+    /// cookie. A browser that already holds an initiator cookie keeps its secret, so several flows
+    /// started from one page all go straight through.
+    pub async fn start(&self, state: &AppState, headers: &HeaderMap, user_id: &str, state_value: String, flow_data: String) -> Result<Started, ApiError> {
         let now = state.clock.now();
         let initiator = cookie_values(headers, &self.initiator_cookie()).find(|v| well_formed_secret(v)).unwrap_or_else(new_secret);
-        let s = Alphanumeric.sample_string(&mut rand::rngs::OsRng, 32);
         let expires_at = now + self.state_ttl_secs;
         state
             .shared
             .put_state(&OAuthState {
-                state: s.clone(),
+                state: state_value.clone(),
                 user_id: user_id.to_string(),
-                provider: self.provider.into(),
-                redirect_to,
+                provider: self.provider.clone(),
+                flow_data: Some(flow_data),
                 browser_binding: None,
                 initiator_hash: Some(sha256_hex(&initiator)),
                 created_at: now,
@@ -198,7 +214,7 @@ impl Flow {
             })
             .await?;
         Ok(Started {
-            launch_url: format!("{}?state={s}", self.launch_url(state)),
+            launch_url: format!("{}?state={}", self.launch_url(state), urlencode(&state_value)),
             expires_at,
             initiator_cookie: self.set_cookie(state, &self.initiator_cookie(), &initiator, self.state_ttl_secs, "Lax"),
         })
@@ -232,7 +248,7 @@ impl Flow {
         let csrf_ok = !given.is_empty()
             && cookie_values(headers, &self.csrf_cookie())
                 .filter(|c| well_formed_secret(c))
-                .any(|c| bool::from(csrf_token(&c, self.provider, s).as_bytes().ct_eq(given.as_bytes())));
+                .any(|c| bool::from(csrf_token(&c, &self.provider, s).as_bytes().ct_eq(given.as_bytes())));
         if !csrf_ok {
             return self.refusal(FlowError::CsrfInvalid);
         }
@@ -328,7 +344,7 @@ impl Flow {
     /// Binds the state to this browser (once: a second browser, or a second try, is refused)
     /// and redirects (303) to the provider's consent page.
     async fn bind_and_redirect(&self, state: &AppState, pending: &OAuthState, ip: Option<String>, outcome: &str) -> Response {
-        let target = match (self.consent_url)(state, pending) {
+        let target = match Self::consent_url(pending) {
             Ok(t) => t,
             Err(e) => return e.into_response(),
         };
@@ -352,7 +368,7 @@ impl Flow {
         };
         let label = AccountLabel::of(&user.id, &user.email);
         let csrf_secret = cookie_values(headers, &self.csrf_cookie()).find(|v| well_formed_secret(v)).unwrap_or_else(new_secret);
-        let token = csrf_token(&csrf_secret, self.provider, &pending.state);
+        let token = csrf_token(&csrf_secret, &self.provider, &pending.state);
         // Whoever opened the link may not be the account's owner (that is the point of the page):
         // their address is not written into the owner's audit log, which the owner can read.
         self.audit(state, &pending.user_id, "launch", "confirmation_shown", None, json!({})).await;
@@ -379,22 +395,19 @@ impl Flow {
              <div class=\"actions\"><button type=\"submit\" name=\"action\" value=\"confirm\" class=\"primary\">내 계정이 맞습니다, 계속 · This is my account, continue</button>\
              <button type=\"submit\" name=\"action\" value=\"cancel\" class=\"secondary\">취소 · Cancel</button></div></form>\
              </section><p class=\"request-id\">request id: {rid}</p></main></body></html>",
-            provider = attr(self.provider),
+            provider = attr(&self.provider),
             label_attr = attr(label.masked()),
             label_text = text(label.masked()),
-            name_ko = text(self.name_ko),
-            name_en = text(self.name_en),
+            name_ko = text(&self.name_ko),
+            name_en = text(&self.name_en),
             action = attr(&self.launch_url(state)),
             state_attr = attr(&pending.state),
             token_attr = attr(&token),
             rid = text(&crate::http::request_id::current()),
         );
         // The form posts here and is redirected to the provider: both may be form targets.
-        let consent_origin = (self.consent_url)(state, pending)
-            .ok()
-            .and_then(|u| reqwest::Url::parse(&u).ok())
-            .map(|u| u.origin().ascii_serialization())
-            .filter(|o| o != "null");
+        let consent_origin =
+            Self::consent_url(pending).ok().and_then(|u| reqwest::Url::parse(&u).ok()).map(|u| u.origin().ascii_serialization()).filter(|o| o != "null");
         let form_action = match consent_origin {
             Some(o) => format!("form-action 'self' {o}"),
             None => "form-action 'self'".to_string(),
@@ -441,7 +454,7 @@ impl Flow {
              <h1>{title}</h1>{ko}<p lang=\"en\">{msg_text}</p><p class=\"request-id\">request id: {rid}</p>\
              <p><a href=\"/oauth\">Qetta Connect</a></p></main>\
              <script src=\"/static/oauth-callback.js\"></script></body></html>",
-            provider = attr(self.provider),
+            provider = attr(&self.provider),
             code_attr = attr(code),
             msg_attr = attr(message),
             msg_text = text(message),
@@ -463,7 +476,7 @@ impl Flow {
     }
 
     pub async fn audit(&self, state: &AppState, user_id: &str, action: &str, outcome: &str, ip: Option<String>, detail: Value) {
-        let entry = audit::NewEntry::user_action(Some(user_id), self.provider, None, action, outcome, ip, detail);
+        let entry = audit::NewEntry::user_action(Some(user_id), &self.provider, None, action, outcome, ip, detail);
         crate::audit::record(&state.db, entry, state.clock.now()).await;
     }
 }
@@ -501,44 +514,6 @@ pub fn real_email(email: &str) -> Option<String> {
     normalize_email(email).ok().filter(|e| !e.ends_with("@external.invalid"))
 }
 
-/// The first one or two characters of each part, the rest starred; the top-level domain stays.
-/// `mina@example.com` → `mi***@ex*****.com`. The local part always gets three stars (its length
-/// is not shown); the domain's stars follow its length, between 3 and 8.
-pub fn mask_email(email: &str) -> String {
-    let Some((local, domain)) = email.rsplit_once('@') else {
-        return mask_user_id(email);
-    };
-    let keep = |s: &str| -> (String, usize) {
-        let n = s.chars().count();
-        let k = if n >= 3 { 2 } else { 1.min(n) };
-        (s.chars().take(k).collect(), n - k)
-    };
-    let (local_head, _) = keep(local);
-    let (name, tld) = match domain.rsplit_once('.') {
-        Some((name, tld)) if !name.is_empty() => (name, Some(tld)),
-        _ => (domain, None),
-    };
-    let (domain_head, rest) = keep(name);
-    let stars = "*".repeat(rest.clamp(3, 8));
-    match tld {
-        Some(tld) => format!("{local_head}***@{domain_head}{stars}.{tld}"),
-        None => format!("{local_head}***@{domain_head}{stars}"),
-    }
-}
-
-/// `app-user-42` → `app***42`: enough to recognise an id one knows, not to learn it.
-pub fn mask_user_id(id: &str) -> String {
-    let chars: Vec<char> = id.chars().collect();
-    let n = chars.len();
-    let (head, tail) = match n {
-        0 => (0, 0),
-        1..=4 => (1, 0),
-        5..=8 => (2, 1),
-        _ => (3, 2),
-    };
-    format!("{}***{}", chars[..head].iter().collect::<String>(), chars[n - tail..].iter().collect::<String>())
-}
-
 // ---------------------------------------------------------------------------------------------
 // helpers
 
@@ -557,9 +532,10 @@ fn well_formed_secret(s: &str) -> bool {
     s.len() == 43 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// States are 32 letters or digits.
+/// States are 32 to 64 characters of base64url: KFTC's 32 letters or digits, the generic
+/// client's 43 characters of base64url.
 pub fn valid_state(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+    (32..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The confirmation form's token: bound to this browser's CSRF cookie, the provider and the
@@ -607,6 +583,10 @@ fn same_origin_request(headers: &HeaderMap, public_url: &str) -> bool {
             origin.trim_end_matches('/').eq_ignore_ascii_case(&ours)
         }
     }
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 #[cfg(test)]

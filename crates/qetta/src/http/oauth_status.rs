@@ -1,4 +1,5 @@
-//! `GET /api/v1/oauth/status`: every provider, connected or not, for the calling user.
+//! `GET /api/v1/oauth/status`: every provider of the catalogue, connected or not, for the calling
+//! user, with its default connection (the newest whose grant stands) and how many it has.
 
 use axum::extract::State;
 use axum::Json;
@@ -10,18 +11,23 @@ use crate::error::ApiError;
 use crate::http::rfc3339;
 use crate::store::connections;
 
-/// The providers this service knows, in display order.
-pub const PROVIDERS: [&str; 2] = ["kftc", "toss"];
-
 pub async fn status(State(state): State<AppState>, user: AuthUser) -> Result<Json<Value>, ApiError> {
     let rows = connections::list_for_user(&state.db, &user.id).await?;
-    let mut providers: Vec<Value> = PROVIDERS
-        .iter()
-        .filter(|p| **p != crate::toss_service::PROVIDER)
-        .map(|p| match rows.iter().find(|c| c.provider == *p) {
-            _ if !state.provider_configured(p) => json!({
+    let mut providers = Vec::new();
+    for listed in state.connections.catalogue().listing() {
+        let p = listed.name.as_str();
+        if p == crate::toss_service::PROVIDER {
+            // Toss has no per-user tokens: connected means the user's identity is verified.
+            providers.push(crate::http::toss::status_entry(&state, &user.id).await?);
+            continue;
+        }
+        let mine: Vec<&connections::Connection> = rows.iter().filter(|c| c.provider == p).collect();
+        // The default connection: the newest whose grant stands, else the newest.
+        let shown = mine.iter().rev().find(|c| c.is_active()).or(mine.last());
+        providers.push(match shown {
+            _ if !listed.configured => json!({
                 "provider": p, "configured": false, "connected": false, "status": "not_configured", "scope": null,
-                "expires_at": null, "connected_at": null, "last_refreshed_at": null,
+                "expires_at": null, "connected_at": null, "last_refreshed_at": null, "connections": mine.len(),
             }),
             Some(c) => json!({
                 "provider": p,
@@ -32,16 +38,14 @@ pub async fn status(State(state): State<AppState>, user: AuthUser) -> Result<Jso
                 "expires_at": c.expires_at.map(rfc3339),
                 "connected_at": rfc3339(c.created_at),
                 "last_refreshed_at": c.last_refreshed_at.map(rfc3339),
+                "connection_id": c.id,
+                "connections": mine.len(),
             }),
             None => json!({
                 "provider": p, "configured": true, "connected": false, "status": null, "scope": null,
-                "expires_at": null, "connected_at": null, "last_refreshed_at": null,
+                "expires_at": null, "connected_at": null, "last_refreshed_at": null, "connections": 0,
             }),
-        })
-        .collect();
-    // Toss has no per-user tokens: connected means the user's identity is verified.
-    let toss = crate::http::toss::status_entry(&state, &user.id).await?;
-    let at = PROVIDERS.iter().position(|p| *p == crate::toss_service::PROVIDER).unwrap_or(providers.len()).min(providers.len());
-    providers.insert(at, toss);
+        });
+    }
     Ok(Json(json!({ "providers": providers })))
 }

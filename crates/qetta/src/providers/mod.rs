@@ -6,5 +6,8 @@
 
 pub mod kftc;
 pub mod oauth2;
+pub mod provider;
 pub mod toss;
 pub mod upstream;
+
+pub use provider::{ConnectError, Provider, ProviderInfo, ProviderKind};

@@ -6,10 +6,12 @@ use super::{Db, StoreError};
 pub const STATUS_ACTIVE: &str = "active";
 pub const STATUS_NEEDS_REAUTH: &str = "needs_reauth";
 pub const STATUS_REVOKED: &str = "revoked";
+/// KFTC's inquiry consent ran out (SPEC A14): a kind of needs-reauth with its own message.
+pub const STATUS_CONSENT_EXPIRED: &str = "consent_expired";
 
 const COLUMNS: &str = "id, user_id, provider, access_token, refresh_token, key_id, token_type, scope, expires_at, \
     refresh_expires_at, provider_user_id, status, metadata, version, created_at, updated_at, last_refreshed_at, \
-    refresh_failures, next_refresh_at";
+    refresh_failures, next_refresh_at, label, account_display";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Connection {
@@ -35,6 +37,30 @@ pub struct Connection {
     pub refresh_failures: i64,
     /// While refreshes fail: no new attempt before this time.
     pub next_refresh_at: Option<i64>,
+    /// The user's own name for it.
+    pub label: Option<String>,
+    /// The provider account as shown to the user, masked.
+    pub account_display: Option<String>,
+}
+
+impl Connection {
+    /// Whether the provider's grant stands (the user need not consent again).
+    pub fn is_active(&self) -> bool {
+        self.status == STATUS_ACTIVE && self.access_token.is_some()
+    }
+}
+
+/// A connection to create for a provider account the user had not connected yet.
+pub struct NewConnection<'a> {
+    /// Chosen by the caller, so that the token ciphertexts can be bound to it before the insert.
+    pub id: &'a str,
+    pub user_id: &'a str,
+    pub provider: &'a str,
+    pub provider_user_id: &'a str,
+    pub account_display: Option<&'a str>,
+    pub label: Option<&'a str>,
+    pub metadata: &'a str,
+    pub tokens: &'a TokenWrite,
 }
 
 /// Everything a successful token grant writes.
@@ -50,14 +76,9 @@ pub struct TokenWrite {
 }
 
 pub async fn list_for_user(db: &Db, user_id: &str) -> Result<Vec<Connection>, StoreError> {
-    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM connections WHERE user_id = $1 ORDER BY provider")).bind(user_id).fetch_all(db.pool()).await?)
-}
-
-pub async fn get(db: &Db, user_id: &str, provider: &str) -> Result<Option<Connection>, StoreError> {
-    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM connections WHERE user_id = $1 AND provider = $2"))
+    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM connections WHERE user_id = $1 ORDER BY provider, created_at, id"))
         .bind(user_id)
-        .bind(provider)
-        .fetch_optional(db.pool())
+        .fetch_all(db.pool())
         .await?)
 }
 
@@ -72,23 +93,110 @@ pub async fn read_by_id<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, 
     Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM connections WHERE id = $1{lock}")).bind(id).fetch_optional(ex).await?)
 }
 
-/// Creates the connection row for (user, provider) if it does not exist (and the user is not a
-/// deleted account: [`StoreError::NotFound`] then), without tokens, and returns its id. Tokens are then written with [`write_tokens`], so that their ciphertexts can
-/// be bound to the row id.
-pub async fn ensure(db: &Db, user_id: &str, provider: &str, now: i64) -> Result<Connection, StoreError> {
-    sqlx::query(
-        "INSERT INTO connections (id, user_id, provider, status, metadata, version, created_at, updated_at) \
-         SELECT $1, $2, $3, 'needs_reauth', '{}', 0, $4, $4 \
-         WHERE NOT EXISTS (SELECT 1 FROM users WHERE id = $2 AND deleted_at IS NOT NULL) \
-         ON CONFLICT (user_id, provider) DO NOTHING",
-    )
-    .bind(uuid::Uuid::new_v4().to_string())
+/// The user's connection `id` (`None` when it does not exist or is another user's).
+pub async fn get_for_user(db: &Db, user_id: &str, id: &str) -> Result<Option<Connection>, StoreError> {
+    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM connections WHERE id = $1 AND user_id = $2")).bind(id).bind(user_id).fetch_optional(db.pool()).await?)
+}
+
+/// The user's default connection to `provider` for the routes that name no connection: the
+/// newest one whose grant stands, else the newest.
+pub async fn default_for(db: &Db, user_id: &str, provider: &str) -> Result<Option<Connection>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM connections WHERE user_id = $1 AND provider = $2 \
+         ORDER BY CASE WHEN status = 'active' AND access_token IS NOT NULL THEN 0 ELSE 1 END, created_at DESC, id LIMIT 1"
+    ))
     .bind(user_id)
     .bind(provider)
+    .fetch_optional(db.pool())
+    .await?)
+}
+
+/// The user's connection to the provider account `provider_user_id`, if any.
+pub async fn find_account<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    ex: E,
+    user_id: &str,
+    provider: &str,
+    provider_user_id: &str,
+) -> Result<Option<Connection>, StoreError> {
+    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM connections WHERE user_id = $1 AND provider = $2 AND provider_user_id = $3"))
+        .bind(user_id)
+        .bind(provider)
+        .bind(provider_user_id)
+        .fetch_optional(ex)
+        .await?)
+}
+
+/// Creates an active connection with its first grant. Returns `false` when the user already has
+/// a connection to that provider account (a concurrent connect won: the caller updates that one)
+/// or is a deleted account.
+pub async fn insert<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, c: &NewConnection<'_>, now: i64) -> Result<bool, StoreError> {
+    let t = c.tokens;
+    let done = sqlx::query(
+        "INSERT INTO connections (id, user_id, provider, access_token, refresh_token, key_id, token_type, scope, expires_at, \
+         refresh_expires_at, provider_user_id, status, metadata, version, created_at, updated_at, label, account_display) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'active', $12, 1, $13, $13, $14, $15 \
+         WHERE EXISTS (SELECT 1 FROM users WHERE id = $2 AND deleted_at IS NULL) \
+         ON CONFLICT (user_id, provider, provider_user_id) DO NOTHING",
+    )
+    .bind(c.id)
+    .bind(c.user_id)
+    .bind(c.provider)
+    .bind(&t.access_token)
+    .bind(t.refresh_token.as_ref())
+    .bind(&t.key_id)
+    .bind(&t.token_type)
+    .bind(&t.scope)
+    .bind(t.expires_at)
+    .bind(t.refresh_expires_at)
+    .bind(c.provider_user_id)
+    .bind(c.metadata)
     .bind(now)
-    .execute(db.pool())
+    .bind(c.label)
+    .bind(c.account_display)
+    .execute(ex)
     .await?;
-    get(db, user_id, provider).await?.ok_or(StoreError::NotFound)
+    Ok(done.rows_affected() == 1)
+}
+
+/// After a re-consent: what the provider says about the account now, and the label the user
+/// gave this time (a `None` keeps the old one).
+pub async fn update_link<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    ex: E,
+    id: &str,
+    account_display: Option<&str>,
+    label: Option<&str>,
+    metadata: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE connections SET account_display = COALESCE($1, account_display), label = COALESCE($2, label), \
+         metadata = COALESCE($3, metadata), updated_at = $4 WHERE id = $5",
+    )
+    .bind(account_display)
+    .bind(label)
+    .bind(metadata)
+    .bind(now)
+    .bind(id)
+    .execute(ex)
+    .await?;
+    Ok(())
+}
+
+/// Renames the user's connection (`None` clears the label). `false`: no such connection of theirs.
+pub async fn set_label(db: &Db, user_id: &str, id: &str, label: Option<&str>, now: i64) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE connections SET label = $1, updated_at = $2 WHERE id = $3 AND user_id = $4")
+        .bind(label)
+        .bind(now)
+        .bind(id)
+        .bind(user_id)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deletes a connection and its tokens. Returns whether there was one.
+pub async fn delete_by_id<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, id: &str) -> Result<bool, StoreError> {
+    Ok(sqlx::query("DELETE FROM connections WHERE id = $1").bind(id).execute(ex).await?.rows_affected() > 0)
 }
 
 /// Writes a new grant (connect or refresh) if the row is still at `expected_version`.
@@ -149,63 +257,27 @@ pub async fn record_refresh_failure<'e, E: sqlx::Executor<'e, Database = sqlx::A
     Ok(done.rows_affected() == 1)
 }
 
-/// The provider says the grant of the row at `expected_version` is dead: the user must consent
-/// again. Returns `false` when the row moved on (a newer grant was stored meanwhile).
-pub async fn mark_needs_reauth<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, id: &str, expected_version: i64, now: i64) -> Result<bool, StoreError> {
+/// The provider says the grant of the row at `expected_version` is dead (`status`:
+/// [`STATUS_NEEDS_REAUTH`] or [`STATUS_CONSENT_EXPIRED`]): the user must consent again. Returns
+/// `false` when the row moved on (a newer grant was stored meanwhile).
+pub async fn mark_needs_reauth<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    ex: E,
+    id: &str,
+    expected_version: i64,
+    status: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
     let done = sqlx::query(
-        "UPDATE connections SET status = 'needs_reauth', version = version + 1, refresh_claimed_until = NULL, updated_at = $1 \
-         WHERE id = $2 AND version = $3",
+        "UPDATE connections SET status = $1, version = version + 1, refresh_claimed_until = NULL, updated_at = $2 \
+         WHERE id = $3 AND version = $4",
     )
+    .bind(status)
     .bind(now)
     .bind(id)
     .bind(expected_version)
     .execute(ex)
     .await?;
     Ok(done.rows_affected() == 1)
-}
-
-/// Takes the refresh lease of a row for `owner` until `until_ms` (wall-clock Unix ms) if nobody
-/// holds it: free, or ended before `expired_before_ms` (its end plus a grace), or `owner`'s
-/// already. One short statement: no connection or row lock is held while the owner works.
-pub async fn claim_lease(db: &Db, id: &str, owner: &str, expired_before_ms: i64, until_ms: i64) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "UPDATE connections SET refresh_lease_owner = $1, refresh_lease_until = $2 \
-         WHERE id = $3 AND (refresh_lease_until IS NULL OR refresh_lease_until < $4 OR refresh_lease_owner = $1)",
-    )
-    .bind(owner)
-    .bind(until_ms)
-    .bind(id)
-    .bind(expired_before_ms)
-    .execute(db.pool())
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Who holds (or last held) the refresh lease of a row.
-pub async fn lease_owner(db: &Db, id: &str) -> Result<Option<String>, StoreError> {
-    let row: Option<(Option<String>,)> = sqlx::query_as("SELECT refresh_lease_owner FROM connections WHERE id = $1").bind(id).fetch_optional(db.pool()).await?;
-    Ok(row.and_then(|r| r.0))
-}
-
-/// Extends `owner`'s lease; `false` when it is no longer `owner`'s.
-pub async fn renew_lease(db: &Db, id: &str, owner: &str, until_ms: i64) -> Result<bool, StoreError> {
-    let done = sqlx::query("UPDATE connections SET refresh_lease_until = $1 WHERE id = $2 AND refresh_lease_owner = $3")
-        .bind(until_ms)
-        .bind(id)
-        .bind(owner)
-        .execute(db.pool())
-        .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Gives up `owner`'s lease (a no-op when someone else holds it now).
-pub async fn release_lease<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, id: &str, owner: &str) -> Result<(), StoreError> {
-    sqlx::query("UPDATE connections SET refresh_lease_owner = NULL, refresh_lease_until = NULL WHERE id = $1 AND refresh_lease_owner = $2")
-        .bind(id)
-        .bind(owner)
-        .execute(ex)
-        .await?;
-    Ok(())
 }
 
 /// Claims up to `limit` active connections that expire before `due_before` and are not in
@@ -287,10 +359,4 @@ pub async fn set_status(db: &Db, id: &str, status: &str, now: i64) -> Result<(),
 pub async fn set_metadata(db: &Db, id: &str, metadata: &serde_json::Value, now: i64) -> Result<(), StoreError> {
     sqlx::query("UPDATE connections SET metadata = $1, updated_at = $2 WHERE id = $3").bind(metadata.to_string()).bind(now).bind(id).execute(db.pool()).await?;
     Ok(())
-}
-
-/// Deletes the connection and its tokens. Returns whether there was one.
-pub async fn delete(db: &Db, user_id: &str, provider: &str) -> Result<bool, StoreError> {
-    let done = sqlx::query("DELETE FROM connections WHERE user_id = $1 AND provider = $2").bind(user_id).bind(provider).execute(db.pool()).await?;
-    Ok(done.rows_affected() > 0)
 }

@@ -7,7 +7,7 @@ pub struct OAuthState {
     pub state: String,
     pub user_id: String,
     pub provider: String,
-    pub redirect_to: Option<String>,
+    pub flow_data: Option<String>,
     pub browser_binding: Option<String>,
     /// SHA-256 (hex) of the initiator cookie's secret of the browser that started the flow, when
     /// it was started from a browser (see `http::oauth_flow`).
@@ -19,13 +19,13 @@ pub struct OAuthState {
 
 pub async fn insert(db: &Db, s: &OAuthState) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO oauth_states (state, user_id, provider, redirect_to, browser_binding, initiator_hash, created_at, expires_at) \
+        "INSERT INTO oauth_states (state, user_id, provider, flow_data, browser_binding, initiator_hash, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&s.state)
     .bind(&s.user_id)
     .bind(&s.provider)
-    .bind(s.redirect_to.as_ref())
+    .bind(s.flow_data.as_ref())
     .bind(s.browser_binding.as_ref())
     .bind(s.initiator_hash.as_ref())
     .bind(s.created_at)
@@ -42,7 +42,7 @@ pub async fn insert(db: &Db, s: &OAuthState) -> Result<(), StoreError> {
 pub async fn consume(db: &Db, state: &str, now: i64) -> Result<Option<OAuthState>, StoreError> {
     Ok(sqlx::query_as(
         "UPDATE oauth_states SET consumed_at = $1 WHERE state = $2 AND consumed_at IS NULL \
-         RETURNING state, user_id, provider, redirect_to, browser_binding, initiator_hash, created_at, expires_at, consumed_at",
+         RETURNING state, user_id, provider, flow_data, browser_binding, initiator_hash, created_at, expires_at, consumed_at",
     )
     .bind(now)
     .bind(state)

@@ -21,6 +21,7 @@
 
 pub mod locks;
 pub mod refresher;
+pub mod single_flight;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,10 +34,12 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::clock::Clock;
 use crate::config::TokenSettings;
 use crate::store::connections::{self, Connection, TokenWrite};
+use crate::store::leases::{self, CONNECTION_REFRESH};
 use crate::store::WriteTx;
 use crate::store::{audit, Db, StoreError};
 use crate::vault::{Aad, Vault, VaultError};
 use locks::LocalFlights;
+use single_flight::{Heartbeat, LeaseTimes};
 
 /// What a provider's token endpoint granted.
 pub struct Grant {
@@ -125,6 +128,27 @@ pub struct AccessToken {
     pub provider_user_id: Option<String>,
 }
 
+/// A completed consent to store ([`TokenManager::link`]).
+pub struct Link<'a> {
+    pub user_id: &'a str,
+    pub provider: &'a str,
+    /// The provider account (KFTC user_seq_no, OIDC `sub`).
+    pub account_id: &'a str,
+    pub account_display: Option<&'a str>,
+    /// The label the user gave in this flow (`None` keeps an existing connection's).
+    pub label: Option<&'a str>,
+    /// Replaces the connection's metadata (`None` keeps it).
+    pub metadata: Option<&'a serde_json::Value>,
+    pub grant: &'a Grant,
+}
+
+/// What [`TokenManager::link`] stored.
+pub struct Linked {
+    pub connection: Connection,
+    /// A new connection (not a re-consent of an existing one).
+    pub created: bool,
+}
+
 /// Why a refresh is wanted.
 #[derive(Clone, Copy, Debug)]
 enum Reason {
@@ -147,26 +171,11 @@ pub struct TokenManager {
     clock: Arc<dyn Clock>,
     settings: TokenSettings,
     flights: LocalFlights,
-    refreshers: HashMap<&'static str, Arc<dyn Refresher>>,
+    refreshers: HashMap<String, Arc<dyn Refresher>>,
     /// Names this process in lease owners.
     instance: String,
     /// Connections whose new tokens this process holds while storage does not take them.
     unstored: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
-}
-
-/// Wall-clock Unix milliseconds: leases measure real time between processes, whatever the
-/// (test-movable) token clock says.
-fn wall_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-/// Renews a refresh lease every third of its life until dropped.
-struct Heartbeat(tokio::task::JoinHandle<()>);
-
-impl Drop for Heartbeat {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 impl TokenManager {
@@ -175,31 +184,77 @@ impl TokenManager {
         Self { db, vault, clock, settings, flights: LocalFlights::default(), refreshers: HashMap::new(), instance, unstored: Arc::default() }
     }
 
-    pub fn register(&mut self, provider: &'static str, refresher: Arc<dyn Refresher>) {
-        self.refreshers.insert(provider, refresher);
+    pub fn register(&mut self, provider: &str, refresher: Arc<dyn Refresher>) {
+        self.refreshers.insert(provider.to_string(), refresher);
     }
 
     pub fn vault(&self) -> &Vault {
         &self.vault
     }
 
-    /// Stores a fresh grant from the authorization-code exchange (connect or re-consent).
-    pub async fn store_grant(&self, user_id: &str, provider: &str, grant: &Grant, provider_user_id: Option<&str>) -> Result<Connection, TokenError> {
+    /// Stores the grant of a completed consent on the user's connection to that provider account:
+    /// the existing one (re-consent: same id, label kept unless a new one is given), or a new one.
+    /// The connection's audit `entry` (its `connection_id` filled in here) commits in the same
+    /// transaction, or nothing does.
+    pub async fn link(&self, link: &Link<'_>, entry: audit::NewEntry) -> Result<Linked, TokenError> {
         let now = self.clock.now();
-        loop {
-            let row = connections::ensure(&self.db, user_id, provider, now).await?;
-            let write = self.sealed(&row, grant, now);
-            if connections::write_tokens(self.db.pool(), &row.id, row.version, &write, provider_user_id, false, now).await? {
-                return Ok(connections::get_by_id(&self.db, &row.id).await?.ok_or(StoreError::NotFound)?);
+        let metadata = link.metadata.map(|m| m.to_string());
+        for _ in 0..5 {
+            let existing = connections::find_account(self.db.pool(), link.user_id, link.provider, link.account_id).await?;
+            let mut w = self.db.begin_write().await?;
+            let work = async {
+                let (id, created) = match &existing {
+                    Some(row) => {
+                        let write = self.sealed(&row.id, &row.provider, link.grant, now);
+                        if !connections::write_tokens(&mut *w.tx, &row.id, row.version, &write, Some(link.account_id), false, now).await? {
+                            return Ok(None);
+                        }
+                        connections::update_link(&mut *w.tx, &row.id, link.account_display, link.label, metadata.as_deref(), now).await?;
+                        (row.id.clone(), false)
+                    }
+                    None => {
+                        let id = uuid::Uuid::new_v4().to_string();
+                        let write = self.sealed(&id, link.provider, link.grant, now);
+                        let new = connections::NewConnection {
+                            id: &id,
+                            user_id: link.user_id,
+                            provider: link.provider,
+                            provider_user_id: link.account_id,
+                            account_display: link.account_display,
+                            label: link.label,
+                            metadata: metadata.as_deref().unwrap_or("{}"),
+                            tokens: &write,
+                        };
+                        if !connections::insert(&mut *w.tx, &new, now).await? {
+                            return Ok(None);
+                        }
+                        (id, true)
+                    }
+                };
+                let row = connections::read_by_id(&mut *w.tx, &id, false).await?.ok_or(StoreError::NotFound)?;
+                let mut entry = entry.clone();
+                entry.connection_id = Some(id);
+                audit::append_in(&mut w, &entry, now).await?;
+                Ok(Some(Linked { connection: row, created }))
             }
-            // A concurrent write moved the version: seal again against the new row state.
+            .await;
+            if let Some(done) = w.finish(work).await? {
+                return Ok(done);
+            }
+            // A concurrent connect of the same account, or a refresh of it, moved first: again
+            // against what is stored now. A deleted account never gets a connection.
+            if crate::store::users::is_deleted(&self.db, link.user_id).await? {
+                return Err(StoreError::NotFound.into());
+            }
         }
+        Err(TokenError::Busy)
     }
 
-    fn sealed(&self, row: &Connection, grant: &Grant, now: i64) -> TokenWrite {
+    fn sealed(&self, id: &str, provider: &str, grant: &Grant, now: i64) -> TokenWrite {
+        let aad = |field| Aad { row: id, scope: provider, field };
         TokenWrite {
-            access_token: self.vault.seal_str(grant.access_token.expose_secret(), aad(row, "access_token")),
-            refresh_token: grant.refresh_token.as_ref().map(|r| self.vault.seal_str(r.expose_secret(), aad(row, "refresh_token"))),
+            access_token: self.vault.seal_str(grant.access_token.expose_secret(), aad("access_token")),
+            refresh_token: grant.refresh_token.as_ref().map(|r| self.vault.seal_str(r.expose_secret(), aad("refresh_token"))),
             key_id: self.vault.active_key_id().to_string(),
             token_type: grant.token_type.clone(),
             scope: grant.scope.clone(),
@@ -237,10 +292,16 @@ impl TokenManager {
         }
     }
 
-    /// A usable access token for the user's connection to `provider`.
-    pub async fn access_token(&self, user_id: &str, provider: &str) -> Result<AccessToken, TokenError> {
-        let row = connections::get(&self.db, user_id, provider).await?.ok_or(TokenError::NotConnected)?;
-        self.ensure_fresh(row, Reason::Due).await
+    /// A usable access token for `connection` (as read by the caller), refreshed first when due.
+    pub async fn access_token(&self, connection: Connection) -> Result<AccessToken, TokenError> {
+        self.ensure_fresh(connection, Reason::Due).await
+    }
+
+    /// Refreshes the connection now (unless a refresh landed since `connection` was read), for
+    /// `POST /connections/{id}/refresh` and operators.
+    pub async fn refresh_now(&self, connection: Connection) -> Result<AccessToken, TokenError> {
+        let version = connection.version;
+        self.ensure_fresh(connection, Reason::Rejected { version }).await
     }
 
     /// The provider rejected `rejected` (e.g. KFTC O0003): refresh unless someone already has.
@@ -293,10 +354,9 @@ impl TokenManager {
             }
             // A lease left behind by another holder that did not release it (it died, or its
             // storage failed while it held new tokens).
-            let takeover = connections::lease_owner(&self.db, &id).await?.is_some();
-            let now = wall_ms();
-            let expired_before = now - self.settings.lease_grace.as_millis() as i64;
-            if connections::claim_lease(&self.db, &id, &owner, expired_before, now + self.settings.refresh_lease.as_millis() as i64).await? {
+            let takeover = leases::owner(&self.db, CONNECTION_REFRESH, &id).await?.is_some();
+            let times = LeaseTimes { lease: self.settings.refresh_lease, grace: self.settings.lease_grace };
+            if single_flight::try_claim(&self.db, CONNECTION_REFRESH, &id, &owner, times).await? {
                 return self.refresh_under_lease(&id, reason, &owner, takeover).await;
             }
             if tokio::time::Instant::now() + pause > deadline {
@@ -314,22 +374,7 @@ impl TokenManager {
     }
 
     fn heartbeat(&self, id: &str, owner: &str) -> Heartbeat {
-        let (db, id, owner, lease) = (self.db.clone(), id.to_string(), owner.to_string(), self.settings.refresh_lease);
-        Heartbeat(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(lease / 3).await;
-                match connections::renew_lease(&db, &id, &owner, wall_ms() + lease.as_millis() as i64).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        // Only after an outage longer than the lease; the version fence keeps the
-                        // row right whoever writes first.
-                        tracing::warn!(connection_id = %id, "refresh lease lost while working");
-                        return;
-                    }
-                    Err(e) => tracing::warn!(connection_id = %id, error = %e, "could not renew a refresh lease; retrying"),
-                }
-            }
-        }))
+        Heartbeat::start(&self.db, CONNECTION_REFRESH, id, owner, self.settings.refresh_lease)
     }
 
     fn check_backoff(&self, row: &Connection, now: i64) -> Result<(), TokenError> {
@@ -359,7 +404,7 @@ impl TokenManager {
         let result = self.refresh_leased(id, reason, owner, heartbeat, takeover).await;
         if !matches!(result, Err(TokenError::StorageUnavailable)) {
             // Every write path already released it; this covers the early returns.
-            if let Err(e) = connections::release_lease(self.db.pool(), id, owner).await {
+            if let Err(e) = leases::release(self.db.pool(), CONNECTION_REFRESH, id, owner).await {
                 tracing::debug!(connection_id = %id, error = %e, "could not release a refresh lease (it expires)");
             }
         }
@@ -431,7 +476,7 @@ impl TokenManager {
                     if connections::record_refresh_failure(&mut *w.tx, &row.id, row.version, now + wait, now).await? {
                         audit::append_in(&mut w, &entry, now).await?;
                     }
-                    connections::release_lease(&mut *w.tx, &row.id, owner).await
+                    leases::release(&mut *w.tx, CONNECTION_REFRESH, &row.id, owner).await
                 }
                 .await;
                 w.finish(work).await?;
@@ -451,7 +496,7 @@ impl TokenManager {
     /// waits at most `lock_wait` for the write.
     async fn keep_grant(&self, row: Connection, grant: Grant, reason: Reason, owner: &str, heartbeat: Heartbeat) -> Result<AccessToken, TokenError> {
         let now = self.clock.now();
-        let write = self.sealed(&row, &grant, now);
+        let write = self.sealed(&row.id, &row.provider, &grant, now);
         let entry = self.entry(&row, "refresh", "ok", serde_json::json!({"reason": format!("{reason:?}"), "expires_in": grant.expires_in}));
         let token = AccessToken {
             connection_id: row.id.clone(),
@@ -476,7 +521,7 @@ impl TokenManager {
                         if written {
                             audit::append_in(&mut w, &entry, now).await?;
                         }
-                        connections::release_lease(&mut *w.tx, &id, &owner).await?;
+                        leases::release(&mut *w.tx, CONNECTION_REFRESH, &id, &owner).await?;
                         Ok::<bool, StoreError>(written)
                     }
                     .await;
@@ -549,11 +594,11 @@ impl TokenManager {
         let entry = self.entry(row, "refresh", "needs_reauth", serde_json::json!({"provider_code": provider_code}));
         let mut w = self.db.begin_write().await?;
         let work = async {
-            let marked = connections::mark_needs_reauth(&mut *w.tx, &row.id, row.version, now).await?;
+            let marked = connections::mark_needs_reauth(&mut *w.tx, &row.id, row.version, connections::STATUS_NEEDS_REAUTH, now).await?;
             if marked {
                 audit::append_in(&mut w, &entry, now).await?;
             }
-            connections::release_lease(&mut *w.tx, &row.id, owner).await?;
+            leases::release(&mut *w.tx, CONNECTION_REFRESH, &row.id, owner).await?;
             Ok(marked)
         }
         .await;
@@ -589,9 +634,4 @@ impl TokenManager {
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
     }
-}
-
-/// How long a cross-replica refresh lock lives if its holder dies.
-pub fn lock_ttl(settings: &TokenSettings) -> Duration {
-    settings.upstream_timeout * 2 + Duration::from_secs(5)
 }

@@ -24,9 +24,11 @@ async fn register_login_and_status(backend: Backend) {
     assert_eq!(
         body,
         json!({"providers": [
-            {"provider": "kftc", "configured": true, "connected": false, "status": null, "scope": null, "expires_at": null, "connected_at": null, "last_refreshed_at": null},
+            {"provider": "kftc", "configured": true, "connected": false, "status": null, "scope": null, "expires_at": null, "connected_at": null, "last_refreshed_at": null, "connections": 0},
             {"provider": "toss", "configured": true, "connected": false, "status": null, "scope": null, "expires_at": null, "connected_at": null, "last_refreshed_at": null,
              "verified": false, "identity": null, "last_test": null},
+            {"provider": "kakao", "configured": true, "connected": false, "status": null, "scope": null, "expires_at": null, "connected_at": null, "last_refreshed_at": null, "connections": 0},
+            {"provider": "naver", "configured": true, "connected": false, "status": null, "scope": null, "expires_at": null, "connected_at": null, "last_refreshed_at": null, "connections": 0},
         ]})
     );
 

@@ -509,7 +509,7 @@ async fn a_refresh_token_spent_by_a_stalled_holder_waits_for_its_grant(backend: 
     let (token, user_id) = app.register("stalled@example.com").await;
     app.connect_kftc(&token, "kim").await;
     let fin = app.accounts(&token).await[0]["fintech_use_num"].as_str().unwrap().to_string();
-    let conn = qetta::store::connections::get(&app.state.db, &user_id, "kftc").await.unwrap().unwrap();
+    let conn = qetta::store::connections::default_for(&app.state.db, &user_id, "kftc").await.unwrap().unwrap();
     let vault = &app.state.vault;
     let refresh = vault.open_string(conn.refresh_token.as_deref().unwrap(), qetta::tokens::aad(&conn, "refresh_token")).unwrap();
 
@@ -554,7 +554,7 @@ async fn a_refresh_token_spent_by_a_stalled_holder_waits_for_its_grant(backend: 
     let r = app.get(&format!("/api/v1/oauth/kftc/balance/{fin}"), Some(&token)).await;
     assert!(holder.await.unwrap(), "the holder's grant was stored");
     assert_eq!(r.status(), 200, "served with the holder's grant: {}", r.text().await.unwrap_or_default());
-    let after = qetta::store::connections::get(&app.state.db, &user_id, "kftc").await.unwrap().unwrap();
+    let after = qetta::store::connections::default_for(&app.state.db, &user_id, "kftc").await.unwrap().unwrap();
     assert_eq!(after.status, "active", "not declared dead");
     let refused = count(&app.sandbox_stats("kftc").await, &["tokens", "refused", "refresh_token"]);
     assert_eq!(refused, 1, "the spent refresh token was presented once and refused");

@@ -413,7 +413,7 @@ async fn spent_refresh_token_needs_reauth(backend: Backend) {
     let (token, user_id) = app.register("spent@example.com").await;
     app.connect_kftc(&token, "choi").await;
     let fin = app.accounts(&token).await[0]["fintech_use_num"].as_str().unwrap().to_string();
-    let conn = qetta::store::connections::get(&app.state.db, &user_id, "kftc").await.unwrap().unwrap();
+    let conn = qetta::store::connections::default_for(&app.state.db, &user_id, "kftc").await.unwrap().unwrap();
     let refresh = app.state.vault.open_string(conn.refresh_token.as_deref().unwrap(), qetta::tokens::aad(&conn, "refresh_token")).unwrap();
     let r = app
         .client

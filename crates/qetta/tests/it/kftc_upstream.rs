@@ -130,7 +130,7 @@ async fn a_broken_token_answer_is_not_retried(backend: Backend) {
     let r = app.get(&format!("/api/v1/oauth/kftc/balance/{fin}"), Some(&token)).await;
     assert_eq!(r.status(), 502, "{}", r.text().await.unwrap_or_default());
     assert_eq!(front.token_calls.load(Ordering::SeqCst) - before, 1, "one token call, no retry");
-    let conn = qetta::store::connections::get(&app.state.db, &user_id, "kftc").await.unwrap().unwrap();
+    let conn = qetta::store::connections::default_for(&app.state.db, &user_id, "kftc").await.unwrap().unwrap();
     assert_eq!((conn.status.as_str(), conn.refresh_failures), ("active", 1), "a transient failure: backoff, not a dead grant");
 }
 

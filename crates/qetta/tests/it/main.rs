@@ -7,7 +7,9 @@
 
 mod support;
 
+mod admin;
 mod auth_api;
+mod connections;
 mod faults;
 mod hardening;
 mod kftc_flow;

@@ -413,7 +413,7 @@ async fn redis_going_away_and_coming_back(backend: Backend) {
             state: format!("both-{}", uuid::Uuid::new_v4().simple()),
             user_id: third_id.clone(),
             provider: "kftc".into(),
-            redirect_to: None,
+            flow_data: None,
             browser_binding: None,
             initiator_hash: None,
             created_at: now,

@@ -67,7 +67,7 @@ async fn no_secret_in_trace_logs_database_or_browser_responses() {
     // The refresh token, read from the database with the test key.
     let db = qetta::store::Db::connect(&format!("sqlite://{}", db_path.display()), qetta::config::DatabaseKind::Sqlite).await.unwrap();
     let conn = sqlx::query_as::<_, qetta::store::connections::Connection>(
-        "SELECT id, user_id, provider, access_token, refresh_token, key_id, token_type, scope, expires_at, refresh_expires_at, provider_user_id, status, metadata, version, created_at, updated_at, last_refreshed_at, refresh_failures, next_refresh_at FROM connections",
+        "SELECT id, user_id, provider, access_token, refresh_token, key_id, token_type, scope, expires_at, refresh_expires_at, provider_user_id, status, metadata, version, created_at, updated_at, last_refreshed_at, refresh_failures, next_refresh_at, label, account_display FROM connections",
     )
     .fetch_one(db.pool())
     .await

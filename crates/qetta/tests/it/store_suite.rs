@@ -30,14 +30,23 @@ async fn users_are_unique_by_email(backend: Backend) {
     assert!(!users::ensure_external(&db, "ext-1", 6).await.unwrap());
 }
 
+fn new_connection<'a>(id: &'a str, user_id: &'a str, account: &'a str, tokens: &'a connections::TokenWrite) -> connections::NewConnection<'a> {
+    connections::NewConnection {
+        id,
+        user_id,
+        provider: "kftc",
+        provider_user_id: account,
+        account_display: Some("KB ***12"),
+        label: Some("personal"),
+        metadata: "{}",
+        tokens,
+    }
+}
+
 async fn connection_tokens_use_optimistic_versions(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let db = db(backend, dir.path()).await;
     let u = users::create(&db, "c@example.com", "h", 1).await.unwrap();
-    let c = connections::ensure(&db, &u.id, "kftc", 10).await.unwrap();
-    assert_eq!(c.status, "needs_reauth");
-    assert_eq!(connections::ensure(&db, &u.id, "kftc", 11).await.unwrap().id, c.id, "one row per user and provider");
-
     let write = connections::TokenWrite {
         access_token: vec![1, 2, 3],
         refresh_token: Some(vec![4, 5]),
@@ -47,11 +56,21 @@ async fn connection_tokens_use_optimistic_versions(backend: Backend) {
         expires_at: Some(1000),
         refresh_expires_at: Some(2000),
     };
+    assert!(connections::insert(db.pool(), &new_connection("c-1", &u.id, "1100000001", &write), 10).await.unwrap());
+    // The same provider account again is not a second connection.
+    assert!(!connections::insert(db.pool(), &new_connection("c-2", &u.id, "1100000001", &write), 11).await.unwrap());
+    // Another provider account of the same user is.
+    assert!(connections::insert(db.pool(), &new_connection("c-3", &u.id, "1100000002", &write), 12).await.unwrap());
+    assert_eq!(connections::list_for_user(&db, &u.id).await.unwrap().len(), 2, "two connections to one provider");
+    let c = connections::find_account(db.pool(), &u.id, "kftc", "1100000001").await.unwrap().unwrap();
+    assert_eq!((c.id.as_str(), c.status.as_str(), c.label.as_deref(), c.account_display.as_deref()), ("c-1", "active", Some("personal"), Some("KB ***12")));
+    assert_eq!(connections::default_for(&db, &u.id, "kftc").await.unwrap().unwrap().id, "c-3", "the newest active one");
+    assert!(connections::get_for_user(&db, "someone-else", "c-1").await.unwrap().is_none(), "never another user's");
     assert!(connections::write_tokens(db.pool(), &c.id, c.version, &write, Some("1100000001"), false, 20).await.unwrap());
     // A second writer that read the same version loses.
     assert!(!connections::write_tokens(db.pool(), &c.id, c.version, &write, None, true, 21).await.unwrap());
 
-    let after = connections::get(&db, &u.id, "kftc").await.unwrap().unwrap();
+    let after = connections::get_by_id(&db, "c-1").await.unwrap().unwrap();
     assert_eq!(after.version, c.version + 1);
     assert_eq!(after.status, "active");
     assert_eq!(after.access_token.as_deref(), Some(&[1u8, 2, 3][..]));
@@ -59,7 +78,7 @@ async fn connection_tokens_use_optimistic_versions(backend: Backend) {
     assert_eq!(after.last_refreshed_at, None);
 
     // A refresh without a new refresh token keeps the stored one.
-    let refresh = connections::TokenWrite { access_token: vec![9], refresh_token: None, expires_at: Some(3000), refresh_expires_at: None, ..write };
+    let refresh = connections::TokenWrite { access_token: vec![9], refresh_token: None, expires_at: Some(3000), refresh_expires_at: None, ..write.clone() };
     assert!(connections::write_tokens(db.pool(), &c.id, after.version, &refresh, None, true, 30).await.unwrap());
     let r = connections::get_by_id(&db, &c.id).await.unwrap().unwrap();
     assert_eq!(r.refresh_token.as_deref(), Some(&[4u8, 5][..]));
@@ -68,11 +87,15 @@ async fn connection_tokens_use_optimistic_versions(backend: Backend) {
     assert_eq!(r.last_refreshed_at, Some(30));
 
     connections::set_status(&db, &c.id, connections::STATUS_NEEDS_REAUTH, 40).await.unwrap();
-    assert_eq!(connections::list_for_user(&db, &u.id).await.unwrap()[0].status, "needs_reauth");
+    assert_eq!(connections::get_by_id(&db, &c.id).await.unwrap().unwrap().status, "needs_reauth");
+    assert_eq!(connections::default_for(&db, &u.id, "kftc").await.unwrap().unwrap().id, "c-3", "an active one before one needing consent");
+    assert!(connections::set_label(&db, &u.id, &c.id, Some("business"), 42).await.unwrap());
+    assert!(!connections::set_label(&db, "someone-else", &c.id, Some("x"), 42).await.unwrap(), "never another user's");
     connections::set_metadata(&db, &c.id, &serde_json::json!({"accounts": 2}), 41).await.unwrap();
     assert_eq!(connections::get_by_id(&db, &c.id).await.unwrap().unwrap().metadata, r#"{"accounts":2}"#);
-    assert!(connections::delete(&db, &u.id, "kftc").await.unwrap());
-    assert!(!connections::delete(&db, &u.id, "kftc").await.unwrap());
+    assert!(connections::delete_by_id(db.pool(), &c.id).await.unwrap());
+    assert!(!connections::delete_by_id(db.pool(), &c.id).await.unwrap());
+    assert_eq!(connections::list_for_user(&db, &u.id).await.unwrap().len(), 1);
 }
 
 async fn oauth_state_is_consumed_once(backend: Backend) {
@@ -83,7 +106,7 @@ async fn oauth_state_is_consumed_once(backend: Backend) {
         state: "a".repeat(32),
         user_id: u.id.clone(),
         provider: "kftc".into(),
-        redirect_to: None,
+        flow_data: None,
         browser_binding: Some("b".into()),
         initiator_hash: Some("i".into()),
         created_at: 100,

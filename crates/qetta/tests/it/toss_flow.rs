@@ -10,7 +10,7 @@ use crate::support::{count, error_code, Backend, Spawn, TestApp};
 
 both_backends!(
     one_token_for_many_requests_on_two_replicas,
-    one_token_on_two_replicas_with_the_redis_lock,
+    one_token_on_two_replicas,
     test_endpoint_healthy_and_with_faults,
     token_reused_until_margin_and_replaced_once_when_rejected,
     user_personal_verification_end_to_end,
@@ -131,7 +131,7 @@ async fn one_token_for_many_requests_on_two_replicas(backend: Backend) {
     assert!(!detail.contains("eyJ"), "{detail}");
 }
 
-async fn one_token_on_two_replicas_with_the_redis_lock(backend: Backend) {
+async fn one_token_on_two_replicas(backend: Backend) {
     let Some(redis) = crate::support::redis_url().await else { return };
     // Both replicas share one key namespace, as real replicas of one deployment do.
     let prefix = format!("qetta-test-{}", uuid::Uuid::new_v4().simple());

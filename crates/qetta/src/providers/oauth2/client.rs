@@ -152,6 +152,12 @@ impl OAuthClient {
     /// state, PKCE S256 whenever the provider supports it, a nonce with OIDC. `extra` adds
     /// provider parameters (`prompt`, `login_hint`, Naver's `auth_type`), never the ones above.
     pub async fn authorize(&self, extra: &[(&str, &str)]) -> Result<AuthorizationRequest, OAuthError> {
+        self.authorize_with_scopes(None, extra).await
+    }
+
+    /// [`Self::authorize`] asking for `scopes` instead of the configured ones (with OpenID
+    /// Connect, `openid` is always asked for).
+    pub async fn authorize_with_scopes(&self, scopes: Option<&[String]>, extra: &[(&str, &str)]) -> Result<AuthorizationRequest, OAuthError> {
         if let Some((k, _)) = extra.iter().find(|(k, _)| RESERVED.contains(k)) {
             return Err(SettingsError::new("authorize_params", format!("{k} is set by the client")).into());
         }
@@ -165,8 +171,18 @@ impl OAuthClient {
             q.append_pair("response_type", "code");
             q.append_pair("client_id", &self.settings.client_id);
             q.append_pair("redirect_uri", &self.settings.redirect_uri);
-            if !self.settings.scopes.is_empty() {
-                q.append_pair("scope", &self.settings.scope_param());
+            let scope = match scopes {
+                Some(asked) => {
+                    let mut list: Vec<&str> = asked.iter().map(String::as_str).collect();
+                    if self.settings.oidc && !list.contains(&"openid") {
+                        list.insert(0, "openid");
+                    }
+                    list.join(&self.settings.scope_separator)
+                }
+                None => self.settings.scope_param(),
+            };
+            if !scope.is_empty() {
+                q.append_pair("scope", &scope);
             }
             q.append_pair("state", &state);
             if let Some(v) = &code_verifier {
@@ -280,6 +296,26 @@ impl OAuthClient {
             }
             let json: Option<serde_json::Value> = serde_json::from_slice(&answer.body).ok();
             Err(json.as_ref().and_then(|j| token::error_in(answer.status, j)).unwrap_or(OAuthError::Http { status: answer.status }))
+        }
+        .await;
+        record(permit, &result);
+        result
+    }
+
+    /// The provider's own unlink (Kakao `POST /v1/user/unlink` with the user's access token, K5,
+    /// D11: it revokes the consent and every token). `NotSupported` without an unlink endpoint.
+    pub async fn unlink(&self, access_token: &SecretString) -> Result<Revocation, OAuthError> {
+        let Some(url) = self.settings.endpoints.unlink_url.clone() else {
+            return Ok(Revocation::NotSupported);
+        };
+        let permit = self.gate()?;
+        let result = async {
+            let answer = transport::send(|| self.http.post(&url).bearer_auth(access_token.expose_secret()), self.call_timeout, Retry::Idempotent).await?;
+            match answer.status {
+                200 => Ok(Revocation::Revoked),
+                401 => Err(OAuthError::InvalidToken { provider_code: None }),
+                status => Err(OAuthError::Http { status }),
+            }
         }
         .await;
         record(permit, &result);

@@ -17,11 +17,12 @@
 //! - secrets (client secret, tokens, codes, verifiers) are `SecretString`s, never logged nor put
 //!   in errors.
 //!
-//! Not wired into HTTP routes yet: the connection core will store the pending authorization with
-//! the state, call [`OAuthClient::callback`] and [`OAuthClient::exchange_code`], and register
-//! [`OAuthRefresher`] with the token manager.
+//! [`OAuthProvider`] makes it a provider of the connection core (`crate::connections`), which
+//! keeps the pending authorization with the state and registers [`OAuthRefresher`] with the token
+//! manager.
 
 pub mod client;
+pub mod connect;
 pub mod discovery;
 pub mod error;
 pub mod id_token;
@@ -34,6 +35,7 @@ pub mod userinfo;
 mod transport;
 
 pub use client::{refresh_error, AuthorizationRequest, CallbackParams, OAuthClient, OAuthRefresher, PendingAuthorization, Revocation, TokenHint, TokenSet};
+pub use connect::OAuthProvider;
 pub use discovery::{ProviderMetadata, ResolvedProvider};
 pub use error::{IdTokenError, OAuthError};
 pub use id_token::IdTokenClaims;

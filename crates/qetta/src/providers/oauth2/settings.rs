@@ -55,6 +55,8 @@ pub struct Endpoints {
     pub revocation_url: Option<String>,
     pub userinfo_url: Option<String>,
     pub jwks_uri: Option<String>,
+    /// The provider's own unlink API, for providers without RFC 7009 (Kakao, D11).
+    pub unlink_url: Option<String>,
 }
 
 /// One provider, as the connection core will configure it.
@@ -143,6 +145,7 @@ impl OAuthSettings {
         let mut s = Self::discovered("kakao", "https://kauth.kakao.com", client_id, client_secret, redirect_uri);
         s.client_auth = if s.client_secret.is_some() { ClientAuth::ClientSecretPost } else { ClientAuth::None };
         s.endpoints.userinfo_url = Some("https://kapi.kakao.com/v2/user/me".into());
+        s.endpoints.unlink_url = Some("https://kapi.kakao.com/v1/user/unlink".into());
         s.profile = ProfileKind::Kakao;
         s
     }
@@ -187,6 +190,7 @@ impl OAuthSettings {
             ("revocation_url", &e.revocation_url),
             ("userinfo_url", &e.userinfo_url),
             ("jwks_uri", &e.jwks_uri),
+            ("unlink_url", &e.unlink_url),
         ] {
             if let Some(v) = value {
                 endpoint_url(key, v)?;

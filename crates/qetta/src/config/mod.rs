@@ -8,6 +8,8 @@
 //! A bad value stops the process with a [`ConfigError`] naming the variable and what is expected.
 //! Secrets are [`SecretString`]s and this module implements no `Debug` that prints them.
 
+pub mod providers;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -62,11 +64,13 @@ impl std::fmt::Display for Origin {
 
 /// Secrets that may also be given as the content of a file named by `<VAR>_FILE` (Docker and
 /// Kubernetes secrets). `QETTA_ENCRYPTION_KEYS_FILE` has its own format (one key a line).
-pub const SECRET_FILE_VARIABLES: [(&str, &str); 6] = [
+pub const SECRET_FILE_VARIABLES: [(&str, &str); 8] = [
     ("JWT_SECRET", "JWT_SECRET_FILE"),
     ("QETTA_SERVICE_KEY", "QETTA_SERVICE_KEY_FILE"),
     ("KFTC_CLIENT_SECRET", "KFTC_CLIENT_SECRET_FILE"),
     ("TOSS_CLIENT_SECRET", "TOSS_CLIENT_SECRET_FILE"),
+    ("KAKAO_CLIENT_SECRET", "KAKAO_CLIENT_SECRET_FILE"),
+    ("NAVER_CLIENT_SECRET", "NAVER_CLIENT_SECRET_FILE"),
     ("DATABASE_URL", "DATABASE_URL_FILE"),
     ("REDIS_URL", "REDIS_URL_FILE"),
 ];
@@ -143,7 +147,7 @@ impl Sources {
         let mut out: Vec<(String, Option<&'static str>)> = self
             .values
             .keys()
-            .filter(|k| ["QETTA_", "KFTC_", "TOSS_"].iter().any(|p| k.starts_with(p)))
+            .filter(|k| ["QETTA_", "KFTC_", "TOSS_", "KAKAO_", "NAVER_"].iter().any(|p| k.starts_with(p)))
             .filter(|k| !KNOWN_VARIABLES.contains(&k.as_str()) && !KNOWN_PREFIXES.iter().any(|p| k.starts_with(p)))
             .map(|k| (k.clone(), closest_known(k)))
             .collect();
@@ -157,6 +161,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "HOST",
     "PORT",
     "QETTA_ADMIN_ADDR",
+    "QETTA_ADMIN_EMAILS",
     "QETTA_TRUSTED_PROXIES",
     "QETTA_DATA_DIR",
     "DATABASE_URL",
@@ -220,6 +225,18 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "TOSS_CLIENT_SECRET_FILE",
     "TOSS_RSA_PUBLIC_KEY",
     "TOSS_REQUEST_URL",
+    "KAKAO_CLIENT_ID",
+    "KAKAO_CLIENT_SECRET",
+    "KAKAO_CLIENT_SECRET_FILE",
+    "KAKAO_REDIRECT_URI",
+    "NAVER_CLIENT_ID",
+    "NAVER_CLIENT_SECRET",
+    "NAVER_CLIENT_SECRET_FILE",
+    "NAVER_REDIRECT_URI",
+    "QETTA_PROVIDERS_FILE",
+    // Read by the embedded sandbox's Kakao simulator (its registration), not by the service.
+    "KAKAO_ADMIN_KEY",
+    "KAKAO_LOGOUT_REDIRECT_URI",
 ];
 
 /// Families read elsewhere: the sandbox's own settings, and the test harness's.
@@ -310,6 +327,9 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The admin listener (`/metrics`, `/health`, `/ready`); `None`: off (`QETTA_ADMIN_ADDR=off`).
     pub admin_addr: Option<std::net::SocketAddr>,
+    /// Administrators of `/admin` named by `QETTA_ADMIN_EMAILS` (normalised like login emails);
+    /// written to the `admins` table at every start (see `admin::sync_configured`).
+    pub admin_emails: Vec<String>,
     pub data_dir: PathBuf,
     pub database_url: SecretString,
     pub database_kind: DatabaseKind,
@@ -348,6 +368,8 @@ pub struct Config {
     pub rate_limits: RateLimits,
     pub kftc: KftcSettings,
     pub toss: TossSettings,
+    /// Kakao, Naver and the providers of `QETTA_PROVIDERS_FILE`.
+    pub providers: providers::ProvidersConfig,
     pub sandbox_mode: SandboxMode,
     /// Webhook delivery (`QETTA_WEBHOOK_*`).
     pub webhooks: WebhookSettings,
@@ -590,6 +612,14 @@ impl Config {
                 Some(a.parse().map_err(|_| ConfigError::invalid("QETTA_ADMIN_ADDR", format!("expected IP:PORT such as 127.0.0.1:9090 (or off), got {a:?}")))?)
             }
         };
+        let mut admin_emails: Vec<String> = Vec::new();
+        for part in src.get("QETTA_ADMIN_EMAILS").unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let email = crate::auth::password::normalize_email(part)
+                .map_err(|e| ConfigError::invalid("QETTA_ADMIN_EMAILS", format!("{part:?} is not an email address ({e}); expected a comma-separated list")))?;
+            if !admin_emails.contains(&email) {
+                admin_emails.push(email);
+            }
+        }
         let mut trusted_proxies = Vec::new();
         for part in src.get("QETTA_TRUSTED_PROXIES").unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let net = part
@@ -603,6 +633,7 @@ impl Config {
             port,
             trusted_proxies,
             admin_addr,
+            admin_emails,
             data_dir,
             database_url: SecretString::from(database_url),
             database_kind,
@@ -666,6 +697,7 @@ impl Config {
                 rsa_public_key: src.get("TOSS_RSA_PUBLIC_KEY"),
                 request_url: src.get("TOSS_REQUEST_URL").unwrap_or_else(|| "qetta://toss-cert".into()),
             },
+            providers: providers::from_sources(src)?,
             sandbox_mode: match src.get("QETTA_SANDBOX").as_deref().map(str::to_ascii_lowercase).as_deref() {
                 None | Some("auto") => SandboxMode::Auto,
                 Some("on") | Some("true") | Some("1") => SandboxMode::On,
@@ -695,7 +727,7 @@ impl Config {
             // it must never run beside a real provider.
             return Err(ConfigError::invalid(
                 "QETTA_SANDBOX",
-                "is on, but a real provider is configured (KFTC_API_BASE or TOSS_API_BASE); the sandbox never runs beside a real provider: unset one or the other",
+                "is on, but a real provider is configured (KFTC_API_BASE, TOSS_API_BASE, KAKAO_CLIENT_ID, NAVER_CLIENT_ID or QETTA_PROVIDERS_FILE); the sandbox never runs beside a real provider: unset one or the other",
             ));
         }
         Ok(self)
@@ -713,9 +745,9 @@ impl Config {
         Ok(())
     }
 
-    /// Whether a real KFTC or Toss is configured.
+    /// Whether a real provider is configured (KFTC, Toss, Kakao, Naver or one of the file).
     pub fn any_provider_configured(&self) -> bool {
-        self.kftc.api_base.is_some() || self.toss.api_base.is_some()
+        self.kftc.api_base.is_some() || self.toss.api_base.is_some() || self.providers.any()
     }
 
     /// Whether the embedded sandbox is mounted: on purpose, or because nothing is configured.
@@ -819,22 +851,26 @@ fn token_settings(src: &Sources) -> Result<TokenSettings, ConfigError> {
 /// sandbox), since provider calls carry client secrets and users' tokens.
 fn base_url(src: &Sources, var: &'static str) -> Result<Option<String>, ConfigError> {
     let Some(u) = src.get(var) else { return Ok(None) };
-    let parsed = reqwest::Url::parse(&u).map_err(|_| ConfigError::invalid(var, format!("expected an https:// base URL, got {u:?}")))?;
+    base_url_value(&u).map(Some).map_err(|problem| ConfigError::invalid(var, problem))
+}
+
+/// The rule of [`base_url`] for one value; the error says what is wrong (without the setting's name).
+pub(crate) fn base_url_value(u: &str) -> Result<String, String> {
+    let parsed = reqwest::Url::parse(u).map_err(|_| format!("expected an https:// base URL, got {u:?}"))?;
     if !parsed.username().is_empty() || parsed.password().is_some() || parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err(ConfigError::invalid(var, "expected a base URL without credentials, query or fragment"));
+        return Err("expected a base URL without credentials, query or fragment".into());
     }
     match parsed.scheme() {
         "https" => {}
         "http" if is_loopback_host(&parsed) => {}
         "http" => {
-            return Err(ConfigError::invalid(
-                var,
-                format!("{u:?} is plain http to another machine: provider calls carry secrets and tokens, use https:// (plain http is allowed only to 127.0.0.1, [::1] or localhost)"),
+            return Err(format!(
+                "{u:?} is plain http to another machine: provider calls carry secrets and tokens, use https:// (plain http is allowed only to 127.0.0.1, [::1] or localhost)"
             ))
         }
-        _ => return Err(ConfigError::invalid(var, format!("expected an https:// base URL, got {u:?}"))),
+        _ => return Err(format!("expected an https:// base URL, got {u:?}")),
     }
-    Ok(Some(u.trim_end_matches('/').to_string()))
+    Ok(u.trim_end_matches('/').to_string())
 }
 
 fn is_loopback_host(url: &reqwest::Url) -> bool {
@@ -1028,11 +1064,11 @@ mod tests {
     #[test]
     fn known_variables_cover_the_code() {
         let mut missing = Vec::new();
-        for file in [include_str!("config.rs"), include_str!("app.rs"), include_str!("cli.rs")] {
+        for file in [include_str!("mod.rs"), include_str!("providers.rs"), include_str!("../app.rs"), include_str!("../cli.rs")] {
             let code = file.split("#[cfg(test)]").next().unwrap_or(file);
             for part in code.split('"').skip(1).step_by(2) {
                 let looks_like_var = part.len() > 3 && part.bytes().all(|b| b.is_ascii_uppercase() || b == b'_' || b.is_ascii_digit()) && part.contains('_');
-                let ours = ["QETTA_", "KFTC_", "TOSS_", "JWT_", "DATABASE_", "REDIS_", "CORS_"].iter().any(|p| part.starts_with(p))
+                let ours = ["QETTA_", "KFTC_", "TOSS_", "KAKAO_", "NAVER_", "JWT_", "DATABASE_", "REDIS_", "CORS_"].iter().any(|p| part.starts_with(p))
                     || ["HOST", "PORT"].contains(&part);
                 if looks_like_var && ours && !part.ends_with('_') && !KNOWN_VARIABLES.contains(&part) && !KNOWN_PREFIXES.iter().any(|p| part.starts_with(p)) {
                     missing.push(part.to_string());
