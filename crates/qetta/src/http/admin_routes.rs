@@ -4,8 +4,9 @@
 //! `audit_unavailable`).
 //!
 //! What they show of a user: id, email, kind, connections (provider, status, expiry; never a
-//! token, ciphertext or key id) and the user's audit entries. "Refresh now" and "disconnect" are
-//! not here: they come with the connection core.
+//! token, ciphertext or key id) and the user's audit entries. The actions "refresh now" and
+//! "disconnect" act on any user's connection through the connection core (refresh once across
+//! replicas; revoke at the provider, then forget), audited with the admin as actor.
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
@@ -190,4 +191,36 @@ pub async fn user(State(state): State<AppState>, admin: AdminUser, Path(user_id)
         })
         .collect();
     Ok(Json(UserDetail { user: row.into(), is_admin, connections, audit, next_before }))
+}
+
+/// `POST /api/v1/admin/connections/{id}/refresh`: refresh a connection now.
+pub async fn refresh_connection(
+    State(state): State<AppState>,
+    admin: AdminUser,
+    Path(id): Path<String>,
+) -> Result<Json<crate::http::connections::ConnectionView>, ApiError> {
+    let c = admin_connection(&state, &id).await?;
+    audit_view(&state, &admin, "admin_refresh", serde_json::json!({"connection_id": c.id, "provider": c.provider, "user_id": c.user_id})).await?;
+    let c = state.connections.refresh(c).await?;
+    Ok(Json(crate::http::connections::ConnectionView::from(&c)))
+}
+
+/// `DELETE /api/v1/admin/connections/{id}`: disconnect any user's connection.
+pub async fn disconnect_connection(
+    State(state): State<AppState>,
+    admin: AdminUser,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let c = admin_connection(&state, &id).await?;
+    let actor = crate::connections::Actor { name: admin.actor(), ip: Some(peer.ip().to_string()) };
+    let done = state.connections.disconnect(c, &actor).await?;
+    Ok(Json(serde_json::json!({"disconnected": true, "id": done.connection.id, "provider": done.connection.provider, "revocation": done.revoked})))
+}
+
+async fn admin_connection(state: &AppState, id: &str) -> Result<crate::store::connections::Connection, ApiError> {
+    if id.len() > 64 {
+        return Err(crate::connections::ConnectionError::NotFound.into());
+    }
+    Ok(crate::store::connections::get_by_id(&state.db, id).await?.ok_or(crate::connections::ConnectionError::NotFound)?)
 }

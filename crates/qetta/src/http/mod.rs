@@ -113,6 +113,8 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/stats", get(admin_routes::stats))
         .route("/admin/users", get(admin_routes::search))
         .route("/admin/users/{user_id}", get(admin_routes::user))
+        .route("/admin/connections/{id}/refresh", post(admin_routes::refresh_connection))
+        .route("/admin/connections/{id}", delete(admin_routes::disconnect_connection))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), provider_gate));
 
     let mut app = Router::new().route("/health", get(health::health)).route("/ready", get(health::ready)).nest("/api/v1", api);

@@ -254,7 +254,7 @@ async fn the_admin_api_counts_seeded_connections_and_shows_a_user(backend: Backe
 }
 
 all_backends!(strangers_and_non_admins_are_refused_by_every_admin_route, revoking_takes_effect_on_the_next_request_on_every_replica);
-both_backends!(the_admin_api_counts_seeded_connections_and_shows_a_user);
+both_backends!(the_admin_api_counts_seeded_connections_and_shows_a_user, admins_refresh_and_disconnect_any_users_connection);
 
 /// `QETTA_ADMIN_EMAILS` grants at start the listed emails that have an account (not one
 /// registered after the start, until the next start), and a start without the email revokes it.
@@ -330,4 +330,49 @@ async fn provider_calls_show_in_the_upstream_figures() {
     assert!(kftc["upstream"]["calls"].as_u64().unwrap() >= 1, "{kftc}");
     assert!(kftc["upstream"]["p50_ms"].as_f64().is_some_and(|v| v > 0.0) && kftc["upstream"]["p95_ms"].as_f64().is_some(), "{kftc}");
     assert_eq!(kftc["connections"]["active"], 1);
+}
+
+/// "Refresh now" and "disconnect" on any user's connection, through the connection core: refused
+/// to everyone but an admin (nothing changes), done once for the admin and audited with the admin
+/// as actor.
+async fn admins_refresh_and_disconnect_any_users_connection(backend: Backend) {
+    let app = Spawn::new(backend).start().await;
+    let (admin, admin_id) = admin_token(&app, BOSS).await;
+    let (user, _) = app.register("user@example.com").await;
+    assert!(app.connect(&user, "kakao", "kim", json!({})).await.ok);
+    let id = app.connections(&user).await[0]["id"].as_str().unwrap().to_string();
+    let refresh = format!("/api/v1/admin/connections/{id}/refresh");
+    let remove = format!("/api/v1/admin/connections/{id}");
+    let issued = |s: &serde_json::Value| s["tokens"]["issued"]["refresh_token"].as_i64().unwrap_or(0);
+    let before = issued(&app.sandbox_stats("kakao").await);
+
+    for (who, code, status) in [(None, "unauthorized", 401), (Some(user.as_str()), "forbidden", 403)] {
+        let r = app.post_json(&refresh, &json!({}), who).await;
+        assert_eq!(error_code(r, status).await, code);
+        let mut req = app.client.delete(app.url(&remove));
+        if let Some(t) = who {
+            req = req.bearer_auth(t);
+        }
+        assert_eq!(error_code(req.send().await.unwrap(), status).await, code);
+    }
+    assert_eq!(issued(&app.sandbox_stats("kakao").await), before, "no refresh for a refused caller");
+    assert_eq!(app.connections(&user).await.len(), 1, "nothing removed for a refused caller");
+
+    let r = app.post_json(&refresh, &json!({}), Some(&admin)).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.json::<serde_json::Value>().await.unwrap()["last_refreshed_at"].is_string());
+    assert_eq!(issued(&app.sandbox_stats("kakao").await), before + 1, "one refresh at Kakao");
+    let r = app.post_json("/api/v1/admin/connections/no-such-connection/refresh", &json!({}), Some(&admin)).await;
+    assert_eq!(error_code(r, 404).await, "connection_not_found");
+
+    let r = app.client.delete(app.url(&remove)).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let gone: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(gone["revocation"]["ok"], true, "{gone}");
+    assert!(app.connections(&user).await.is_empty());
+    let user_id = qetta::store::admin::account_with_email(&app.state.db, "user@example.com").await.unwrap().unwrap();
+    let log = audit::list_for_user(&app.state.db, &user_id, None, 50).await.unwrap();
+    assert!(log.iter().any(|e| e.action == "disconnect" && e.actor == format!("admin:{admin_id}")), "the disconnect names the admin");
+    let mine = audit::list_for_user(&app.state.db, &admin_id, None, 50).await.unwrap();
+    assert!(mine.iter().any(|e| e.action == "admin_refresh"), "the admin's refresh is in the admin's trail");
 }

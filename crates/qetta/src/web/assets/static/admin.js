@@ -3,7 +3,7 @@
 // charts.js, each with the same numbers as text), the background work, and a user search with a
 // user's connections and audit trail. Every figure is built with DOM APIs and textContent.
 //
-// "Refresh now" and "Disconnect" are not offered here yet: they arrive with the connection core.
+// Per connection, "Refresh now" and "Disconnect" (after a confirmation) act through the connection core.
 
 import { initLang, onLangChange, t, formatDateTime, currentLang } from "./i18n.js";
 import { api, token, clearSession, setFlash, sessionEmail, jwtClaims } from "./api.js";
@@ -205,14 +205,35 @@ function connectionsTable(connections) {
   if (!connections.length) return el("p", { class: "muted", dataset: { role: "no-connections" }, text: t("admin_no_connections") });
   return el("div", { class: "table-scroll" }, el("table", { class: "list", dataset: { role: "connections" } },
     el("caption", { class: "visually-hidden", text: t("admin_user_connections_title") }),
-    el("thead", {}, el("tr", {}, ["admin_col_provider", "admin_col_status", "admin_col_expires", "admin_col_refreshed", "admin_col_created"].map((k) =>
+    el("thead", {}, el("tr", {}, ["admin_col_provider", "admin_col_status", "admin_col_expires", "admin_col_refreshed", "admin_col_created", "admin_col_actions"].map((k) =>
       el("th", { scope: "col", text: t(k) })))),
     el("tbody", {}, connections.map((c) => el("tr", { dataset: { provider: c.provider, status: c.status } },
       el("td", { text: providerName(c.provider) }),
       el("td", {}, el("span", { class: "badge", dataset: { state: c.status }, text: statusName(c.status) })),
       el("td", { text: c.expires_at ? formatDateTime(c.expires_at) : t("none") }),
       el("td", { text: formatDateTime(c.last_refreshed_at) }),
-      el("td", { text: formatDateTime(c.created_at) }))))));
+      el("td", { text: formatDateTime(c.created_at) }),
+      el("td", {}, connectionActions(c)))))));
+}
+
+/// "Refresh now" and "Disconnect" for one connection; the user's detail is read again after.
+function connectionActions(c) {
+  const name = providerName(c.provider);
+  const act = (button, method, path) => busy(button, t("working"), async () => {
+    try {
+      await api(method, path);
+      if (lastDetail) await openUser(lastDetail.user.id);
+    } catch (err) {
+      showError(searchError, err);
+    }
+  });
+  const refresh = el("button", { type: "button", class: "secondary small", dataset: { action: "admin-refresh" }, "aria-label": `${t("admin_refresh_now")}: ${name}`, text: t("admin_refresh_now") });
+  refresh.addEventListener("click", () => act(refresh, "POST", `/admin/connections/${encodeURIComponent(c.id)}/refresh`));
+  const remove = el("button", { type: "button", class: "danger small", dataset: { action: "admin-disconnect" }, "aria-label": `${t("admin_disconnect")}: ${name}`, text: t("admin_disconnect") });
+  remove.addEventListener("click", () => {
+    if (window.confirm(t("admin_disconnect_confirm", { provider: name }))) act(remove, "DELETE", `/admin/connections/${encodeURIComponent(c.id)}`);
+  });
+  return el("span", { class: "actions" }, refresh, remove);
 }
 
 function auditRows(entries) {
