@@ -687,7 +687,7 @@ impl Config {
                     Some(_) => return Err(ConfigError::invalid("KFTC_CLIENT_USE_CODE", "expected the 10-character 이용기관코드, e.g. M202601315")),
                     None => None,
                 },
-                scope: src.get("KFTC_SCOPE").unwrap_or_else(|| "login inquiry".into()),
+                scope: kftc_scope(src.get("KFTC_SCOPE").as_deref().unwrap_or("login inquiry"))?,
             },
             toss: TossSettings {
                 oauth_base: base_url(src, "TOSS_OAUTH_BASE")?,
@@ -935,6 +935,36 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Scopes of KFTC's 3-legged consent (SPEC A4). `oob` (client_credentials) and `sa`
+/// (self-authenticating institutions) are not for the user's consent.
+const KFTC_CONSENT_SCOPES: &[&str] = &["login", "inquiry", "transfer", "cardinfo", "fintechinfo", "insuinfo", "loaninfo"];
+
+/// `KFTC_SCOPE`: space-separated (SPEC A4 [C]), known scopes, no repeats, and `login` (user/me,
+/// account/list) plus `inquiry` (balance, transactions), which the service calls. Answered with
+/// single spaces.
+fn kftc_scope(v: &str) -> Result<String, ConfigError> {
+    const VAR: &str = "KFTC_SCOPE";
+    if v.contains([',', '+', ';']) {
+        return Err(ConfigError::invalid(VAR, "scopes are separated by spaces (SPEC A4), e.g. \"login inquiry\""));
+    }
+    let scopes: Vec<&str> = v.split_whitespace().collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for s in &scopes {
+        if !KFTC_CONSENT_SCOPES.contains(s) {
+            return Err(ConfigError::invalid(VAR, format!("unknown scope {s:?}; KFTC consent scopes are {}", KFTC_CONSENT_SCOPES.join(", "))));
+        }
+        if !seen.insert(*s) {
+            return Err(ConfigError::invalid(VAR, format!("scope {s:?} is listed twice")));
+        }
+    }
+    for needed in ["login", "inquiry"] {
+        if !seen.contains(needed) {
+            return Err(ConfigError::invalid(VAR, format!("must include {needed:?}: the service reads user/me and account data (e.g. \"login inquiry\")")));
+        }
+    }
+    Ok(scopes.join(" "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -954,6 +984,16 @@ mod tests {
         let waits: Vec<u64> = c.webhooks.retry_schedule.iter().map(|d| d.as_secs()).collect();
         assert_eq!(waits, vec![5, 300, 1800, 7200, 18000, 36000, 36000, 36000]);
         assert!(!c.webhooks.allow_private);
+    }
+
+    #[test]
+    fn kftc_scope_is_space_separated_known_and_complete() {
+        assert_eq!(cfg(&[]).unwrap().kftc.scope, "login inquiry");
+        assert_eq!(cfg(&[("KFTC_SCOPE", "  inquiry   login transfer ")]).unwrap().kftc.scope, "inquiry login transfer");
+        for bad in ["login,inquiry", "login+inquiry", "login inquiry sa", "login inquiry oob", "inquiry", "login", "login inquiry inquiry", "LOGIN inquiry"] {
+            let e = cfg(&[("KFTC_SCOPE", bad)]).err().unwrap_or_else(|| panic!("{bad:?} accepted")).to_string();
+            assert!(e.contains("KFTC_SCOPE"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

@@ -78,6 +78,9 @@ pub enum TokenError {
     NotConnected,
     #[error("the connection needs the user's consent again")]
     ReauthRequired,
+    /// KFTC's inquiry consent ran out (SPEC A14): renewed by the user's re-consent.
+    #[error("the bank consent has expired")]
+    ConsentExpired,
     #[error("refreshing the token keeps failing; next attempt in {retry_after_secs} s")]
     Backoff { retry_after_secs: i64, provider_code: Option<String> },
     #[error("refresh failed: {message}")]
@@ -103,6 +106,10 @@ impl From<TokenError> for crate::error::ApiError {
         match e {
             TokenError::NotConnected => ApiError::NotFound("This provider is not connected; connect it first.".into()),
             TokenError::ReauthRequired => ApiError::conflict("reauth_required", "The connection needs your consent again: reconnect it."),
+            TokenError::ConsentExpired => ApiError::conflict(
+                "consent_expired",
+                "Your consent to share this bank data has expired: renew it by connecting again (the same connection comes back).",
+            ),
             TokenError::Backoff { retry_after_secs, .. } => ApiError::TooManyRequests {
                 code: "refresh_backoff",
                 message: "The provider keeps failing to refresh this connection; try again later.".into(),
@@ -147,6 +154,14 @@ pub struct Linked {
     pub connection: Connection,
     /// A new connection (not a re-consent of an existing one).
     pub created: bool,
+}
+
+/// Why a connection that is not active gives no token.
+fn not_active(row: &Connection) -> TokenError {
+    match row.status.as_str() {
+        connections::STATUS_CONSENT_EXPIRED => TokenError::ConsentExpired,
+        _ => TokenError::ReauthRequired,
+    }
 }
 
 /// Why a refresh is wanted.
@@ -324,7 +339,7 @@ impl TokenManager {
     fn answer_without_refresh(&self, row: &Connection, reason: Reason) -> Option<Result<AccessToken, TokenError>> {
         let now = self.clock.now();
         if row.status != connections::STATUS_ACTIVE {
-            return Some(Err(TokenError::ReauthRequired));
+            return Some(Err(not_active(row)));
         }
         if self.satisfied(row, reason, now) {
             return Some(self.usable(row));
@@ -416,7 +431,7 @@ impl TokenManager {
         let row = connections::get_by_id(&self.db, id).await?.ok_or(TokenError::NotConnected)?;
         let now = self.clock.now();
         if row.status != connections::STATUS_ACTIVE {
-            return Err(TokenError::ReauthRequired);
+            return Err(not_active(&row));
         }
         if self.satisfied(&row, reason, now) {
             return self.usable(&row);

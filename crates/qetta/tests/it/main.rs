@@ -13,6 +13,7 @@ mod connections;
 mod faults;
 mod hardening;
 mod kftc_flow;
+mod kftc_round2;
 mod kftc_upstream;
 mod oauth2_sandbox;
 mod oidc_peer;
