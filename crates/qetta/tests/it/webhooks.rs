@@ -23,6 +23,7 @@ crate::both_backends!(
     gone_and_three_days_of_failures_disable_the_endpoint,
     delivery_latency_and_throughput,
     key_rotation_reseals_webhook_secrets,
+    a_receiver_that_does_not_answer_times_out_and_is_retried,
 );
 crate::all_backends!(only_the_service_key_opens_the_webhook_routes);
 crate::backend_tests!([postgres, postgres_redis]; two_replicas_deliver_every_event_once_and_in_order);
@@ -92,7 +93,7 @@ impl Hit {
 }
 
 /// A webhook receiver on loopback: records every request, answers the planned statuses in turn
-/// (200 once the plan is used up).
+/// (200 once the plan is used up; a planned 0 answers nothing for a minute).
 #[derive(Clone)]
 struct Receiver {
     url: String,
@@ -112,6 +113,10 @@ async fn receiver() -> Receiver {
             let headers = headers.iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string())).collect();
             h.lock().unwrap().push(Hit { path: uri.path().to_string(), headers, body, at: Instant::now() });
             let status = p.lock().unwrap().pop_front().unwrap_or(200);
+            if status == 0 {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            let status = if status == 0 { 200 } else { status };
             let mut resp = axum::http::Response::builder().status(status);
             if (300..400).contains(&status) {
                 resp = resp.header("location", "/followed");
@@ -631,4 +636,22 @@ async fn key_rotation_reseals_webhook_secrets(backend: Backend) {
     let old_ring = qetta::vault::KeyRing::parse(crate::support::ENCRYPTION_KEYS).unwrap();
     let err = qetta::keys::verify_against_store(&app.state.db, &old_ring).await.expect_err("refused").to_string();
     assert!(err.contains("test2"), "{err}");
+}
+
+/// The one test that waits for real: the 10 s attempt timeout.
+async fn a_receiver_that_does_not_answer_times_out_and_is_retried(backend: Backend) {
+    let app = spawn_hooks(backend).start().await;
+    let rx = receiver().await;
+    rx.plan(&[0]);
+    let (ep, _) = app.endpoint(&rx.url, None).await;
+    let started = Instant::now();
+    app.backend("POST", &format!("/{ep}/test"), None).await;
+    wait_until("the timed-out attempt recorded", || async { app.deliveries(&ep).await[0]["attempts"] == 1 }).await;
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(10) && took < Duration::from_secs(20), "{took:?}");
+    let d = &app.deliveries(&ep).await[0];
+    assert_eq!((d["status"].as_str(), d["last_error"].as_str()), (Some("pending"), Some("timed out after 10 s")), "{d}");
+    app.advance(5);
+    rx.wait_for(2).await;
+    wait_until("delivered on the retry", || async { app.deliveries(&ep).await[0]["status"] == "delivered" }).await;
 }
