@@ -242,6 +242,9 @@ impl App {
         keys::verify_against_store(&db, &ring).await?;
         let vault = Vault::new(ring);
 
+        if config.webhooks.allow_private {
+            banner.warnings.push("QETTA_WEBHOOK_ALLOW_PRIVATE=true: webhooks may target loopback and private networks (development only).".into());
+        }
         let redis = open_redis(&config).await?;
         banner.notes.push(match &redis {
             Some(_) => "shared state: Redis".to_string(),

@@ -13,6 +13,9 @@ use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
+/// Longest wait for a DNS answer.
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Longest endpoint URL accepted.
 pub const MAX_URL_LEN: usize = 2048;
 
@@ -134,7 +137,12 @@ pub async fn resolve_checked(host: &str, allow_private: bool) -> Result<Vec<Sock
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, 0)],
-        Err(_) => tokio::net::lookup_host((bare, 0)).await.map_err(|_| UrlError::Unresolvable(host.to_string()))?.collect(),
+        // Bounded: a resolver that does not answer must not hold a request or a delivery slot.
+        Err(_) => tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((bare, 0)))
+            .await
+            .map_err(|_| UrlError::Unresolvable(host.to_string()))?
+            .map_err(|_| UrlError::Unresolvable(host.to_string()))?
+            .collect(),
     };
     if addrs.is_empty() {
         return Err(UrlError::Unresolvable(host.to_string()));
