@@ -48,6 +48,8 @@ pub struct AppState {
     pub toss_service: Option<Arc<TossService>>,
     pub refresher_stats: Arc<RefresherStats>,
     pub sandbox: Option<qetta_sandbox::Sandbox>,
+    /// Wakes this replica's webhook delivery worker (after an event is enqueued).
+    pub webhooks: Arc<crate::events::Webhooks>,
     /// The connection core: the provider catalogue and every user's connections.
     pub connections: Arc<ConnectionService>,
     /// The one upstream HTTP client (no redirects, rustls, pooled), for the proxy.
@@ -240,6 +242,9 @@ impl App {
         keys::verify_against_store(&db, &ring).await?;
         let vault = Vault::new(ring);
 
+        if config.webhooks.allow_private {
+            banner.warnings.push("QETTA_WEBHOOK_ALLOW_PRIVATE=true: webhooks may target loopback and private networks (development only).".into());
+        }
         let redis = open_redis(&config).await?;
         banner.notes.push(match &redis {
             Some(_) => "shared state: Redis".to_string(),
@@ -437,6 +442,7 @@ impl App {
             toss_service: toss,
             refresher_stats: Arc::new(RefresherStats::default()),
             sandbox,
+            webhooks: crate::events::Webhooks::new(),
         };
         Ok(Self { listener, admin_listener, state, banner })
     }
@@ -464,6 +470,9 @@ impl App {
             .tokens
             .refresher_enabled
             .then(|| tokio::spawn(crate::tokens::refresher::run(self.state.tokens.clone(), self.state.refresher_stats.clone(), stop_rx)));
+        let s = &self.state;
+        let worker = crate::events::delivery::Worker::new(s.db.clone(), s.vault.clone(), s.clock.clone(), s.config.webhooks.clone(), s.webhooks.clone());
+        let webhooks = tokio::spawn(crate::events::delivery::run(worker, stop_tx.subscribe()));
         // The admin listener stops with the public one.
         let admin = self.admin_listener.map(|l| {
             let router = crate::http::admin_router(self.state.clone());
@@ -485,6 +494,7 @@ impl App {
         if let Some(task) = refresher {
             let _ = task.await;
         }
+        let _ = webhooks.await;
         self.state.db.close().await;
         result
     }

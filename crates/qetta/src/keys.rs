@@ -47,7 +47,7 @@ fn fingerprint_key(id: &str) -> String {
 /// every configured key whose fingerprint was recorded must still be the same key. Records the
 /// fingerprints of the configured keys.
 pub async fn verify_against_store(db: &Db, ring: &KeyRing) -> Result<(), KeyError> {
-    for id in connections::key_ids_in_use(db).await? {
+    for id in connections::key_ids_in_use(db).await?.into_iter().chain(crate::store::webhooks::key_ids_in_use(db).await?) {
         if !ring.ids().any(|k| k == id) {
             return Err(KeyError::MissingKey(id));
         }
@@ -72,7 +72,8 @@ pub struct RotationReport {
     pub remaining: u64,
 }
 
-/// Re-encrypts every connection, the Toss service token and every Toss identity that is not on
+/// Re-encrypts every connection, the Toss service token, every Toss identity and every webhook
+/// endpoint's secret that is not on
 /// the active key, `batch` rows at a time. Safe while
 /// the service runs (a row written meanwhile is left to its writer) and resumable: run it again.
 pub async fn rotate(db: &Db, vault: &Vault, batch: i64) -> Result<RotationReport, KeyError> {
@@ -101,10 +102,41 @@ pub async fn rotate(db: &Db, vault: &Vault, batch: i64) -> Result<RotationReport
         }
     }
     rotate_toss(db, vault, batch, &mut report).await?;
+    rotate_webhooks(db, vault, batch, &mut report).await?;
     report.remaining = connections::ids_not_on_key(db, &active, 1_000_000).await?.len() as u64
+        + crate::store::webhooks::endpoints_not_on_key(db, &active, 1_000_000).await?.len() as u64
         + toss::service_tokens_not_on_key(db, &active).await?.len() as u64
         + toss::identities_not_on_key(db, &active, 1_000_000).await?.len() as u64;
     Ok(report)
+}
+
+/// Re-encrypts the webhook endpoints' signing secrets (current and, during an overlap, previous).
+async fn rotate_webhooks(db: &Db, vault: &Vault, batch: i64, report: &mut RotationReport) -> Result<(), KeyError> {
+    use crate::events::delivery::secret_aad;
+    use crate::store::webhooks as hooks;
+    let active = vault.active_key_id().to_string();
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let rows: Vec<hooks::Endpoint> = hooks::endpoints_not_on_key(db, &active, batch).await?.into_iter().filter(|e| seen.insert(e.id.clone())).collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for e in rows {
+            let reseal = |blob: &[u8], field: &str| -> Result<Vec<u8>, VaultError> {
+                Ok(vault.seal(&vault.open(blob, secret_aad(&e.id, field))?, secret_aad(&e.id, field)))
+            };
+            let secret = reseal(&e.secret, "secret")?;
+            let previous = match e.previous_secret.as_deref() {
+                Some(p) => Some(reseal(p, "previous_secret")?),
+                None => None,
+            };
+            if hooks::reseal_endpoint(db, &e.id, &e.secret, &secret, previous.as_deref(), &active).await? {
+                report.resealed += 1;
+            } else {
+                report.skipped += 1;
+            }
+        }
+    }
 }
 
 /// Re-encrypts the shared Toss service token and the sealed Toss identities.

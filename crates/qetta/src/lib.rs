@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod connections;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod keys;
 pub mod local_secrets;

@@ -56,3 +56,31 @@ impl FromRequestParts<AppState> for AuthUser {
         Ok(AuthUser { id: claims.sub, email: claims.email, is_backend })
     }
 }
+
+/// The app's backend on routes that belong to the app rather than to a user (webhooks): the right
+/// `x-qetta-service-key` and nothing else (a user's JWT alone is refused). Without
+/// `QETTA_SERVICE_KEY` configured these routes are off: 403 `service_key_not_configured`. Wrong keys
+/// are throttled per IP and audited like everywhere else.
+#[derive(Debug, Clone, Copy)]
+pub struct AppBackend;
+
+impl FromRequestParts<AppState> for AppBackend {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Some(expected) = &state.config.service_key else {
+            return Err(ApiError::Refused {
+                code: "service_key_not_configured",
+                message: "This route is for the app's backend, with the service key; QETTA_SERVICE_KEY is not configured on this server.".into(),
+            });
+        };
+        let given = parts
+            .headers
+            .get(SERVICE_KEY_HEADER)
+            .ok_or_else(|| ApiError::Unauthorized(format!("This route is for the app's backend: send the {SERVICE_KEY_HEADER} header.")))?;
+        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let path = parts.extensions.get::<axum::extract::OriginalUri>().map(|u| u.0.path().to_string()).unwrap_or_else(|| parts.uri.path().to_string());
+        service_key::check_as(state, expected, given, ip, None, &path).await?;
+        Ok(AppBackend)
+    }
+}

@@ -8,6 +8,6 @@ pub mod lockout;
 pub mod password;
 pub mod service_key;
 
-pub use extract::AuthUser;
+pub use extract::{AppBackend, AuthUser};
 pub use hashing::Hasher;
 pub use jwt::JwtKeys;

@@ -20,6 +20,19 @@ const WINDOW_SECS: i64 = 60;
 /// is counted first (atomically) and taken back when the key is right, so that however many
 /// guesses arrive at once, at most [`MAX_FAILURES_PER_MIN`] are compared per IP and minute.
 pub async fn check(state: &AppState, expected: &SecretString, given: &HeaderValue, ip: Option<IpAddr>, user_id: &str, path: &str) -> Result<(), ApiError> {
+    check_as(state, expected, given, ip, Some(user_id), path).await
+}
+
+/// [`check`] for a caller without a user (the app's backend on its own routes, e.g. webhooks):
+/// audited with actor `service`.
+pub async fn check_as(
+    state: &AppState,
+    expected: &SecretString,
+    given: &HeaderValue,
+    ip: Option<IpAddr>,
+    user_id: Option<&str>,
+    path: &str,
+) -> Result<(), ApiError> {
     let ip_text = ip.map(|i| i.to_string()).unwrap_or_default();
     let key = format!("service-key-fail:ip:{ip_text}");
     let now = state.clock.now();
@@ -48,10 +61,10 @@ pub async fn check(state: &AppState, expected: &SecretString, given: &HeaderValu
     Err(ApiError::Unauthorized("The service key is not valid.".into()))
 }
 
-async fn audit(state: &AppState, user_id: &str, ip: &str, path: &str, outcome: &str, now: i64) {
+async fn audit(state: &AppState, user_id: Option<&str>, ip: &str, path: &str, outcome: &str, now: i64) {
     let entry = NewEntry {
-        actor: format!("user:{user_id}"),
-        user_id: Some(user_id.to_string()),
+        actor: user_id.map(|u| format!("user:{u}")).unwrap_or_else(|| "service".into()),
+        user_id: user_id.map(str::to_string),
         action: "service_key".into(),
         outcome: outcome.into(),
         ip: Some(ip.to_string()).filter(|i| !i.is_empty()),

@@ -208,6 +208,9 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "QETTA_RATE_LIMIT_API_PER_USER",
     "QETTA_SANDBOX",
     "QETTA_CONFIG",
+    "QETTA_WEBHOOK_RETRY_SCHEDULE",
+    "QETTA_WEBHOOK_ALLOW_PRIVATE",
+    "QETTA_WEBHOOK_CONCURRENCY",
     "KFTC_API_BASE",
     "KFTC_CLIENT_ID",
     "KFTC_CLIENT_SECRET",
@@ -368,8 +371,62 @@ pub struct Config {
     /// Kakao, Naver and the providers of `QETTA_PROVIDERS_FILE`.
     pub providers: providers::ProvidersConfig,
     pub sandbox_mode: SandboxMode,
+    /// Webhook delivery (`QETTA_WEBHOOK_*`).
+    pub webhooks: WebhookSettings,
     /// Every variable, for the sandbox, which reads its own settings from the same sources.
     pub sources: Sources,
+}
+
+/// How webhooks are delivered.
+#[derive(Clone, Debug)]
+pub struct WebhookSettings {
+    /// Waits after the first, second, … failed attempt (`QETTA_WEBHOOK_RETRY_SCHEDULE`); a delivery
+    /// that failed once more than it has entries is given up.
+    pub retry_schedule: Vec<Duration>,
+    /// Endpoints may be on loopback or private networks, and plain http to loopback
+    /// (`QETTA_WEBHOOK_ALLOW_PRIVATE`; development and tests only).
+    pub allow_private: bool,
+    /// Deliveries in flight at once per replica (`QETTA_WEBHOOK_CONCURRENCY`).
+    pub concurrency: usize,
+}
+
+pub const DEFAULT_WEBHOOK_RETRY_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,10h,10h";
+
+/// `5s,5m,30m,2h,…` (units s, m, h, d).
+fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
+    let mut out = Vec::new();
+    for item in text.split(',').map(str::trim) {
+        let (num, unit) = item.split_at(item.find(|c: char| !c.is_ascii_digit()).unwrap_or(item.len()));
+        let n: u64 = num.parse().map_err(|_| format!("{item:?} is not a duration like 30s, 5m, 2h or 1d"))?;
+        let secs = match unit {
+            "s" => n,
+            "m" => n * 60,
+            "h" => n * 3600,
+            "d" => n * 86400,
+            _ => return Err(format!("{item:?} is not a duration like 30s, 5m, 2h or 1d")),
+        };
+        if !(1..=7 * 86400).contains(&secs) {
+            return Err(format!("{item:?}: each wait must be between 1s and 7d"));
+        }
+        out.push(Duration::from_secs(secs));
+    }
+    if out.is_empty() || out.len() > 30 {
+        return Err("expected 1 to 30 comma-separated waits, e.g. 5s,5m,30m,2h".into());
+    }
+    Ok(out)
+}
+
+fn webhook_settings(src: &Sources) -> Result<WebhookSettings, ConfigError> {
+    let schedule = src.get("QETTA_WEBHOOK_RETRY_SCHEDULE").unwrap_or_else(|| DEFAULT_WEBHOOK_RETRY_SCHEDULE.into());
+    let concurrency = parse_or(src, "QETTA_WEBHOOK_CONCURRENCY", 16usize, "a whole number")?;
+    if !(1..=256).contains(&concurrency) {
+        return Err(ConfigError::invalid("QETTA_WEBHOOK_CONCURRENCY", "must be between 1 and 256"));
+    }
+    Ok(WebhookSettings {
+        retry_schedule: parse_schedule(&schedule).map_err(|p| ConfigError::invalid("QETTA_WEBHOOK_RETRY_SCHEDULE", p))?,
+        allow_private: parse_or(src, "QETTA_WEBHOOK_ALLOW_PRIVATE", false, "true or false")?,
+        concurrency,
+    })
 }
 
 /// Requests per minute (fixed windows).
@@ -647,6 +704,7 @@ impl Config {
                 Some("off") | Some("false") | Some("0") => SandboxMode::Off,
                 Some(other) => return Err(ConfigError::invalid("QETTA_SANDBOX", format!("expected auto, on or off, got {other:?}"))),
             },
+            webhooks: webhook_settings(src)?,
             sources: src.clone(),
         }
         .check_production_rules()
@@ -923,6 +981,9 @@ mod tests {
         assert!(c.database_is_default);
         assert!(c.jwt_secret.is_none());
         assert_eq!(c.public_url, "http://127.0.0.1:8080");
+        let waits: Vec<u64> = c.webhooks.retry_schedule.iter().map(|d| d.as_secs()).collect();
+        assert_eq!(waits, vec![5, 300, 1800, 7200, 18000, 36000, 36000, 36000]);
+        assert!(!c.webhooks.allow_private);
     }
 
     #[test]
@@ -952,6 +1013,10 @@ mod tests {
             (vec![("TOSS_API_BASE", "https://cert.toss.im")], "TOSS_API_BASE"),
             (vec![("KFTC_CLIENT_USE_CODE", "M2026")], "KFTC_CLIENT_USE_CODE"),
             (vec![("QETTA_REFRESHER_BATCH", "0")], "QETTA_REFRESHER_BATCH"),
+            (vec![("QETTA_WEBHOOK_RETRY_SCHEDULE", "5s,soon")], "QETTA_WEBHOOK_RETRY_SCHEDULE"),
+            (vec![("QETTA_WEBHOOK_RETRY_SCHEDULE", "0s")], "QETTA_WEBHOOK_RETRY_SCHEDULE"),
+            (vec![("QETTA_WEBHOOK_ALLOW_PRIVATE", "yes")], "QETTA_WEBHOOK_ALLOW_PRIVATE"),
+            (vec![("QETTA_WEBHOOK_CONCURRENCY", "0")], "QETTA_WEBHOOK_CONCURRENCY"),
         ] {
             let err = cfg(&pairs).err().expect("must fail").to_string();
             assert!(err.starts_with(var), "{err}");

@@ -15,6 +15,7 @@ pub mod oauth_status;
 pub mod rate_limit;
 pub mod request_id;
 pub mod toss;
+pub mod webhooks;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
@@ -92,6 +93,12 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/toss/verifications/{tx_id}", get(toss::get_verification))
         .route("/oauth/toss/verifications/{tx_id}/result", post(toss::fetch_result_route))
         .route("/oauth/toss/disconnect", delete(toss::disconnect))
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/webhooks/{id}", get(webhooks::get).patch(webhooks::update).delete(webhooks::delete))
+        .route("/webhooks/{id}/rotate-secret", post(webhooks::rotate_secret))
+        .route("/webhooks/{id}/test", post(webhooks::test))
+        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/webhooks/{id}/deliveries/{delivery_id}/retry", post(webhooks::retry))
         // Every provider's browser flow (KFTC's included): one redirect URI per provider.
         .route("/oauth/{provider}/launch", get(connections::launch).post(connections::launch_confirm))
         .route("/oauth/{provider}/callback", get(connections::callback))

@@ -287,9 +287,28 @@ async fn fetch_result(state: &AppState, user: &AuthUser, peer: &SocketAddr, mut 
     };
     let identity = state.toss()?.seal_identity(&user.id, &result, now);
     drop(result);
-    store::upsert_identity(&state.db, &identity).await?;
     let completed_at = v.completed_at.unwrap_or(now);
-    v.result_calls = store::add_result_call(&state.db, &v.tx_id, completed_at, now).await?;
+    // The identity, the count and (on the first result) the `verification.completed` event are
+    // written together: the event goes out if and only if the result is stored.
+    let mut w = state.db.begin_write().await?;
+    let work = async {
+        store::upsert_identity(&mut *w.tx, &identity).await?;
+        let calls = store::add_result_call(&mut *w.tx, &v.tx_id, completed_at, now).await?;
+        if calls == 1 {
+            let event = crate::events::Event::VerificationCompleted {
+                user_id: user.id.clone(),
+                provider: PROVIDER.into(),
+                tx_id: v.tx_id.clone(),
+                request_type: v.request_type.clone(),
+                status: store::COMPLETED.into(),
+            };
+            crate::events::enqueue_in(&mut w, &event, now).await?;
+        }
+        Ok(calls)
+    }
+    .await;
+    v.result_calls = w.finish(work).await?;
+    state.webhooks.wake();
     v.status = store::COMPLETED.into();
     v.completed_at = Some(completed_at);
     state

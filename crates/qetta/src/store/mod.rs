@@ -12,6 +12,7 @@ pub mod meta;
 pub mod oauth_states;
 pub mod toss;
 pub mod users;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;

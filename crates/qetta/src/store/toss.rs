@@ -175,7 +175,7 @@ pub async fn set_verification_status(db: &Db, tx_id: &str, status: &str, complet
 }
 
 /// Counts one successful result call; returns the new count.
-pub async fn add_result_call(db: &Db, tx_id: &str, completed_at: i64, now: i64) -> Result<i64, StoreError> {
+pub async fn add_result_call<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, tx_id: &str, completed_at: i64, now: i64) -> Result<i64, StoreError> {
     let (n,): (i64,) = sqlx::query_as(
         "UPDATE toss_verifications SET status = 'COMPLETED', completed_at = COALESCE(completed_at, $1), \
          result_calls = result_calls + 1, updated_at = $2 WHERE tx_id = $3 RETURNING result_calls",
@@ -183,7 +183,7 @@ pub async fn add_result_call(db: &Db, tx_id: &str, completed_at: i64, now: i64) 
     .bind(completed_at)
     .bind(now)
     .bind(tx_id)
-    .fetch_one(db.pool())
+    .fetch_one(ex)
     .await?;
     Ok(n)
 }
@@ -224,7 +224,7 @@ impl std::fmt::Debug for Identity {
 const IDENTITY_COLUMNS: &str = "user_id, tx_id, ci, di, name, birthday, signature, phone, gender, nationality, age_group, key_id, verified_at, version";
 
 /// Stores the user's identity, replacing an earlier one.
-pub async fn upsert_identity(db: &Db, i: &Identity) -> Result<(), StoreError> {
+pub async fn upsert_identity<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, i: &Identity) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO toss_identities (user_id, tx_id, ci, di, name, birthday, signature, phone, gender, nationality, age_group, key_id, verified_at, version) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 0) \
@@ -246,7 +246,7 @@ pub async fn upsert_identity(db: &Db, i: &Identity) -> Result<(), StoreError> {
     .bind(i.age_group.as_ref())
     .bind(&i.key_id)
     .bind(i.verified_at)
-    .execute(db.pool())
+    .execute(ex)
     .await?;
     Ok(())
 }

@@ -27,3 +27,4 @@ mod store_suite;
 mod token_core;
 mod toss_flow;
 mod web_e2e;
+mod webhooks;

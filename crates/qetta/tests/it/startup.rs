@@ -338,7 +338,16 @@ fn serve_warns_about_unknown_settings() {
     };
     let mut child = qetta(dir.path()).arg("serve").env("PORT", port.to_string()).env("QETTA_REQUEST_TIMEOUT", "5").stderr(Stdio::piped()).spawn().unwrap();
     let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && started.elapsed() < Duration::from_secs(20) {
+    // Until it answers HTTP (the port is bound before the start-up messages are written; they
+    // are all out once it serves).
+    let serving = || {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut answer = String::new();
+        s.write_all(b"GET /health HTTP/1.0\r\n\r\n").is_ok() && s.read_to_string(&mut answer).is_ok() && answer.starts_with("HTTP/1.0 200")
+    };
+    while !serving() && started.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.kill();
