@@ -177,6 +177,7 @@ export function createProviderCard(listed, ctx) {
   function closeRename(id) {
     editing = null;
     drafts.delete(id);
+    rowErrors.delete(id);
     render(conns);
     const again = node.querySelector(`[data-key="rename-${idOf(id)}"]`);
     if (again) again.focus();
