@@ -638,6 +638,12 @@ async fn two_kakao_connections_are_listed_renamed_and_disconnected() {
     let errors: Vec<String> = b.console_errors().await.into_iter().filter(|e| !e.contains("/favicon.ico ")).collect();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 
+    // A KFTC connection beside them, through the same flow: its bank accounts in its row.
+    b.click("#kftc [data-action=connect]").await;
+    b.approve_in_popup("the KFTC consent page", "button.approve").await;
+    b.wait_card("kftc", "active").await;
+    b.wait_for("a KFTC balance", "document.querySelector('#kftc .connection .account [data-role=balance] .amount')").await;
+
     // The screenshot of the README: the whole page with its connections.
     let height = b.js("return document.documentElement.scrollHeight").await.as_u64().unwrap();
     b.client.set_window_size(1280, height as u32 + 140).await.unwrap();
@@ -678,7 +684,7 @@ async fn two_kakao_connections_are_listed_renamed_and_disconnected() {
     b.click("#confirm-ok").await;
     b.wait_for("one Kakao row left", "document.querySelectorAll('#kakao .connection').length === 1").await;
     assert_eq!(b.text("#kakao .connection [data-role=name]").await, "work");
-    let left = app.connections(&token).await;
+    let left: Vec<Value> = app.connections(&token).await.into_iter().filter(|c| c["provider"] == "kakao").collect();
     assert_eq!((left.len(), left[0]["id"].as_str()), (1, Some(second_id.as_str())), "{left:?}");
     b.wait_card("kakao", "active").await;
 
@@ -700,6 +706,46 @@ async fn two_kakao_connections_are_listed_renamed_and_disconnected() {
         assert!(found.is_empty(), "serious or critical accessibility violations: {found:#?}");
     }
     let errors = b.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    b.finish().await;
+}
+
+/// A KFTC connection whose grant died (101 days later on both clocks) turns into "needs
+/// re-consent" on the page as soon as KFTC refuses a call; Reconnect renews that same connection
+/// through the popup, and its accounts come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_needing_consent_is_reconnected_in_place() {
+    let app = Spawn::new(Backend::Sqlite).start().await;
+    let token = register_via_api(&app, "again@example.com").await;
+    let Some(b) = Browser::start(&app, "ko-KR").await else { return };
+    b.goto("/login").await;
+    b.wait_for("the login page", "document.getElementById('auth-title').textContent.length > 0").await;
+    b.fill("#email", "again@example.com").await;
+    b.fill("#password", "correct horse 7").await;
+    b.click("#auth-submit").await;
+    b.wait_card("kftc", "not_connected").await;
+    b.click("#kftc [data-action=connect]").await;
+    b.approve_in_popup("the KFTC consent page", "button.approve").await;
+    b.wait_for("a KFTC balance", "document.querySelector('#kftc .connection .account [data-role=balance] .amount')").await;
+    let id = app.connections(&token).await[0]["id"].as_str().unwrap().to_string();
+
+    app.sandbox_control("kftc", "clock", json!({"advance_seconds": 101 * 86_400})).await;
+    app.clock.advance(101 * 86_400);
+    b.client.refresh().await.unwrap();
+    b.wait_card("kftc", "needs_reauth").await;
+    assert_eq!(b.text("#kftc .connection [data-role=status]").await, "재동의 필요");
+    let note = b.text("#kftc .connection [data-role=status-note]").await;
+    assert!(note.contains("다시 연결하기"), "the status explains what to do: {note}");
+    b.screenshot("kftc-needs-reconsent").await;
+
+    b.click("#kftc .connection [data-action=reconnect]").await;
+    b.approve_in_popup("the KFTC consent page again", "button.approve").await;
+    b.wait_card("kftc", "active").await;
+    b.wait_for("the balance again", "document.querySelector('#kftc .connection .account [data-role=balance] .amount')").await;
+    let list = app.connections(&token).await;
+    assert_eq!((list.len(), list[0]["id"].as_str(), list[0]["status"].as_str()), (1, Some(id.as_str()), Some("active")), "renewed in place: {list:?}");
+    assert!(b.js("return !document.querySelector('#kftc [data-action=reconnect]')").await.as_bool().unwrap(), "no Reconnect once active");
+    let errors: Vec<String> = b.console_errors().await.into_iter().filter(|e| !e.contains("/favicon.ico ") && !e.contains("status of 409")).collect();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
     b.finish().await;
 }

@@ -218,7 +218,14 @@ export function createKftcPanel(connectionId, ctx) {
     node,
     /** The connection's status changed (or was loaded): load the accounts once it is active. */
     update(status) {
+      const renewed = status === "active" && state !== "active" && state !== "loading";
       state = status;
+      if (renewed) {
+        // Consent renewed: what failed before (balances refused with reauth_required) is stale.
+        accounts = null;
+        balances.clear();
+        tx.clear();
+      }
       if (state === "active" && accounts === null) loadAccounts();
       else renderAccounts();
     },
