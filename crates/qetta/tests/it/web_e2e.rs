@@ -749,3 +749,26 @@ async fn a_connection_needing_consent_is_reconnected_in_place() {
     assert!(errors.is_empty(), "console errors: {errors:#?}");
     b.finish().await;
 }
+
+/// With every provider off (`QETTA_SANDBOX=off`, nothing configured), every card of the
+/// catalogue is still there and says it is not available on this server, with nothing to click.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_not_set_up_here_say_so() {
+    let app = Spawn::new(Backend::Sqlite).var("QETTA_SANDBOX", "off").start().await;
+    let token = register_via_api(&app, "off@example.com").await;
+    let Some(b) = Browser::start(&app, "en-US").await else { return };
+    b.goto(&format!("/oauth#token={token}")).await;
+    for p in ["kftc", "toss", "kakao", "naver"] {
+        b.wait_card(p, "not_configured").await;
+        assert_eq!(b.text(&format!("#{p} [data-role=badge]")).await, "Not available on this server", "{p}");
+    }
+    let clickable = b.js("return [...document.querySelectorAll('#providers button, #providers input')].filter((e) => e.offsetParent !== null).length").await;
+    assert_eq!(clickable, 0, "no visible button or field on a provider that is not set up");
+    assert!(b.text("#kakao [data-role=availability]").await.contains("not set this provider up"));
+    b.click("#lang-toggle").await;
+    b.wait_for("Korean", "document.documentElement.lang === 'ko'").await;
+    assert_eq!(b.text("#naver [data-role=badge]").await, "이 서버에서는 사용할 수 없음");
+    let errors = b.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    b.finish().await;
+}

@@ -267,7 +267,6 @@ export function createProviderCard(listed, ctx) {
     labelHint.textContent = t("new_label_hint");
     empty.hidden = !listed.configured || conns.length > 0;
     empty.textContent = t("no_connections");
-    if (!conns.some((c) => NEEDS_CONSENT.has(c.status)) && noteKey === "reauth_needed") ui.note(null);
     for (const id of [...panels.keys()]) if (!conns.some((c) => c.id === id)) panels.delete(id);
 
     const active = document.activeElement;
