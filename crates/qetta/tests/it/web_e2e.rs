@@ -500,7 +500,11 @@ async fn full_flow_connect_kftc_browse_accounts_verify_with_toss_and_disconnect(
         b.click("#confirm-ok").await;
         b.wait_card(provider, "not_connected").await;
     }
-    assert_eq!(b.js("return document.querySelectorAll('#kftc .connection, #kftc [data-role=accounts]').length").await, 0, "no KFTC connection or accounts left");
+    assert_eq!(
+        b.js("return document.querySelectorAll('#kftc .connection, #kftc [data-role=accounts]').length").await,
+        0,
+        "no KFTC connection or accounts left"
+    );
     b.screenshot("disconnected").await;
     b.finish().await;
 }
@@ -654,7 +658,11 @@ async fn two_kakao_connections_are_listed_renamed_and_disconnected() {
     // its field; Enter saves; the focus returns to Rename.
     let rename = b.client.find(Locator::Css(&format!("{} [data-action=rename]", row(&second_id)))).await.unwrap();
     rename.send_keys("\u{E007}").await.unwrap();
-    b.wait_for("the rename field focused", "document.activeElement && document.activeElement.name === 'label' && document.activeElement.closest('form.rename')").await;
+    b.wait_for(
+        "the rename field focused",
+        "document.activeElement && document.activeElement.name === 'label' && document.activeElement.closest('form.rename')",
+    )
+    .await;
     assert_eq!(b.js(&format!("return document.querySelector('{} [data-action=rename]').getAttribute('aria-expanded')", row(&second_id))).await, "true");
     let field = b.client.find(Locator::Css(&format!("{} form.rename input", row(&second_id)))).await.unwrap();
     field.send_keys("work\u{E007}").await.unwrap();
@@ -674,7 +682,11 @@ async fn two_kakao_connections_are_listed_renamed_and_disconnected() {
     let errors = b.console_errors().await;
     assert!(errors.len() == 1 && errors[0].contains("status of 422"), "console errors: {errors:#?}");
     b.click(&format!("{} [data-action=cancel]", row(&second_id))).await;
-    b.wait_for("the form and its error gone", &format!("document.querySelector('{r} form.rename').hidden && document.querySelector('{r} [data-role=row-error]').hidden", r = row(&second_id))).await;
+    b.wait_for(
+        "the form and its error gone",
+        &format!("document.querySelector('{r} form.rename').hidden && document.querySelector('{r} [data-role=row-error]').hidden", r = row(&second_id)),
+    )
+    .await;
     assert_eq!(b.text(&format!("{} [data-role=name]", row(&second_id))).await, "work", "a refused rename changes nothing");
 
     // Disconnect the first, after the confirmation naming it.
@@ -690,13 +702,18 @@ async fn two_kakao_connections_are_listed_renamed_and_disconnected() {
 
     // Naver is offered.
     b.wait_card("naver", "not_connected").await;
-    assert!(b.js("return !document.querySelector('#naver [data-action=connect]').hidden && !document.querySelector('#naver [data-role=add-form]').hidden").await.as_bool().unwrap());
+    assert!(b
+        .js("return !document.querySelector('#naver [data-action=connect]').hidden && !document.querySelector('#naver [data-role=add-form]').hidden")
+        .await
+        .as_bool()
+        .unwrap());
     assert_eq!(b.text("#naver [data-action=connect]").await, "Connect");
     b.screenshot("oauth-connections-after").await;
 
     // Accessibility with connections shown, in both languages.
     if let Some(axe) = axe_source() {
-        let mut found: Vec<(String, (String, Vec<String>))> = b.accessibility_violations(&axe).await.into_iter().map(|v| ("en /oauth".to_string(), v)).collect();
+        let mut found: Vec<(String, (String, Vec<String>))> =
+            b.accessibility_violations(&axe).await.into_iter().map(|v| ("en /oauth".to_string(), v)).collect();
         b.click("#lang-toggle").await;
         b.wait_for("Korean", "document.documentElement.lang === 'ko'").await;
         assert_eq!(b.text("#kakao h2").await, "카카오 로그인");
