@@ -652,6 +652,12 @@ async fn two_kakao_connections_are_listed_renamed_and_disconnected() {
     let height = b.js("return document.documentElement.scrollHeight").await.as_u64().unwrap();
     b.client.set_window_size(1280, height as u32 + 140).await.unwrap();
     b.screenshot("oauth-connections").await;
+    // A 360 px wide phone: the rows (long masked accounts, chips, actions) scroll nothing sideways.
+    b.client.set_window_size(360, 780).await.unwrap();
+    b.wait_for("a narrow viewport", "window.innerWidth <= 360").await;
+    let overflow = b.js("return document.documentElement.scrollWidth - document.documentElement.clientWidth").await;
+    assert_eq!(overflow, 0, "horizontal overflow with connections shown");
+    b.screenshot("oauth-connections-360").await;
     b.client.set_window_size(1280, 900).await.unwrap();
 
     // Rename the second one with the keyboard: Enter on Rename opens the form with the focus in
@@ -754,6 +760,10 @@ async fn a_connection_needing_consent_is_reconnected_in_place() {
     let note = b.text("#kftc .connection [data-role=status-note]").await;
     assert!(note.contains("다시 연결하기"), "the status explains what to do: {note}");
     b.screenshot("kftc-needs-reconsent").await;
+    if let Some(axe) = axe_source() {
+        let found = b.accessibility_violations(&axe).await;
+        assert!(found.is_empty(), "serious or critical accessibility violations with a connection needing consent: {found:#?}");
+    }
 
     b.click("#kftc .connection [data-action=reconnect]").await;
     b.approve_in_popup("the KFTC consent page again", "button.approve").await;
