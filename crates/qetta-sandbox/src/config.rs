@@ -24,6 +24,11 @@ pub const DEFAULT_KFTC_ACCESS_TOKEN_TTL_SECS: i64 = 7_775_999;
 pub const KFTC_REFRESH_EXTRA_SECS: i64 = 864_000;
 /// SPEC E1: authorization codes are treated as valid for at most 10 minutes.
 pub const DEFAULT_KFTC_CODE_TTL_SECS: i64 = 600;
+/// SPEC A13: inquiry consent (제3자정보제공동의) expires; the period is "reported as 1 year" [U].
+pub const DEFAULT_KFTC_CONSENT_TTL_SECS: i64 = 31_536_000;
+/// SPEC A11.3 describes `befor_inquiry_trace_info` only for the next page; how long KFTC keeps
+/// it is not documented [U]. Ten minutes is our choice.
+pub const DEFAULT_KFTC_TRACE_TTL_SECS: i64 = 600;
 /// SPEC B2.1: the public Toss test client id (always accepted).
 pub const TOSS_TEST_CLIENT_ID: &str = "test_a8e23336d673ca70922b485fe806eb2d";
 /// SPEC B2.1: the public Toss test client secret (always accepted).
@@ -108,6 +113,80 @@ pub struct KftcConfig {
     pub auto_consent: Option<AutoConsent>,
     /// Sandbox user id used by auto-consent; `None` means the first sandbox user.
     pub auto_consent_user: Option<String>,
+    /// Lifetime of an account's inquiry consent (SPEC A13, A14; renewal period [U]).
+    pub consent_ttl_secs: i64,
+    /// How an expired consent is answered: `A0316`, `A0334` or bank `468` (SPEC A12.3/A12.4
+    /// list all three; which one a bank sends is not documented).
+    pub consent_expired_code: ConsentExpiredCode,
+    /// Whether a refresh answers a new refresh token and spends the old one (`true`) or answers
+    /// the same one again, still valid (`false`). SPEC A6 does not say which KFTC does [U].
+    pub refresh_rotation: bool,
+    /// How long a `befor_inquiry_trace_info` can be sent back (SPEC A11.3 [U]).
+    pub trace_ttl_secs: i64,
+    /// Refuse token and JSON requests whose `Content-Type` lacks `charset=UTF-8` (SPEC A1 says
+    /// clients send it [C]; whether KFTC refuses requests without it is not known, so this is off
+    /// by default). A charset other than UTF-8 is always refused.
+    pub require_charset: bool,
+    /// Bank oddities the answers carry from the start (also set by `POST _sandbox/quirks`).
+    pub quirks: KftcQuirks,
+}
+
+/// How the sandbox answers an inquiry whose consent expired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsentExpiredCode {
+    A0316,
+    A0334,
+    /// `A0002` with bank code `468` (제3자정보제공동의 만료).
+    Bank468,
+}
+
+impl ConsentExpiredCode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "A0316" => Some(Self::A0316),
+            "A0334" => Some(Self::A0334),
+            "468" | "A0002:468" => Some(Self::Bank468),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::A0316 => "A0316",
+            Self::A0334 => "A0334",
+            Self::Bank468 => "A0002:468",
+        }
+    }
+}
+
+/// Answers real banks give that the generated data does not (SPEC A11.2, A11.3, A12.5).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KftcQuirks {
+    /// Some withdrawals are `지급` instead of `출금`, and some rows are `기타` with `tran_amt` `0`.
+    pub odd_rows: bool,
+    /// `after_balance_amt` is `""` in every row ("some banks send empty" [U]).
+    pub empty_after_balance: bool,
+    /// Optional text fields are JSON `null` instead of `""`.
+    pub nulls: bool,
+    /// An inquiry without matching rows answers `A0018` (거래내역 없음) instead of an empty page.
+    pub no_history_a0018: bool,
+}
+
+impl KftcQuirks {
+    /// `odd_rows,empty_after_balance,nulls,no_history_a0018` (any subset, comma-separated).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut q = Self::default();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "odd_rows" => q.odd_rows = true,
+                "empty_after_balance" => q.empty_after_balance = true,
+                "nulls" => q.nulls = true,
+                "no_history_a0018" => q.no_history_a0018 = true,
+                other => return Err(format!("unknown quirk {other:?}; expected odd_rows, empty_after_balance, nulls, no_history_a0018")),
+            }
+        }
+        Ok(q)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -231,6 +310,12 @@ impl Default for SandboxConfig {
                 code_ttl_secs: DEFAULT_KFTC_CODE_TTL_SECS,
                 auto_consent: None,
                 auto_consent_user: None,
+                consent_ttl_secs: DEFAULT_KFTC_CONSENT_TTL_SECS,
+                consent_expired_code: ConsentExpiredCode::A0316,
+                refresh_rotation: true,
+                trace_ttl_secs: DEFAULT_KFTC_TRACE_TTL_SECS,
+                require_charset: false,
+                quirks: KftcQuirks::default(),
             },
             toss: TossConfig {
                 client_id: TOSS_TEST_CLIENT_ID.into(),
@@ -327,6 +412,25 @@ impl SandboxConfig {
         }
         if let Some(v) = get("QETTA_SANDBOX_KFTC_CODE_TTL") {
             c.kftc.code_ttl_secs = positive("QETTA_SANDBOX_KFTC_CODE_TTL", &v)?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_KFTC_CONSENT_TTL") {
+            c.kftc.consent_ttl_secs = positive("QETTA_SANDBOX_KFTC_CONSENT_TTL", &v)?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_KFTC_CONSENT_EXPIRED_CODE") {
+            c.kftc.consent_expired_code =
+                ConsentExpiredCode::parse(&v).ok_or_else(|| invalid("QETTA_SANDBOX_KFTC_CONSENT_EXPIRED_CODE", "expected A0316, A0334 or 468"))?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_KFTC_REFRESH_ROTATION") {
+            c.kftc.refresh_rotation = boolean("QETTA_SANDBOX_KFTC_REFRESH_ROTATION", &v)?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_KFTC_TRACE_TTL") {
+            c.kftc.trace_ttl_secs = positive("QETTA_SANDBOX_KFTC_TRACE_TTL", &v)?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_KFTC_REQUIRE_CHARSET") {
+            c.kftc.require_charset = boolean("QETTA_SANDBOX_KFTC_REQUIRE_CHARSET", &v)?;
+        }
+        if let Some(v) = get("QETTA_SANDBOX_KFTC_QUIRKS") {
+            c.kftc.quirks = KftcQuirks::parse(&v).map_err(|e| invalid("QETTA_SANDBOX_KFTC_QUIRKS", e))?;
         }
         if let Some(v) = get("QETTA_SANDBOX_AUTO_CONSENT") {
             c.kftc.auto_consent = match v.to_ascii_lowercase().as_str() {

@@ -27,6 +27,12 @@ pub const NAVER_FAULT_ERRORS: &[&str] = &["server_error", "temporarily_unavailab
 pub enum FaultKind {
     /// A bare HTTP error status (`http_500`, `http_503`, ...).
     Http(u16),
+    /// `html_200`: HTTP 200 with an HTML maintenance page instead of the provider's JSON (what a
+    /// gateway or load balancer in front of the provider answers during maintenance).
+    Html200,
+    /// `truncated`: the real answer, cut off after half of its bytes (HTTP 200, JSON content
+    /// type, a body that does not parse).
+    Truncated,
     /// A provider error: KFTC `O####` / `A####` (optionally `A0002:<bank_rsp_code>`), Toss `CE####`.
     Code { code: String, bank_rsp_code: Option<String> },
 }
@@ -35,6 +41,11 @@ impl FaultKind {
     /// Parse `http_5xx`, or a provider code valid for `provider`.
     pub fn parse(s: &str, provider: Provider) -> Result<Self, String> {
         let s = s.trim();
+        match s {
+            "html_200" => return Ok(FaultKind::Html200),
+            "truncated" => return Ok(FaultKind::Truncated),
+            _ => {}
+        }
         if let Some(n) = s.strip_prefix("http_") {
             return match n.parse::<u16>() {
                 Ok(n) if (500..=599).contains(&n) => Ok(FaultKind::Http(n)),
@@ -91,6 +102,8 @@ impl FaultKind {
     pub fn as_string(&self) -> String {
         match self {
             FaultKind::Http(n) => format!("http_{n}"),
+            FaultKind::Html200 => "html_200".into(),
+            FaultKind::Truncated => "truncated".into(),
             FaultKind::Code { code, bank_rsp_code: Some(b) } if code == "A0002" => format!("{code}:{b}"),
             FaultKind::Code { code, .. } => code.clone(),
         }
@@ -197,6 +210,27 @@ impl Faults {
     }
 }
 
+/// The page of [`FaultKind::Html200`].
+pub fn html_page() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        "<!DOCTYPE html><html lang=\"ko\"><head><title>서비스 점검</title></head><body><h1>서비스 점검 중입니다</h1>\
+         <p>sandbox injected fault: maintenance page</p></body></html>",
+    )
+        .into_response()
+}
+
+/// [`FaultKind::Truncated`]: `resp` with only the first half of its body (status and headers
+/// kept, `Content-Length` fixed to what is sent).
+pub async fn truncate(resp: axum::response::Response) -> axum::response::Response {
+    let (mut parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 24).await.unwrap_or_default();
+    let cut = bytes.slice(..bytes.len() / 2);
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    axum::response::Response::from_parts(parts, axum::body::Body::from(cut))
+}
+
 /// Lock a mutex, recovering from poisoning (a panicked handler must not wedge the sandbox).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -226,6 +260,10 @@ mod tests {
         assert!(FaultKind::parse("KOE23", Provider::Kakao).is_err());
         assert!(FaultKind::parse("server_error", Provider::Naver).is_ok());
         assert!(FaultKind::parse("KOE237", Provider::Naver).is_err());
+        for p in [Provider::Kftc, Provider::Toss, Provider::Kakao, Provider::Naver] {
+            assert_eq!(FaultKind::parse("html_200", p), Ok(FaultKind::Html200));
+            assert_eq!(FaultKind::parse("truncated", p).map(|k| k.as_string()), Ok("truncated".to_string()));
+        }
     }
 
     #[test]

@@ -11,6 +11,8 @@ mod kakao;
 mod kftc_accounts;
 #[path = "sandbox/kftc_oauth.rs"]
 mod kftc_oauth;
+#[path = "sandbox/kftc_round2.rs"]
+mod kftc_round2;
 #[path = "sandbox/naver.rs"]
 mod naver;
 #[path = "sandbox/toss.rs"]

@@ -24,7 +24,6 @@ use crate::providers::{ProviderInfo, ProviderKind};
 use crate::redis_conn::Redis;
 use crate::shared_state::SharedState;
 use crate::store::{Db, StoreError};
-use crate::tokens::locks::RedisLock;
 use crate::tokens::refresher::RefresherStats;
 use crate::tokens::TokenManager;
 use crate::toss_service::TossService;
@@ -117,6 +116,8 @@ pub enum StartError {
     DatabaseConnect { url: String, cause: String },
     #[error("database migration failed: {0}")]
     Migrate(StoreError),
+    #[error("cannot write the administrators of QETTA_ADMIN_EMAILS to the database: {0}")]
+    Admins(StoreError),
     #[error("cannot listen on {addr}: {source} (set HOST and PORT)")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot listen on {addr} for the admin listener: {source} (set QETTA_ADMIN_ADDR, or off)")]
@@ -206,6 +207,8 @@ impl App {
         }
         let data_dir_err = |source| StartError::DataDir { path: config.data_dir.display().to_string(), source };
         let db = open_database(&config).await?;
+        // QETTA_ADMIN_EMAILS into the admins table (see `admin`).
+        banner.warnings.extend(crate::admin::sync_configured(&db, &config.admin_emails, clock.now()).await.map_err(StartError::Admins)?);
         if config.database_is_default {
             banner.notes.push(format!("database: embedded SQLite at {}", config.data_dir.join("qetta.db").display()));
         } else {
@@ -353,13 +356,12 @@ impl App {
         };
         if sandbox.is_some() {
             banner.notes.push(format!("toss: embedded sandbox at {}/sandbox/toss", config.public_url));
+            banner.notes.push(format!("kakao, naver: embedded sandbox at {0}/sandbox/kakao, {0}/sandbox/naver", config.public_url));
             banner.warnings.push(format!(
-                "SANDBOX MODE: simulated banks and Toss, with an unauthenticated control API, are served at {}/sandbox/. Never use this with real users; configure the providers for production.",
+                "SANDBOX MODE: simulated banks, Toss, Kakao and Naver, with an unauthenticated control API, are served at {}/sandbox/. Never use this with real users; configure the providers for production.",
                 config.public_url
             ));
         }
-
-        let redis_lock = redis.as_ref().map(|r| RedisLock::new(r.clone(), crate::tokens::lock_ttl(&config.tokens), &config.redis_prefix));
 
         // Toss: the configured hosts and key, or the embedded sandbox with its registration and key.
         let toss_parts = match (&config.toss.oauth_base, &config.toss.api_base, sandbox.as_ref().zip(sandbox_config.as_ref())) {
@@ -401,7 +403,6 @@ impl App {
                     clock.clone(),
                     config.tokens.clone(),
                     config.toss.request_url.clone(),
-                    redis_lock.clone(),
                     toss_sandbox,
                     config.breaker,
                 )))

@@ -74,10 +74,26 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Administrators of the /admin dashboard (besides QETTA_ADMIN_EMAILS). Needs only the database.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Check what the service needs: configuration, database, migrations, encryption keys,
     /// Redis, the clock, and the configured providers' reachability. One line per check; exit 1
     /// when one fails.
     Doctor,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Make the account registered with EMAIL an administrator (bound to that account; takes
+    /// effect at its next request).
+    Grant { email: String },
+    /// Take administration away from EMAIL (at its next request, on every replica).
+    Revoke { email: String },
+    /// List the administrators, where each grant came from, and its account.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -144,6 +160,7 @@ pub fn main() -> ExitCode {
             Command::Keys { command: KeysCommand::Rotate { batch } } => rotate(config, batch).await,
             Command::Keys { command: KeysCommand::Generate { .. } } => unreachable!("handled above"),
             Command::Audit { command: AuditCommand::Verify } => audit_verify(config).await,
+            Command::Admin { command } => admin(config, command).await,
             Command::Smoke { .. } | Command::Doctor | Command::Health { .. } => unreachable!("handled above"),
             Command::Config { command: ConfigCommand::Show } => {
                 print!("{}", crate::operator::show(&config));
@@ -255,6 +272,39 @@ async fn rotate(config: Config, batch: i64) -> anyhow::Result<()> {
     );
     db.close().await;
     Ok(())
+}
+
+async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
+    let db = app::open_database(&config).await?;
+    let now = chrono::Utc::now().timestamp();
+    let result = match command {
+        AdminCommand::Grant { email } => crate::admin::grant(&db, &email, now).await.map(|user_id| {
+            println!("granted: {email} (account {user_id}) is an administrator from its next request");
+        }),
+        AdminCommand::Revoke { email } => crate::admin::revoke(&db, &email, now).await.map(|found| {
+            if found {
+                println!("revoked: {email} is no longer an administrator (from its next request)");
+            } else {
+                println!("{email} was not an administrator");
+            }
+            let listed = crate::auth::password::normalize_email(&email).is_ok_and(|e| config.admin_emails.contains(&e));
+            if listed {
+                eprintln!("warning: QETTA_ADMIN_EMAILS still names {email}: every start grants it again; remove it there too");
+            }
+        }),
+        AdminCommand::List => crate::store::admin::list(&db).await.map_err(Into::into).map(|grants| {
+            if grants.is_empty() {
+                println!("no administrators (set QETTA_ADMIN_EMAILS or run `qetta admin grant EMAIL`)");
+            }
+            for g in grants {
+                let source = if g.source == crate::store::admin::SOURCE_ENV { "QETTA_ADMIN_EMAILS" } else { "qetta admin grant" };
+                let at = chrono::DateTime::from_timestamp(g.granted_at, 0).map(|d| d.to_rfc3339()).unwrap_or_default();
+                println!("{}\taccount {}\tfrom {source}\tsince {at}", g.email, g.user_id.as_deref().unwrap_or("-"));
+            }
+        }),
+    };
+    db.close().await;
+    Ok(result?)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -31,6 +31,12 @@ pub enum ApiError {
     NotFoundCode { code: &'static str, message: String },
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// 409 caused by the provider's answer (e.g. `consent_expired`), with its code.
+    #[error("{message}")]
+    ProviderConflict { code: &'static str, message: String, provider_code: Option<String> },
+    /// 410: something we handed out earlier (e.g. a paging cursor) cannot be used any more.
+    #[error("{message}")]
+    Gone { code: &'static str, message: String },
     /// Well-formed input with invalid values.
     #[error("{message}")]
     Invalid { code: &'static str, message: String },
@@ -83,7 +89,8 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::Refused { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::NotFoundCode { .. } => StatusCode::NOT_FOUND,
-            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Conflict { .. } | Self::ProviderConflict { .. } => StatusCode::CONFLICT,
+            Self::Gone { .. } => StatusCode::GONE,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -101,6 +108,8 @@ impl ApiError {
             Self::BadRequest { code, .. }
             | Self::NotFoundCode { code, .. }
             | Self::Conflict { code, .. }
+            | Self::ProviderConflict { code, .. }
+            | Self::Gone { code, .. }
             | Self::Refused { code, .. }
             | Self::Invalid { code, .. }
             | Self::TooManyRequests { code, .. }
@@ -166,7 +175,7 @@ impl IntoResponse for ApiError {
             tracing::warn!(code = self.code(), message = %self, "request failed upstream");
         }
         let provider_code = match &self {
-            Self::Upstream { provider_code, .. } => provider_code.clone(),
+            Self::Upstream { provider_code, .. } | Self::ProviderConflict { provider_code, .. } => provider_code.clone(),
             _ => None,
         };
         let retry_after = match &self {

@@ -1,6 +1,7 @@
 //! Qetta Connect: connects users' KFTC OpenBanking accounts and Toss identity verification to a
 //! fintech app, keeping the providers' tokens encrypted and fresh.
 
+pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod auth;

@@ -52,9 +52,10 @@ pub async fn record_request(req: Request, next: Next) -> Response {
     response
 }
 
-/// Records one provider call.
+/// Records one provider call (also into the admin dashboard's rolling recorder).
 pub fn upstream_call(provider: &'static str, endpoint: &str, outcome: &str, took: Duration) {
     let _ = handle();
+    crate::admin::recorder::global().record(provider, outcome, took);
     metrics::histogram!(UPSTREAM_DURATION, "provider" => provider, "endpoint" => endpoint.to_string(), "outcome" => outcome.to_string())
         .record(took.as_secs_f64());
 }

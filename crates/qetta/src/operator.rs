@@ -49,6 +49,7 @@ fn effective(c: &Config) -> Vec<(&'static str, Shown)> {
         ("HOST", plain(c.host)),
         ("PORT", plain(c.port)),
         ("QETTA_ADMIN_ADDR", plain(c.admin_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()))),
+        ("QETTA_ADMIN_EMAILS", plain(c.admin_emails.join(","))),
         ("QETTA_TRUSTED_PROXIES", plain(c.trusted_proxies.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","))),
         ("QETTA_DATA_DIR", plain(c.data_dir.display())),
         ("DATABASE_URL", Shown::Url(c.database_url.expose_secret().to_string())),

@@ -308,6 +308,8 @@ async fn api_middleware(State(sim): State<Arc<KakaoSim>>, req: Request, next: Ne
     }
     match fault {
         None => next.run(req).await,
+        Some(FaultKind::Html200) => crate::faults::html_page(),
+        Some(FaultKind::Truncated) => crate::faults::truncate(next.run(req).await).await,
         Some(FaultKind::Http(status)) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             (status, format!("sandbox injected fault: HTTP {}", status.as_u16())).into_response()

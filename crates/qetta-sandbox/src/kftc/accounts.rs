@@ -18,6 +18,7 @@ use super::data::{Account, SandboxUser, Transaction};
 use super::oauth::{authenticate, Caller};
 use super::{KftcSim, KftcState, Registration};
 use crate::clock::kst;
+use crate::config::{ConsentExpiredCode, KftcQuirks};
 
 /// Records per transaction-list page (SPEC A11.2).
 pub const PAGE_SIZE: usize = 25;
@@ -77,6 +78,18 @@ fn check_user_seq_no(user: &SandboxUser, given: &str) -> Result<(), KftcError> {
     Ok(())
 }
 
+/// With the `nulls` quirk, empty text fields of an account item are JSON `null`.
+fn nulls_for_empty(mut v: Value, quirks: KftcQuirks) -> Value {
+    if quirks.nulls {
+        if let Value::Object(m) = &mut v {
+            for val in m.values_mut().filter(|x| x.as_str() == Some("")) {
+                *val = Value::Null;
+            }
+        }
+    }
+    v
+}
+
 fn account_item(a: &Account, holder: &str, r: &Registration, with_state: bool) -> Value {
     let mut v = json!({
         "fintech_use_num": a.fintech_use_num,
@@ -117,8 +130,11 @@ pub async fn user_me(State(sim): State<Arc<KftcSim>>, headers: HeaderMap, RawQue
         let st = sim.state();
         let user = caller_user(&st, &caller)?;
         check_user_seq_no(user, req(&q, "user_seq_no")?)?;
-        let list: Vec<Value> =
-            registered(&st, user).into_iter().filter(|(_, r)| r.account_state() == "01").map(|(a, r)| account_item(a, &user.name, r, false)).collect();
+        let list: Vec<Value> = registered(&st, user)
+            .into_iter()
+            .filter(|(_, r)| r.account_state() == "01")
+            .map(|(a, r)| nulls_for_empty(account_item(a, &user.name, r, false), st.quirks))
+            .collect();
         Ok(json!({
             "user_seq_no": user.user_seq_no,
             "user_ci": user.user_ci,
@@ -165,7 +181,7 @@ pub async fn account_list(State(sim): State<Arc<KftcSim>>, headers: HeaderMap, R
         if descending {
             items.reverse();
         }
-        let list: Vec<Value> = items.into_iter().map(|(_, a, r)| account_item(a, &user.name, r, true)).collect();
+        let list: Vec<Value> = items.into_iter().map(|(_, a, r)| nulls_for_empty(account_item(a, &user.name, r, true), st.quirks)).collect();
         Ok(json!({
             "user_name": user.name,
             "res_cnt": list.len().to_string(),
@@ -210,8 +226,9 @@ fn check_tran_dtime(q: &Query) -> Result<(), KftcError> {
     Ok(())
 }
 
-/// Find the caller's account with inquiry registration (A0304 if not the caller's account).
-fn inquiry_account<'a>(st: &'a KftcState, caller: &Caller, fintech_use_num: &str) -> Result<&'a Account, KftcError> {
+/// Find the caller's account with inquiry registration (A0304 if not the caller's account) and
+/// a consent that has not expired (SPEC A13: A0316/A0334 or bank 468, as configured).
+fn inquiry_account<'a>(sim: &KftcSim, st: &'a KftcState, caller: &Caller, fintech_use_num: &str) -> Result<&'a Account, KftcError> {
     if fintech_use_num.len() != 24 || !fintech_use_num.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(KftcError::a0004("fintech_use_num"));
     }
@@ -222,6 +239,11 @@ fn inquiry_account<'a>(st: &'a KftcState, caller: &Caller, fintech_use_num: &str
         None => Err(KftcError::Bank { bank_rsp_code: "556".into() }), // 사용자 미등록
         Some(r) if r.inquiry_cancelled => Err(KftcError::Bank { bank_rsp_code: "551".into() }), // 기 해지
         Some(r) if !r.inquiry_active() => Err(KftcError::Bank { bank_rsp_code: "556".into() }),
+        Some(r) if r.inquiry_consent_expired(sim.clock.now(), sim.config.consent_ttl_secs) => Err(match st.consent_code {
+            ConsentExpiredCode::A0316 => KftcError::business("A0316"),
+            ConsentExpiredCode::A0334 => KftcError::business("A0334"),
+            ConsentExpiredCode::Bank468 => KftcError::Bank { bank_rsp_code: "468".into() },
+        }),
         Some(_) => Ok(account),
     }
 }
@@ -241,11 +263,11 @@ pub async fn balance(State(sim): State<Arc<KftcSim>>, headers: HeaderMap, RawQue
         check_tran_dtime(&q)?;
         let mut st = sim.state();
         claim_bank_tran_id(&sim, &mut st, &bank_tran_id)?;
-        let a = inquiry_account(&st, &caller, fintech)?;
+        let a = inquiry_account(&sim, &st, &caller, fintech)?;
         bank_code = a.bank_code_std.clone();
         Ok(json!({
             "bank_name": a.bank_name,
-            "savings_bank_name": "",
+            "savings_bank_name": if st.quirks.nulls { Value::Null } else { json!("") },
             "fintech_use_num": a.fintech_use_num,
             "balance_amt": a.balance_amt.to_string(),
             "available_amt": a.available_amt().to_string(),
@@ -324,21 +346,28 @@ impl TxCriteria {
         hex::encode_upper(&Sha256::digest(s.as_bytes())[..6])
     }
 
-    /// `befor_inquiry_trace_info`: AN(20) = 8-digit offset + 12 hex chars bound to the criteria.
-    fn cursor(&self, offset: usize) -> String {
-        format!("{:08}{}", offset.min(99_999_999), self.fingerprint())
+    /// A new `befor_inquiry_trace_info` (AN(20), opaque) for the rows from `offset`, remembered
+    /// with the criteria and the time it was handed out.
+    fn cursor(&self, st: &mut KftcState, offset: usize, now: DateTime<Utc>, ttl_secs: i64) -> String {
+        if st.traces.len() > 100_000 {
+            st.traces.retain(|_, (_, _, at)| *at + chrono::Duration::seconds(ttl_secs) > now);
+        }
+        let value: String = super::oauth::random_alnum(20).to_ascii_uppercase();
+        st.traces.insert(value.clone(), (self.fingerprint(), offset, now));
+        value
     }
 
-    fn parse_cursor(&self, c: &str) -> Result<usize, KftcError> {
+    /// The offset of a trace value this sandbox handed out for the same criteria, if it is not
+    /// older than the trace lifetime. SPEC A11.3 describes the value only for the next page; what
+    /// KFTC answers for an old or unknown one is not documented [U]: we answer A0004 naming the
+    /// field, as for any other malformed parameter.
+    fn parse_cursor(&self, st: &KftcState, c: &str, now: DateTime<Utc>, ttl_secs: i64) -> Result<usize, KftcError> {
         let bad = || KftcError::a0004("befor_inquiry_trace_info");
-        if c.len() != 20 || !c.is_char_boundary(8) {
+        let (fp, offset, at) = st.traces.get(c).ok_or_else(bad)?;
+        if *fp != self.fingerprint() || *at + chrono::Duration::seconds(ttl_secs) <= now {
             return Err(bad());
         }
-        let (off, fp) = c.split_at(8);
-        if fp != self.fingerprint() || !off.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        off.parse().map_err(|_| bad())
+        Ok(*offset)
     }
 
     fn matches(&self, t: &Transaction) -> bool {
@@ -361,46 +390,38 @@ pub async fn transaction_list(State(sim): State<Arc<KftcSim>>, headers: HeaderMa
         check_bank_tran_id(&sim, req(&q, "bank_tran_id")?)?;
         let crit = TxCriteria::parse(&q)?;
         check_tran_dtime(&q)?;
+        let now = sim.clock.now();
+        let mut st = sim.state();
         let offset = match q.get("befor_inquiry_trace_info").filter(|v| !v.is_empty()) {
-            Some(c) => crit.parse_cursor(c)?,
+            Some(c) => crit.parse_cursor(&st, c, now, sim.config.trace_ttl_secs)?,
             None => 0,
         };
-        let mut st = sim.state();
         claim_bank_tran_id(&sim, &mut st, &bank_tran_id)?;
-        let a = inquiry_account(&st, &caller, &crit.fintech)?;
+        let quirks = st.quirks;
+        let a = inquiry_account(&sim, &st, &caller, &crit.fintech)?;
         bank_code = a.bank_code_std.clone();
         let mut rows: Vec<&Transaction> = a.transactions.iter().filter(|t| crit.matches(t)).collect();
         if crit.descending {
             rows.reverse();
         }
-        let page: Vec<Value> = rows
-            .iter()
-            .skip(offset)
-            .take(PAGE_SIZE)
-            .map(|t| {
-                json!({
-                    "tran_date": t.date.format("%Y%m%d").to_string(),
-                    "tran_time": t.time.format("%H%M%S").to_string(),
-                    "inout_type": t.inout_type,
-                    "tran_type": t.tran_type,
-                    "print_content": t.print_content,
-                    "tran_amt": t.tran_amt.to_string(),
-                    "after_balance_amt": t.after_balance_amt.to_string(),
-                    "branch_name": t.branch_name,
-                })
-            })
-            .collect();
+        // No matching rows: SPEC A11.3 allows A0018 or an empty page; an empty page unless the
+        // `no_history_a0018` quirk is on.
+        if rows.is_empty() && quirks.no_history_a0018 {
+            return Err(KftcError::business("A0018"));
+        }
+        let page: Vec<Value> = rows.iter().enumerate().skip(offset).take(PAGE_SIZE).map(|(i, t)| row_json(t, i, quirks)).collect();
         let next_offset = offset.saturating_add(page.len());
         let more = next_offset < rows.len();
-        // No matching rows: SPEC A11.3 allows A0018 or an empty page; we answer an empty page.
+        let (bank_name, fintech, balance) = (a.bank_name.clone(), a.fintech_use_num.clone(), a.balance_amt.to_string());
+        let trace = crit.cursor(&mut st, next_offset, now, sim.config.trace_ttl_secs);
         Ok(json!({
-            "bank_name": a.bank_name,
-            "savings_bank_name": "",
-            "fintech_use_num": a.fintech_use_num,
-            "balance_amt": a.balance_amt.to_string(),
+            "bank_name": bank_name,
+            "savings_bank_name": if quirks.nulls { Value::Null } else { json!("") },
+            "fintech_use_num": fintech,
+            "balance_amt": balance,
             "page_record_cnt": page.len().to_string(),
             "next_page_yn": yn(more),
-            "befor_inquiry_trace_info": crit.cursor(next_offset),
+            "befor_inquiry_trace_info": trace,
             "res_list": page,
         }))
     })();
@@ -410,7 +431,39 @@ pub async fn transaction_list(State(sim): State<Arc<KftcSim>>, headers: HeaderMa
     reply(&sim, Some(&bank_tran_id), &bank_code, r)
 }
 
-fn json_body(body: &Bytes) -> Result<serde_json::Map<String, Value>, KftcError> {
+/// One `res_list` row (SPEC A11.2), with the configured bank quirks applied. `i` is the row's
+/// position in the whole answer, so a quirk hits the same rows on every page.
+fn row_json(t: &Transaction, i: usize, quirks: KftcQuirks) -> Value {
+    let (mut inout, mut amount) = (t.inout_type, t.tran_amt.to_string());
+    if quirks.odd_rows {
+        // SPEC A11.2: `지급` (paid out) is a withdrawal; `기타` (other) rows carry tran_amt 0.
+        if i % 7 == 3 && !t.is_deposit() {
+            inout = "지급";
+        }
+        if i % 11 == 5 {
+            inout = "기타";
+            amount = "0".into();
+        }
+    }
+    let after = if quirks.empty_after_balance { String::new() } else { t.after_balance_amt.to_string() };
+    let text = |s: &str| if quirks.nulls && s.is_empty() { Value::Null } else { json!(s) };
+    json!({
+        "tran_date": t.date.format("%Y%m%d").to_string(),
+        "tran_time": t.time.format("%H%M%S").to_string(),
+        "inout_type": inout,
+        "tran_type": t.tran_type,
+        "print_content": t.print_content,
+        "tran_amt": amount,
+        "after_balance_amt": after,
+        // With the `nulls` quirk every branch name is null (banks leave it out; SPEC A11.2).
+        "branch_name": if quirks.nulls { Value::Null } else { text(t.branch_name) },
+    })
+}
+
+fn json_body(sim: &KftcSim, headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Map<String, Value>, KftcError> {
+    if !super::oauth::content_type_ok(headers, "application/json", sim.config.require_charset) {
+        return Err(KftcError::a0004("Content-Type (application/json; charset=UTF-8)"));
+    }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
         _ => Err(KftcError::a0004("request body")),
@@ -421,10 +474,21 @@ fn body_str<'a>(m: &'a serde_json::Map<String, Value>, key: &str) -> Result<&'a 
     m.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| KftcError::a0004(key))
 }
 
+/// `POST /v2.0/user/unlink` (사용자연결동의 해제, SPEC A7).
 pub async fn unlink(State(sim): State<Arc<KftcSim>>, headers: HeaderMap, body: Bytes) -> Response {
+    leave(&sim, &headers, &body)
+}
+
+/// `POST /v2.0/user/close` (서비스 해지, SPEC A7): same body as unlink. SPEC gives no
+/// difference the simulator could show beyond the name, so both end the link the same way.
+pub async fn close(State(sim): State<Arc<KftcSim>>, headers: HeaderMap, body: Bytes) -> Response {
+    leave(&sim, &headers, &body)
+}
+
+fn leave(sim: &KftcSim, headers: &HeaderMap, body: &Bytes) -> Response {
     let r = (|| {
-        let caller = authenticate(&sim, &headers, "login")?;
-        let m = json_body(&body)?;
+        let caller = authenticate(sim, headers, "login")?;
+        let m = json_body(sim, headers, body)?;
         let code = body_str(&m, "client_use_code")?;
         let seq = body_str(&m, "user_seq_no")?;
         if code != sim.client_use_code() {
@@ -434,7 +498,7 @@ pub async fn unlink(State(sim): State<Arc<KftcSim>>, headers: HeaderMap, body: B
         let user = caller_user(&st, &caller)?;
         check_user_seq_no(user, seq)?;
         let user_id = user.id.clone();
-        // 사용자연결동의 해제: registrations go, every token of the user stops working.
+        // Registrations go, every token of the user stops working.
         st.links.remove(&user_id);
         for t in st.access.values_mut().filter(|t| t.user_id.as_deref() == Some(&user_id)) {
             t.revoked = true;
@@ -448,11 +512,11 @@ pub async fn unlink(State(sim): State<Arc<KftcSim>>, headers: HeaderMap, body: B
         // SPEC A7 does not list the response fields beyond the header; we echo the request.
         Ok(json!({ "client_use_code": code, "user_seq_no": seq }))
     })();
-    reply(&sim, None, "", r)
+    reply(sim, None, "", r)
 }
 
 pub async fn cancel(State(sim): State<Arc<KftcSim>>, headers: HeaderMap, body: Bytes) -> Response {
-    let parsed = json_body(&body);
+    let parsed = json_body(&sim, &headers, &body);
     let bank_tran_id = parsed.as_ref().ok().and_then(|m| m.get("bank_tran_id")).and_then(Value::as_str).unwrap_or("").to_string();
     let mut bank_code = String::new();
     let r = (|| {

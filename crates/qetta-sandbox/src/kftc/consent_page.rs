@@ -66,7 +66,8 @@ pub(crate) fn consent_page(req: &AuthorizeRequest, users: &[SandboxUser]) -> Str
     body.push_str(&format!("<p class=\"scopes\">요청 권한 / Requested scopes: {scopes}</p>\n"));
     body.push_str("<p>동의할 사용자와 계좌를 선택하세요. / Choose who you are and which accounts to register.</p>\n");
     for u in users {
-        body.push_str("<form class=\"card\" method=\"post\" action=\"authorize\">\n");
+        let action = if req.account_add { "authorize_account" } else { "authorize" };
+        body.push_str(&format!("<form class=\"card\" method=\"post\" action=\"{action}\">\n"));
         body.push_str(&hidden);
         body.push_str("<input type=\"hidden\" name=\"sandbox_consent\" value=\"approve\">\n");
         body.push_str(&format!("<input type=\"hidden\" name=\"sandbox_user\" value=\"{}\">\n", attr(&u.id)));
@@ -137,6 +138,7 @@ mod tests {
             state: "s".into(),
             client_info: None,
             auth_type: "0".into(),
+            account_add: false,
         };
         let users = super::super::data::generate(1, "M202600001", chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap());
         let html = consent_page(&req, &users);

@@ -22,9 +22,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
 
 use crate::clock::SandboxClock;
-use crate::config::{KftcConfig, SandboxConfig};
+use crate::config::{ConsentExpiredCode, KftcConfig, KftcQuirks, SandboxConfig};
 use crate::control::{self, Simulator};
-use crate::faults::{lock, FaultKind, FaultSettings, Faults, Provider};
+use crate::faults::{self, lock, FaultKind, FaultSettings, Faults, Provider};
 use crate::stats::Stats;
 use codes::{Envelope, KftcError};
 use data::SandboxUser;
@@ -71,6 +71,8 @@ pub(crate) struct Registration {
     pub transfer_agreed_at: Option<DateTime<Utc>>,
     pub inquiry_cancelled: bool,
     pub transfer_cancelled: bool,
+    /// Set by `POST /_sandbox/expire-consent`; cleared by a new consent.
+    pub consent_expired: bool,
 }
 
 impl Registration {
@@ -79,6 +81,10 @@ impl Registration {
     }
     pub fn transfer_active(&self) -> bool {
         self.transfer_agreed_at.is_some() && !self.transfer_cancelled
+    }
+    /// Inquiry consent ran out (its lifetime passed, or `/_sandbox/expire-consent`): SPEC A13.
+    pub fn inquiry_consent_expired(&self, now: DateTime<Utc>, ttl_secs: i64) -> bool {
+        self.consent_expired || self.inquiry_agreed_at.is_some_and(|t| t + chrono::Duration::seconds(ttl_secs) <= now)
     }
     /// `01` in use, `09` cancelled (SPEC A9).
     pub fn account_state(&self) -> &'static str {
@@ -103,6 +109,11 @@ pub(crate) struct KftcState {
     pub bank_tran_ids: (NaiveDate, HashSet<String>),
     /// Registered accounts per sandbox user id (present = the user is linked to the fintech).
     pub links: HashMap<String, Vec<Registration>>,
+    /// `befor_inquiry_trace_info` values handed out: value → (query fingerprint, offset, issued).
+    pub traces: HashMap<String, (String, usize, DateTime<Utc>)>,
+    /// How an expired consent is answered (config, or the last `/_sandbox/expire-consent`).
+    pub consent_code: ConsentExpiredCode,
+    pub quirks: KftcQuirks,
 }
 
 impl KftcState {
@@ -152,6 +163,9 @@ impl KftcSim {
             refresh: HashMap::new(),
             bank_tran_ids: (clock.today_kst(), HashSet::new()),
             links: HashMap::new(),
+            traces: HashMap::new(),
+            consent_code: config.consent_expired_code,
+            quirks: config.quirks,
         }
     }
 
@@ -260,6 +274,12 @@ async fn api_middleware(State(sim): State<Arc<KftcSim>>, req: Request, next: Nex
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             (status, format!("sandbox injected fault: HTTP {}", status.as_u16())).into_response()
         }
+        Some(FaultKind::Html200) => faults::html_page(),
+        Some(FaultKind::Truncated) => {
+            // The real answer, cut in the middle: what a proxy that drops the connection leaves.
+            let resp = next.run(req).await;
+            faults::truncate(resp).await
+        }
         Some(FaultKind::Code { code, bank_rsp_code }) => {
             let relayed = is_bank_relayed(req.uri().path());
             let bank_tran_id = relayed.then(|| query_param(req.uri().query(), "bank_tran_id").unwrap_or_default());
@@ -301,16 +321,88 @@ pub fn router(sim: Arc<KftcSim>) -> Router {
         .route("/v2.0/account/transaction_list/fin_num", get(accounts::transaction_list))
         .route("/v2.0/user/unlink", post(accounts::unlink))
         .route("/v2.0/account/cancel", post(accounts::cancel))
+        .route("/v2.0/user/close", post(accounts::close))
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(sim.clone(), api_middleware))
         .with_state(sim.clone());
     let pages = Router::new()
         .route("/oauth/2.0/authorize", get(oauth::authorize_get).post(oauth::authorize_post))
         // SPEC A5.2: same parameters and callback as /authorize (account-add flow).
-        .route("/oauth/2.0/authorize_account", get(oauth::authorize_get).post(oauth::authorize_post))
+        .route("/oauth/2.0/authorize_account", get(oauth::authorize_account_get).post(oauth::authorize_account_post))
         .route_layer(middleware::from_fn_with_state(sim.clone(), count_only))
         .with_state(sim.clone());
-    Router::new().merge(api).merge(pages).merge(control::router(sim))
+    let kftc_control = Router::new()
+        .route("/_sandbox/expire-consent", post(expire_consent))
+        .route("/_sandbox/quirks", post(set_quirks).get(get_quirks))
+        .with_state(sim.clone());
+    Router::new().merge(api).merge(pages).merge(kftc_control).merge(control::router(sim))
+}
+
+/// Body of `POST /_sandbox/expire-consent`: which consents end (all when `user` is missing; one
+/// account with `fintech_use_num`) and how inquiries answer afterwards (`code`).
+#[derive(serde::Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct ExpireConsent {
+    user: Option<String>,
+    fintech_use_num: Option<String>,
+    code: Option<String>,
+}
+
+#[allow(clippy::result_large_err)]
+fn parse_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, Response> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| control::bad_request(format!("invalid JSON body: {e}")))
+}
+
+async fn expire_consent(State(sim): State<Arc<KftcSim>>, body: axum::body::Bytes) -> Response {
+    let req: ExpireConsent = match parse_json(&body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let code = match req.code.as_deref().map(ConsentExpiredCode::parse) {
+        Some(None) => return control::bad_request("code must be A0316, A0334 or 468"),
+        Some(Some(c)) => Some(c),
+        None => None,
+    };
+    let mut st = sim.state();
+    let user_id = match req.user.as_deref() {
+        None => None,
+        Some(u) => match st.users.iter().find(|x| x.id == u || x.user_seq_no == u) {
+            Some(x) => Some(x.id.clone()),
+            None => return control::bad_request(format!("no sandbox user {u:?}")),
+        },
+    };
+    if let Some(c) = code {
+        st.consent_code = c;
+    }
+    let mut expired = 0;
+    for (uid, regs) in st.links.iter_mut() {
+        if user_id.as_ref().is_some_and(|u| u != uid) {
+            continue;
+        }
+        for r in regs.iter_mut().filter(|r| r.inquiry_active() && req.fintech_use_num.as_ref().is_none_or(|f| *f == r.fintech_use_num)) {
+            r.consent_expired = true;
+            expired += 1;
+        }
+    }
+    let code = st.consent_code.as_str();
+    Json(json!({ "expired": expired, "code": code })).into_response()
+}
+
+async fn set_quirks(State(sim): State<Arc<KftcSim>>, body: axum::body::Bytes) -> Response {
+    let q: KftcQuirks = match parse_json(&body) {
+        Ok(q) => q,
+        Err(resp) => return resp,
+    };
+    sim.state().quirks = q;
+    Json(q).into_response()
+}
+
+async fn get_quirks(State(sim): State<Arc<KftcSim>>) -> Response {
+    let q = sim.state().quirks;
+    Json(q).into_response()
 }
 
 async fn count_only(State(sim): State<Arc<KftcSim>>, req: Request, next: Next) -> Response {

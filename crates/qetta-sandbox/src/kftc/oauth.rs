@@ -55,6 +55,8 @@ pub(crate) struct AuthorizeRequest {
     pub state: String,
     pub client_info: Option<String>,
     pub auth_type: String,
+    /// `/oauth/2.0/authorize_account` (SPEC A5.2): add accounts for an already linked user.
+    pub account_add: bool,
 }
 
 /// Errors before the redirect_uri is trusted are shown, not redirected (SPEC A5.3: KFTC shows its
@@ -108,7 +110,7 @@ fn validate(sim: &KftcSim, pairs: Pairs) -> Result<AuthorizeRequest, AuthorizeFa
         Some(t @ ("0" | "1" | "2")) => t.to_string(),
         _ => return Err(redirect(KftcError::o0001("3000103"), "invalid_request")),
     };
-    Ok(AuthorizeRequest { pairs, redirect_uri, scopes, state: state_val, client_info, auth_type })
+    Ok(AuthorizeRequest { pairs, redirect_uri, scopes, state: state_val, client_info, auth_type, account_add: false })
 }
 
 fn append_query(uri: &str, params: &[(&str, &str)]) -> String {
@@ -161,28 +163,39 @@ enum Decision {
 
 pub async fn authorize_get(State(sim): State<Arc<KftcSim>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let pairs = parse_pairs(q.as_deref().unwrap_or(""));
-    authorize(&sim, &headers, pairs)
+    authorize(&sim, &headers, pairs, false)
 }
 
 /// The consent page posts its form here (same parameters as the GET plus `sandbox_*`).
 pub async fn authorize_post(State(sim): State<Arc<KftcSim>>, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Response {
-    let mut pairs = parse_pairs(q.as_deref().unwrap_or(""));
-    let body_pairs = std::str::from_utf8(&body).ok().and_then(parse_pairs);
-    match (&mut pairs, body_pairs) {
-        (Some(p), Some(b)) => p.extend(b),
-        _ => pairs = None,
-    }
-    authorize(&sim, &headers, pairs)
+    authorize(&sim, &headers, post_pairs(q, &body), false)
 }
 
-fn authorize(sim: &KftcSim, headers: &HeaderMap, pairs: Option<Pairs>) -> Response {
+/// `GET /oauth/2.0/authorize_account` (SPEC A5.2): same parameters and callback as /authorize.
+pub async fn authorize_account_get(State(sim): State<Arc<KftcSim>>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let pairs = parse_pairs(q.as_deref().unwrap_or(""));
+    authorize(&sim, &headers, pairs, true)
+}
+
+pub async fn authorize_account_post(State(sim): State<Arc<KftcSim>>, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    authorize(&sim, &headers, post_pairs(q, &body), true)
+}
+
+fn post_pairs(q: Option<String>, body: &Bytes) -> Option<Pairs> {
+    let mut pairs = parse_pairs(q.as_deref().unwrap_or(""))?;
+    pairs.extend(std::str::from_utf8(body).ok().and_then(parse_pairs)?);
+    Some(pairs)
+}
+
+fn authorize(sim: &KftcSim, headers: &HeaderMap, pairs: Option<Pairs>, account_add: bool) -> Response {
     let Some(pairs) = pairs else {
         return render_failure(headers, AuthorizeFailure::Show(KftcError::o0001("3000103")));
     };
-    let req = match validate(sim, pairs) {
+    let mut req = match validate(sim, pairs) {
         Ok(r) => r,
         Err(f) => return render_failure(headers, f),
     };
+    req.account_add = account_add;
     let fail = |err: KftcError| AuthorizeFailure::Redirect {
         redirect_uri: req.redirect_uri.clone(),
         state: Some(req.state.clone()),
@@ -245,6 +258,12 @@ fn authorize(sim: &KftcSim, headers: &HeaderMap, pairs: Option<Pairs>) -> Respon
             let now = sim.clock.now();
             {
                 let mut st = sim.state();
+                // SPEC A5.2: the account-add flow is for an already registered user. What KFTC
+                // answers otherwise is not documented [U]; we send A0337 (해당 사용자 없음).
+                if req.account_add && !st.links.contains_key(&user_id) {
+                    drop(st);
+                    return render_failure(headers, fail(KftcError::business("A0337")));
+                }
                 register_accounts(&mut st, &user_id, accounts.as_deref(), &req.scopes, now);
                 st.codes.insert(
                     code.clone(),
@@ -313,14 +332,18 @@ fn register_accounts(st: &mut super::KftcState, user_id: &str, only: Option<&[St
                     transfer_agreed_at: None,
                     inquiry_cancelled: false,
                     transfer_cancelled: false,
+                    consent_expired: false,
                 });
                 let last = regs.len() - 1;
                 &mut regs[last]
             }
         };
+        // A new consent (any auth_type; SPEC A13 names re-authentication, auth_type 1) renews the
+        // inquiry consent of the chosen accounts: same user_seq_no, same fintech_use_nums.
         if scopes.contains("inquiry") {
             reg.inquiry_agreed_at = Some(now);
             reg.inquiry_cancelled = false;
+            reg.consent_expired = false;
         }
         if scopes.contains("transfer") {
             reg.transfer_agreed_at = Some(now);
@@ -341,10 +364,7 @@ fn token_error(err: KftcError) -> Response {
 }
 
 pub async fn token(State(sim): State<Arc<KftcSim>>, headers: HeaderMap, body: Bytes) -> Response {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    let is_form = content_type_ok(&headers, "application/x-www-form-urlencoded", sim.config.require_charset);
     let pairs = if is_form { std::str::from_utf8(&body).ok().and_then(parse_pairs) } else { None };
     let grant_label = pairs
         .as_ref()
@@ -368,6 +388,22 @@ pub async fn token(State(sim): State<Arc<KftcSim>>, headers: HeaderMap, body: By
             sim.stats.refused(&grant_label);
             token_error(e)
         }
+    }
+}
+
+/// SPEC A1: token requests are `application/x-www-form-urlencoded; charset=UTF-8`, JSON bodies
+/// `application/json; charset=UTF-8` [C]. A charset other than UTF-8 is refused (the body would
+/// be misread); a missing one only with `require_charset`.
+pub(crate) fn content_type_ok(headers: &HeaderMap, mime: &str, require_charset: bool) -> bool {
+    let Some(v) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let mut parts = v.split(';').map(str::trim);
+    if !parts.next().is_some_and(|m| m.eq_ignore_ascii_case(mime)) {
+        return false;
+    }
+    let charset = parts.filter_map(|p| p.split_once('=')).find(|(k, _)| k.trim().eq_ignore_ascii_case("charset")).map(|(_, v)| v.trim().trim_matches('"'));
+    match charset {
+        Some(c) => c.eq_ignore_ascii_case("utf-8"),
+        None => !require_charset,
     }
 }
 
@@ -416,9 +452,20 @@ fn issue(sim: &KftcSim, p: &Pairs) -> Result<Value, KftcError> {
             if requested.is_empty() || !requested.is_subset(&rt.scopes) {
                 return Err(KftcError::o0001("3000115"));
             }
-            rt.spent = true; // rotation: a refresh token works once
             let user_id = rt.user_id.clone();
-            Ok(issue_user_tokens(sim, &mut st, &user_id, requested, now))
+            if sim.config.refresh_rotation {
+                rt.spent = true; // rotation: a refresh token works once
+                Ok(issue_user_tokens(sim, &mut st, &user_id, requested, now))
+            } else {
+                // No rotation: the same refresh token is answered again and keeps its expiry.
+                let kept = refresh.to_string();
+                let mut body = issue_user_tokens(sim, &mut st, &user_id, requested, now);
+                if let Some(fresh) = body["refresh_token"].as_str().map(str::to_string) {
+                    st.refresh.remove(&fresh);
+                }
+                body["refresh_token"] = json!(kept);
+                Ok(body)
+            }
         }
         "client_credentials" => {
             let scope = single(p, "scope")?.ok_or(KftcError::o0001("3000103"))?;

@@ -2,8 +2,10 @@
 //!
 //! * `sessionKey` = `version$sessionId$base64(RSA-OAEP(plain))` with
 //!   `plain` = `AES_GCM$base64(key32)$base64(iv)` (B8.1).
-//! * RSA-OAEP: SHA-1 digest + MGF1-SHA-1 is what current clients send; the official test vectors
-//!   use SHA-256 digest + MGF1-SHA-1. Both are accepted, in that order (SPEC B8.1 step 5, SPEC pitfall 17).
+//! * RSA-OAEP: SHA-1 digest + MGF1-SHA-1 is what the official SDK and, since 2022-05-08, every
+//!   official example (and their current `rsa_test_data`) send; only the pre-2022 examples and
+//!   vectors (16-byte IVs) used a SHA-256 digest + MGF1-SHA-1. Both are accepted, SHA-1 first
+//!   (SPEC B8.1 step 5 and its history note, SPEC pitfall 17).
 //! * Fields: AES-256-GCM, nonce = the session IV (12 or 16 bytes; same IV for every field),
 //!   128-bit tag, AAD = the 32 raw key bytes; `version$sessionId$base64(ct‖tag)`.
 
@@ -280,8 +282,9 @@ mod tests {
     }
 }
 
-/// SPEC B8.4 RSA vector: the official test key pair and the first row of `rsa_test_data`
-/// (made with OAEP SHA-256 / MGF1-SHA-1).
+/// SPEC B8.4 RSA vector: the official test key pair and a row of `rsa_test_data`. Its 16-byte IV
+/// dates it before the examples' 2022 switch to OAEP SHA-1 with 12-byte IVs (SPEC B8.1);
+/// [`RsaKeys::oaep_decrypt`] opens it with whichever of the two paddings it was made with.
 #[cfg(test)]
 mod official_rsa_vector {
     use super::*;

@@ -143,7 +143,7 @@ async fn another_users_fintech_use_num_is_a0304() {
     assert_eq!(sb.balance(&t.access, "short").await["rsp_code"], "A0004");
 }
 
-fn tx_query(sb: &TestSandbox, fintech: &str, from: &str, to: &str, kind: &str, sort: &str, cursor: Option<&str>) -> Vec<(&'static str, String)> {
+pub(crate) fn tx_query(sb: &TestSandbox, fintech: &str, from: &str, to: &str, kind: &str, sort: &str, cursor: Option<&str>) -> Vec<(&'static str, String)> {
     let mut q = vec![
         ("bank_tran_id", sb.bank_tran_id()),
         ("fintech_use_num", fintech.to_string()),
@@ -380,6 +380,8 @@ async fn history_follows_the_sandbox_clock() {
 #[tokio::test]
 async fn authorize_account_has_the_same_contract() {
     let sb = start().await;
+    // SPEC A5.2: for an already registered user (see kftc_round2 for the refusal otherwise).
+    sb.login("lee", "login inquiry").await;
     let mut p = sb.authorize_params("login inquiry");
     p.push(("sandbox_consent", "approve".into()));
     p.push(("sandbox_user", "lee".into()));

@@ -161,6 +161,7 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "HOST",
     "PORT",
     "QETTA_ADMIN_ADDR",
+    "QETTA_ADMIN_EMAILS",
     "QETTA_TRUSTED_PROXIES",
     "QETTA_DATA_DIR",
     "DATABASE_URL",
@@ -230,6 +231,9 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "NAVER_CLIENT_SECRET_FILE",
     "NAVER_REDIRECT_URI",
     "QETTA_PROVIDERS_FILE",
+    // Read by the embedded sandbox's Kakao simulator (its registration), not by the service.
+    "KAKAO_ADMIN_KEY",
+    "KAKAO_LOGOUT_REDIRECT_URI",
 ];
 
 /// Families read elsewhere: the sandbox's own settings, and the test harness's.
@@ -320,6 +324,9 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The admin listener (`/metrics`, `/health`, `/ready`); `None`: off (`QETTA_ADMIN_ADDR=off`).
     pub admin_addr: Option<std::net::SocketAddr>,
+    /// Administrators of `/admin` named by `QETTA_ADMIN_EMAILS` (normalised like login emails);
+    /// written to the `admins` table at every start (see `admin::sync_configured`).
+    pub admin_emails: Vec<String>,
     pub data_dir: PathBuf,
     pub database_url: SecretString,
     pub database_kind: DatabaseKind,
@@ -548,6 +555,14 @@ impl Config {
                 Some(a.parse().map_err(|_| ConfigError::invalid("QETTA_ADMIN_ADDR", format!("expected IP:PORT such as 127.0.0.1:9090 (or off), got {a:?}")))?)
             }
         };
+        let mut admin_emails: Vec<String> = Vec::new();
+        for part in src.get("QETTA_ADMIN_EMAILS").unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let email = crate::auth::password::normalize_email(part)
+                .map_err(|e| ConfigError::invalid("QETTA_ADMIN_EMAILS", format!("{part:?} is not an email address ({e}); expected a comma-separated list")))?;
+            if !admin_emails.contains(&email) {
+                admin_emails.push(email);
+            }
+        }
         let mut trusted_proxies = Vec::new();
         for part in src.get("QETTA_TRUSTED_PROXIES").unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let net = part
@@ -561,6 +576,7 @@ impl Config {
             port,
             trusted_proxies,
             admin_addr,
+            admin_emails,
             data_dir,
             database_url: SecretString::from(database_url),
             database_kind,
@@ -614,7 +630,7 @@ impl Config {
                     Some(_) => return Err(ConfigError::invalid("KFTC_CLIENT_USE_CODE", "expected the 10-character 이용기관코드, e.g. M202601315")),
                     None => None,
                 },
-                scope: src.get("KFTC_SCOPE").unwrap_or_else(|| "login inquiry".into()),
+                scope: kftc_scope(src.get("KFTC_SCOPE").as_deref().unwrap_or("login inquiry"))?,
             },
             toss: TossSettings {
                 oauth_base: base_url(src, "TOSS_OAUTH_BASE")?,
@@ -861,6 +877,36 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Scopes of KFTC's 3-legged consent (SPEC A4). `oob` (client_credentials) and `sa`
+/// (self-authenticating institutions) are not for the user's consent.
+const KFTC_CONSENT_SCOPES: &[&str] = &["login", "inquiry", "transfer", "cardinfo", "fintechinfo", "insuinfo", "loaninfo"];
+
+/// `KFTC_SCOPE`: space-separated (SPEC A4 [C]), known scopes, no repeats, and `login` (user/me,
+/// account/list) plus `inquiry` (balance, transactions), which the service calls. Answered with
+/// single spaces.
+fn kftc_scope(v: &str) -> Result<String, ConfigError> {
+    const VAR: &str = "KFTC_SCOPE";
+    if v.contains([',', '+', ';']) {
+        return Err(ConfigError::invalid(VAR, "scopes are separated by spaces (SPEC A4), e.g. \"login inquiry\""));
+    }
+    let scopes: Vec<&str> = v.split_whitespace().collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for s in &scopes {
+        if !KFTC_CONSENT_SCOPES.contains(s) {
+            return Err(ConfigError::invalid(VAR, format!("unknown scope {s:?}; KFTC consent scopes are {}", KFTC_CONSENT_SCOPES.join(", "))));
+        }
+        if !seen.insert(*s) {
+            return Err(ConfigError::invalid(VAR, format!("scope {s:?} is listed twice")));
+        }
+    }
+    for needed in ["login", "inquiry"] {
+        if !seen.contains(needed) {
+            return Err(ConfigError::invalid(VAR, format!("must include {needed:?}: the service reads user/me and account data (e.g. \"login inquiry\")")));
+        }
+    }
+    Ok(scopes.join(" "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -877,6 +923,16 @@ mod tests {
         assert!(c.database_is_default);
         assert!(c.jwt_secret.is_none());
         assert_eq!(c.public_url, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn kftc_scope_is_space_separated_known_and_complete() {
+        assert_eq!(cfg(&[]).unwrap().kftc.scope, "login inquiry");
+        assert_eq!(cfg(&[("KFTC_SCOPE", "  inquiry   login transfer ")]).unwrap().kftc.scope, "inquiry login transfer");
+        for bad in ["login,inquiry", "login+inquiry", "login inquiry sa", "login inquiry oob", "inquiry", "login", "login inquiry inquiry", "LOGIN inquiry"] {
+            let e = cfg(&[("KFTC_SCOPE", bad)]).err().unwrap_or_else(|| panic!("{bad:?} accepted")).to_string();
+            assert!(e.contains("KFTC_SCOPE"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

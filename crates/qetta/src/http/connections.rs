@@ -255,11 +255,8 @@ pub async fn start_flow(
 }
 
 /// The flow of a connectable provider, or the JSON error (unknown, disabled, not connectable).
-fn flow_of(state: &AppState, provider: &str) -> Result<Flow, Response> {
-    match state.connections.provider(provider) {
-        Ok(p) => Ok(Flow::of(p.info())),
-        Err(e) => Err(ApiError::from(e).into_response()),
-    }
+fn flow_of(state: &AppState, provider: &str) -> Result<Flow, ApiError> {
+    Ok(Flow::of(state.connections.provider(provider)?.info()))
 }
 
 #[derive(Deserialize)]
@@ -278,7 +275,7 @@ pub async fn launch(
 ) -> Response {
     match flow_of(&state, &provider) {
         Ok(flow) => flow.launch(&state, &headers, q.state.as_deref(), Some(peer.ip().to_string())).await,
-        Err(r) => r,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -292,7 +289,7 @@ pub async fn launch_confirm(
 ) -> Response {
     match flow_of(&state, &provider) {
         Ok(flow) => flow.confirm(&state, &headers, form, Some(peer.ip().to_string())).await,
-        Err(r) => r,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -322,7 +319,7 @@ pub async fn callback(
     let ip = Some(peer.ip().to_string());
     let flow = match flow_of(&state, &provider) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     let pending = match flow.take_callback_state(&state, &headers, q.state.as_deref(), ip.clone()).await {
         Ok(p) => p,

@@ -35,6 +35,13 @@ pub const PROVIDER: &str = "kftc";
 /// KFTC returns at most 25 records per page (SPEC A11.2).
 const KFTC_PAGE: usize = 25;
 const MAX_LIMIT: usize = 100;
+/// KFTC pages one of our transactions requests may read. A limit of 100 needs at most five
+/// pages of 25 (plus one for an offset into the first); banks may send smaller pages, so we
+/// allow twice that. A bank that keeps answering `next_page_yn=Y` (with empty or tiny pages)
+/// ends in a 502 instead of a loop.
+const MAX_PAGES_PER_REQUEST: usize = 12;
+/// The time one transactions request may spend paging at KFTC, whatever the request timeout.
+const TRANSACTIONS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
 /// The longest period one inquiry may cover. KFTC publishes no maximum (SPEC A11 is silent);
 /// we cap at one year so that a request cannot make us page through a whole history.
 const MAX_RANGE_DAYS: i64 = 366;
@@ -117,10 +124,19 @@ where
     }
 }
 
+/// A dead grant makes the connection `needs_reauth`; an expired inquiry consent (SPEC A14:
+/// A0316, A0334, bank 468) makes it `consent_expired`, after which its calls answer 409
+/// `consent_expired` without reaching KFTC until the user consents again (which restores the same
+/// connection: the same `user_seq_no`).
 async fn on_kftc_error(state: &AppState, conn_id: &str, e: KftcError) -> ApiError {
-    if matches!(e, KftcError::GrantDead { .. }) {
-        if let Err(err) = connections::set_status(&state.db, conn_id, connections::STATUS_NEEDS_REAUTH, state.clock.now()).await {
-            tracing::error!(error = %err, "could not mark the connection needs_reauth");
+    let status = match &e {
+        KftcError::GrantDead { .. } => Some(connections::STATUS_NEEDS_REAUTH),
+        KftcError::ConsentExpired { .. } => Some(connections::STATUS_CONSENT_EXPIRED),
+        _ => None,
+    };
+    if let Some(status) = status {
+        if let Err(err) = connections::set_status(&state.db, conn_id, status, state.clock.now()).await {
+            tracing::error!(error = %err, status, "could not record the connection's state");
         }
     }
     e.into()
@@ -377,52 +393,84 @@ pub async fn transactions(State(state): State<AppState>, user: AuthUser, ApiJson
         }
     };
 
-    let mut out = Vec::with_capacity(limit);
-    let mut next_cursor = None;
-    let mut balance = None;
-    loop {
-        let kftc = state.kftc()?.clone();
-        let q = query.clone();
-        let tr = trace.clone();
-        let page = with_token(&state, &conn, |t| {
-            let kftc = kftc.clone();
-            let q = q.clone();
-            let tr = tr.clone();
-            async move { kftc.transaction_page(&t.token, &q, tr.as_deref()).await }
-        })
-        .await?;
-        if balance.is_none() {
-            balance = parse_amount(&page.balance_amt, "balance_amt")?;
-        }
-        let items = &page.res_list;
-        let take = (limit - out.len()).min(items.len().saturating_sub(offset));
-        for item in items.iter().skip(offset).take(take) {
-            out.push(transaction_json(item)?);
-        }
-        let consumed = offset + take;
-        let more_in_page = consumed < items.len();
-        let more_pages = page.next_page_yn == "Y" && !page.befor_inquiry_trace_info.is_empty();
-        if out.len() >= limit {
-            if more_in_page {
-                next_cursor = Some(Cursor { t: trace.clone(), o: consumed, q: fingerprint.clone() });
-            } else if more_pages {
-                next_cursor = Some(Cursor { t: Some(page.befor_inquiry_trace_info.clone()), o: 0, q: fingerprint.clone() });
+    // An old cursor whose trace info KFTC no longer accepts ends in 410 `cursor_expired`
+    // (KftcError::TraceExpired) rather than in a restart that skips to the old position: between
+    // the two calls new transactions may have arrived (newest-first lists shift with each one),
+    // so skipping N rows of a fresh inquiry could silently repeat or drop rows, and it would cost
+    // N/25 extra bank calls. The caller, who knows what it already shows, starts again.
+    let deadline = std::time::Instant::now() + TRANSACTIONS_DEADLINE;
+    let deadline = match crate::providers::upstream::remaining() {
+        Some(left) => deadline.min(std::time::Instant::now() + left),
+        None => deadline,
+    };
+    crate::providers::upstream::with_deadline(deadline, async {
+        let mut out = Vec::with_capacity(limit);
+        let mut next_cursor = None;
+        let mut balance = None;
+        let mut pages = 0usize;
+        loop {
+            if pages >= MAX_PAGES_PER_REQUEST {
+                // Rows read so far are answered with a cursor to go on from; a bank that announced
+                // page after page without rows is broken.
+                if out.is_empty() {
+                    tracing::warn!(pages, "KFTC kept announcing further transaction pages without rows");
+                    return Err(ApiError::Upstream {
+                        code: "upstream_paging",
+                        message: format!("KFTC announced more than {MAX_PAGES_PER_REQUEST} pages of transactions without sending them; try again later."),
+                        provider_code: None,
+                    });
+                }
+                next_cursor = Some(Cursor { t: trace.clone(), o: offset, q: fingerprint.clone() });
+                break;
             }
-            break;
+            if std::time::Instant::now() >= deadline {
+                return Err(ApiError::UpstreamTimeout { message: "KFTC did not send the transactions in time.".into() });
+            }
+            pages += 1;
+            let kftc = state.kftc()?.clone();
+            let q = query.clone();
+            let tr = trace.clone();
+            let page = with_token(&state, &conn, |t| {
+                let kftc = kftc.clone();
+                let q = q.clone();
+                let tr = tr.clone();
+                async move { kftc.transaction_page(&t.token, &q, tr.as_deref()).await }
+            })
+            .await?;
+            if balance.is_none() {
+                balance = parse_amount(&page.balance_amt, "balance_amt")?;
+            }
+            let items = &page.res_list;
+            let take = (limit - out.len()).min(items.len().saturating_sub(offset));
+            for item in items.iter().skip(offset).take(take) {
+                out.push(transaction_json(item)?);
+            }
+            let consumed = offset + take;
+            let more_in_page = consumed < items.len();
+            let more_pages = page.next_page_yn == "Y" && !page.befor_inquiry_trace_info.is_empty();
+            if out.len() >= limit {
+                if more_in_page {
+                    next_cursor = Some(Cursor { t: trace.clone(), o: consumed, q: fingerprint.clone() });
+                } else if more_pages {
+                    next_cursor = Some(Cursor { t: Some(page.befor_inquiry_trace_info.clone()), o: 0, q: fingerprint.clone() });
+                }
+                break;
+            }
+            if !more_pages {
+                break;
+            }
+            trace = Some(page.befor_inquiry_trace_info.clone());
+            offset = 0;
         }
-        if !more_pages {
-            break;
-        }
-        trace = Some(page.befor_inquiry_trace_info.clone());
-        offset = 0;
-    }
-    let next_cursor = next_cursor.map(|c| c.seal(cursor_key, &user.id));
-    Ok(Json(json!({
-        "fintech_use_num": body.fintech_use_num,
-        "balance": balance,
-        "transactions": out,
-        "next_cursor": next_cursor,
-    })))
+        let next_cursor = next_cursor.map(|c| c.seal(cursor_key, &user.id));
+        Ok(Json(json!({
+            "fintech_use_num": body.fintech_use_num,
+            "balance": balance,
+            "transactions": out,
+            "next_cursor": next_cursor,
+        })))
+    })
+    .await
 }
 
 fn transaction_json(t: &model::TransactionItem) -> Result<Value, ApiError> {

@@ -1,5 +1,6 @@
 //! The HTTP surface: the router and its middleware. One file per route group.
 
+pub mod admin_routes;
 pub mod audit_routes;
 pub mod auth_routes;
 pub mod client_ip;
@@ -102,6 +103,11 @@ pub fn router(state: AppState) -> Router {
         .route("/connections/{id}/token", get(connections::token))
         .route("/connections/{id}/refresh", post(connections::refresh))
         .route("/connections/{id}/proxy/{*path}", any(connections::proxy))
+        .route("/admin/stats", get(admin_routes::stats))
+        .route("/admin/users", get(admin_routes::search))
+        .route("/admin/users/{user_id}", get(admin_routes::user))
+        .route("/admin/connections/{id}/refresh", post(admin_routes::refresh_connection))
+        .route("/admin/connections/{id}", delete(admin_routes::disconnect_connection))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), provider_gate));
 
     let mut app = Router::new().route("/health", get(health::health)).route("/ready", get(health::ready)).nest("/api/v1", api);

@@ -585,6 +585,10 @@ fn same_origin_request(headers: &HeaderMap, public_url: &str) -> bool {
     }
 }
 
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -657,8 +661,4 @@ mod tests {
         assert!(!same_origin_request(&h(&[("sec-fetch-site", "same-site"), ("origin", "https://connect.example.com")]), public));
         assert!(same_origin_request(&h(&[("origin", "https://connect.example.com")]), "https://connect.example.com:443/prefix"));
     }
-}
-
-fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

@@ -207,6 +207,9 @@ async fn verification_body(state: &AppState, v: &Verification) -> Result<Value, 
     }))
 }
 
+/// Toss status calls per txId: at most one per this many seconds (see [`get_verification`]).
+pub const STATUS_POLL_WINDOW_SECS: i64 = 3;
+
 pub async fn get_verification(
     State(state): State<AppState>,
     user: AuthUser,
@@ -219,6 +222,16 @@ pub async fn get_verification(
         return Ok(Json(verification_body(&state, &v).await?));
     }
     let now = state.clock.now();
+    // A busy page (several tabs, a tight polling loop) must not multiply calls to Toss: at most
+    // one status call per txId per STATUS_POLL_WINDOW_SECS window; other polls in the window
+    // answer the status stored by the last call. The count lives in the shared state: in Redis
+    // when configured (so it holds across replicas), otherwise in this process (each replica
+    // then calls at most once per window). Fixed windows: two calls can fall either side of a
+    // window boundary.
+    let (polls, _) = state.shared.hit(&format!("toss_status:{}", v.tx_id), STATUS_POLL_WINDOW_SECS, now).await?;
+    if polls > 1 {
+        return Ok(Json(verification_body(&state, &v).await?));
+    }
     let status = state.toss()?.status(&v.tx_id).await?;
     let new_status = match status.status {
         TossAuthStatus::Requested => store::REQUESTED,

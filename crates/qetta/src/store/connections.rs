@@ -280,50 +280,6 @@ pub async fn mark_needs_reauth<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     Ok(done.rows_affected() == 1)
 }
 
-/// Takes the refresh lease of a row for `owner` until `until_ms` (wall-clock Unix ms) if nobody
-/// holds it: free, or ended before `expired_before_ms` (its end plus a grace), or `owner`'s
-/// already. One short statement: no connection or row lock is held while the owner works.
-pub async fn claim_lease(db: &Db, id: &str, owner: &str, expired_before_ms: i64, until_ms: i64) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "UPDATE connections SET refresh_lease_owner = $1, refresh_lease_until = $2 \
-         WHERE id = $3 AND (refresh_lease_until IS NULL OR refresh_lease_until < $4 OR refresh_lease_owner = $1)",
-    )
-    .bind(owner)
-    .bind(until_ms)
-    .bind(id)
-    .bind(expired_before_ms)
-    .execute(db.pool())
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Who holds (or last held) the refresh lease of a row.
-pub async fn lease_owner(db: &Db, id: &str) -> Result<Option<String>, StoreError> {
-    let row: Option<(Option<String>,)> = sqlx::query_as("SELECT refresh_lease_owner FROM connections WHERE id = $1").bind(id).fetch_optional(db.pool()).await?;
-    Ok(row.and_then(|r| r.0))
-}
-
-/// Extends `owner`'s lease; `false` when it is no longer `owner`'s.
-pub async fn renew_lease(db: &Db, id: &str, owner: &str, until_ms: i64) -> Result<bool, StoreError> {
-    let done = sqlx::query("UPDATE connections SET refresh_lease_until = $1 WHERE id = $2 AND refresh_lease_owner = $3")
-        .bind(until_ms)
-        .bind(id)
-        .bind(owner)
-        .execute(db.pool())
-        .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Gives up `owner`'s lease (a no-op when someone else holds it now).
-pub async fn release_lease<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, id: &str, owner: &str) -> Result<(), StoreError> {
-    sqlx::query("UPDATE connections SET refresh_lease_owner = NULL, refresh_lease_until = NULL WHERE id = $1 AND refresh_lease_owner = $2")
-        .bind(id)
-        .bind(owner)
-        .execute(ex)
-        .await?;
-    Ok(())
-}
-
 /// Claims up to `limit` active connections that expire before `due_before` and are not in
 /// backoff or claimed by another replica; the claim lasts until `claim_until`. On PostgreSQL
 /// `FOR UPDATE SKIP LOCKED` lets any number of replicas claim concurrently without overlap.

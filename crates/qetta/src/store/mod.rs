@@ -4,8 +4,10 @@
 //! sqlx's `Any` driver; the few statements that differ (row locks, `SKIP LOCKED`) branch on
 //! [`Db::kind`]. Each backend has its own migrations folder. Times are Unix seconds.
 
+pub mod admin;
 pub mod audit;
 pub mod connections;
+pub mod leases;
 pub mod meta;
 pub mod oauth_states;
 pub mod toss;

@@ -88,29 +88,6 @@ pub async fn write_service_token<'e, E: sqlx::Executor<'e, Database = sqlx::Any>
     Ok(done.rows_affected() == 1)
 }
 
-/// Takes the row's lease for `owner` until `until` if nobody holds an unexpired one.
-pub async fn try_lease(db: &Db, provider: &str, owner: &str, now: i64, until: i64) -> Result<bool, StoreError> {
-    let done = sqlx::query(
-        "UPDATE service_tokens SET lock_owner = $1, lock_until = $2 WHERE provider = $3 AND (lock_until IS NULL OR lock_until < $4 OR lock_owner = $1)",
-    )
-    .bind(owner)
-    .bind(until)
-    .bind(provider)
-    .bind(now)
-    .execute(db.pool())
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-pub async fn release_lease(db: &Db, provider: &str, owner: &str) -> Result<(), StoreError> {
-    sqlx::query("UPDATE service_tokens SET lock_owner = NULL, lock_until = NULL WHERE provider = $1 AND lock_owner = $2")
-        .bind(provider)
-        .bind(owner)
-        .execute(db.pool())
-        .await?;
-    Ok(())
-}
-
 /// Service tokens sealed with a key other than `active_key` (placeholders excluded).
 pub async fn service_tokens_not_on_key(db: &Db, active_key: &str) -> Result<Vec<String>, StoreError> {
     let rows: Vec<(String,)> = sqlx::query_as("SELECT provider FROM service_tokens WHERE key_id <> '' AND key_id <> $1 ORDER BY provider")

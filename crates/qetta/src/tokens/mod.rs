@@ -21,6 +21,7 @@
 
 pub mod locks;
 pub mod refresher;
+pub mod single_flight;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,10 +34,12 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::clock::Clock;
 use crate::config::TokenSettings;
 use crate::store::connections::{self, Connection, TokenWrite};
+use crate::store::leases::{self, CONNECTION_REFRESH};
 use crate::store::WriteTx;
 use crate::store::{audit, Db, StoreError};
 use crate::vault::{Aad, Vault, VaultError};
 use locks::LocalFlights;
+use single_flight::{Heartbeat, LeaseTimes};
 
 /// What a provider's token endpoint granted.
 pub struct Grant {
@@ -75,6 +78,9 @@ pub enum TokenError {
     NotConnected,
     #[error("the connection needs the user's consent again")]
     ReauthRequired,
+    /// KFTC's inquiry consent ran out (SPEC A14): renewed by the user's re-consent.
+    #[error("the bank consent has expired")]
+    ConsentExpired,
     #[error("refreshing the token keeps failing; next attempt in {retry_after_secs} s")]
     Backoff { retry_after_secs: i64, provider_code: Option<String> },
     #[error("refresh failed: {message}")]
@@ -100,6 +106,10 @@ impl From<TokenError> for crate::error::ApiError {
         match e {
             TokenError::NotConnected => ApiError::NotFound("This provider is not connected; connect it first.".into()),
             TokenError::ReauthRequired => ApiError::conflict("reauth_required", "The connection needs your consent again: reconnect it."),
+            TokenError::ConsentExpired => ApiError::conflict(
+                "consent_expired",
+                "Your consent to share this bank data has expired: renew it by connecting again (the same connection comes back).",
+            ),
             TokenError::Backoff { retry_after_secs, .. } => ApiError::TooManyRequests {
                 code: "refresh_backoff",
                 message: "The provider keeps failing to refresh this connection; try again later.".into(),
@@ -146,6 +156,14 @@ pub struct Linked {
     pub created: bool,
 }
 
+/// Why a connection that is not active gives no token.
+fn not_active(row: &Connection) -> TokenError {
+    match row.status.as_str() {
+        connections::STATUS_CONSENT_EXPIRED => TokenError::ConsentExpired,
+        _ => TokenError::ReauthRequired,
+    }
+}
+
 /// Why a refresh is wanted.
 #[derive(Clone, Copy, Debug)]
 enum Reason {
@@ -173,21 +191,6 @@ pub struct TokenManager {
     instance: String,
     /// Connections whose new tokens this process holds while storage does not take them.
     unstored: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
-}
-
-/// Wall-clock Unix milliseconds: leases measure real time between processes, whatever the
-/// (test-movable) token clock says.
-fn wall_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-/// Renews a refresh lease every third of its life until dropped.
-struct Heartbeat(tokio::task::JoinHandle<()>);
-
-impl Drop for Heartbeat {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 impl TokenManager {
@@ -336,7 +339,7 @@ impl TokenManager {
     fn answer_without_refresh(&self, row: &Connection, reason: Reason) -> Option<Result<AccessToken, TokenError>> {
         let now = self.clock.now();
         if row.status != connections::STATUS_ACTIVE {
-            return Some(Err(TokenError::ReauthRequired));
+            return Some(Err(not_active(row)));
         }
         if self.satisfied(row, reason, now) {
             return Some(self.usable(row));
@@ -366,10 +369,9 @@ impl TokenManager {
             }
             // A lease left behind by another holder that did not release it (it died, or its
             // storage failed while it held new tokens).
-            let takeover = connections::lease_owner(&self.db, &id).await?.is_some();
-            let now = wall_ms();
-            let expired_before = now - self.settings.lease_grace.as_millis() as i64;
-            if connections::claim_lease(&self.db, &id, &owner, expired_before, now + self.settings.refresh_lease.as_millis() as i64).await? {
+            let takeover = leases::owner(&self.db, CONNECTION_REFRESH, &id).await?.is_some();
+            let times = LeaseTimes { lease: self.settings.refresh_lease, grace: self.settings.lease_grace };
+            if single_flight::try_claim(&self.db, CONNECTION_REFRESH, &id, &owner, times).await? {
                 return self.refresh_under_lease(&id, reason, &owner, takeover).await;
             }
             if tokio::time::Instant::now() + pause > deadline {
@@ -387,22 +389,7 @@ impl TokenManager {
     }
 
     fn heartbeat(&self, id: &str, owner: &str) -> Heartbeat {
-        let (db, id, owner, lease) = (self.db.clone(), id.to_string(), owner.to_string(), self.settings.refresh_lease);
-        Heartbeat(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(lease / 3).await;
-                match connections::renew_lease(&db, &id, &owner, wall_ms() + lease.as_millis() as i64).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        // Only after an outage longer than the lease; the version fence keeps the
-                        // row right whoever writes first.
-                        tracing::warn!(connection_id = %id, "refresh lease lost while working");
-                        return;
-                    }
-                    Err(e) => tracing::warn!(connection_id = %id, error = %e, "could not renew a refresh lease; retrying"),
-                }
-            }
-        }))
+        Heartbeat::start(&self.db, CONNECTION_REFRESH, id, owner, self.settings.refresh_lease)
     }
 
     fn check_backoff(&self, row: &Connection, now: i64) -> Result<(), TokenError> {
@@ -432,7 +419,7 @@ impl TokenManager {
         let result = self.refresh_leased(id, reason, owner, heartbeat, takeover).await;
         if !matches!(result, Err(TokenError::StorageUnavailable)) {
             // Every write path already released it; this covers the early returns.
-            if let Err(e) = connections::release_lease(self.db.pool(), id, owner).await {
+            if let Err(e) = leases::release(self.db.pool(), CONNECTION_REFRESH, id, owner).await {
                 tracing::debug!(connection_id = %id, error = %e, "could not release a refresh lease (it expires)");
             }
         }
@@ -444,7 +431,7 @@ impl TokenManager {
         let row = connections::get_by_id(&self.db, id).await?.ok_or(TokenError::NotConnected)?;
         let now = self.clock.now();
         if row.status != connections::STATUS_ACTIVE {
-            return Err(TokenError::ReauthRequired);
+            return Err(not_active(&row));
         }
         if self.satisfied(&row, reason, now) {
             return self.usable(&row);
@@ -504,7 +491,7 @@ impl TokenManager {
                     if connections::record_refresh_failure(&mut *w.tx, &row.id, row.version, now + wait, now).await? {
                         audit::append_in(&mut w, &entry, now).await?;
                     }
-                    connections::release_lease(&mut *w.tx, &row.id, owner).await
+                    leases::release(&mut *w.tx, CONNECTION_REFRESH, &row.id, owner).await
                 }
                 .await;
                 w.finish(work).await?;
@@ -549,7 +536,7 @@ impl TokenManager {
                         if written {
                             audit::append_in(&mut w, &entry, now).await?;
                         }
-                        connections::release_lease(&mut *w.tx, &id, &owner).await?;
+                        leases::release(&mut *w.tx, CONNECTION_REFRESH, &id, &owner).await?;
                         Ok::<bool, StoreError>(written)
                     }
                     .await;
@@ -626,7 +613,7 @@ impl TokenManager {
             if marked {
                 audit::append_in(&mut w, &entry, now).await?;
             }
-            connections::release_lease(&mut *w.tx, &row.id, owner).await?;
+            leases::release(&mut *w.tx, CONNECTION_REFRESH, &row.id, owner).await?;
             Ok(marked)
         }
         .await;
@@ -662,9 +649,4 @@ impl TokenManager {
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
     }
-}
-
-/// How long a cross-replica refresh lock lives if its holder dies.
-pub fn lock_ttl(settings: &TokenSettings) -> Duration {
-    settings.upstream_timeout * 2 + Duration::from_secs(5)
 }

@@ -7,13 +7,14 @@
 //! serves every user and every replica. It lives in `service_tokens` (provider `toss`), sealed
 //! with the vault, and is reused until `expires_at - margin`, where the margin is
 //! `QETTA_REFRESH_MARGIN_SECS` but never more than half the token's lifetime. A new one is
-//! fetched once however many callers want it:
+//! fetched once however many callers want it, by the single-flight primitive every refresh uses
+//! (`tokens::single_flight`):
 //!
 //! 1. callers in this process queue on one lock;
-//! 2. the winner takes the cross-replica lock: Redis when configured, else PostgreSQL's row lock
-//!    (`SELECT … FOR UPDATE` on the row, which a placeholder insert makes sure exists), else on
-//!    SQLite a lease column on the row (so that two processes on one file also agree);
-//! 3. it re-reads the row under the lock and calls `/token` only if the token is still missing,
+//! 2. the winner takes the row's lease in the database (one short `UPDATE`, renewed while it
+//!    works; no pooled connection or row lock is held while Toss answers), on SQLite and
+//!    PostgreSQL alike, with or without Redis; the others wait by re-reading the row;
+//! 3. it re-reads the row under the lease and calls `/token` only if the token is still missing,
 //!    expiring, or still the one Toss rejected;
 //! 4. the new token is written with the row version as fencing token and committed before use.
 //!
@@ -30,13 +31,14 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use crate::clock::Clock;
-use crate::config::{DatabaseKind, TokenSettings};
+use crate::config::TokenSettings;
 use crate::error::ApiError;
 use crate::providers::toss::{AuthRequest, AuthResult, AuthStatus, TossClient, TossError, TossUser};
 use crate::providers::upstream::{self, BreakerPolicy, CircuitBreaker};
+use crate::store::leases::{self, SERVICE_TOKEN};
 use crate::store::toss::{self as store, Identity, ServiceTokenRow, ServiceTokenWrite};
 use crate::store::{audit, meta, Db, StoreError};
-use crate::tokens::locks::{LockError, RedisLock};
+use crate::tokens::single_flight::{self, Heartbeat, LeaseTimes};
 use crate::vault::{Aad, Vault, VaultError};
 
 pub const PROVIDER: &str = "toss";
@@ -224,8 +226,7 @@ pub struct TossService {
     settings: TokenSettings,
     request_url: String,
     local: tokio::sync::Mutex<()>,
-    redis_lock: Option<RedisLock>,
-    /// Names this process as the holder of a SQLite lease.
+    /// Names this process in lease owners.
     instance: String,
     /// The client talks to the embedded sandbox.
     pub sandbox: bool,
@@ -253,7 +254,6 @@ impl TossService {
         clock: Arc<dyn Clock>,
         settings: TokenSettings,
         request_url: String,
-        redis_lock: Option<RedisLock>,
         sandbox: bool,
         breaker: BreakerPolicy,
     ) -> Self {
@@ -265,7 +265,6 @@ impl TossService {
             settings,
             request_url,
             local: tokio::sync::Mutex::new(()),
-            redis_lock,
             instance: uuid::Uuid::new_v4().to_string(),
             sandbox,
             breaker: CircuitBreaker::new("toss", breaker),
@@ -378,34 +377,9 @@ impl TossService {
             return Ok(t);
         }
         store::ensure_service_row(&self.db, PROVIDER, self.clock.now()).await?;
-        // Within a request, waiting for another replica's refresh ends at the request's deadline.
+        // Within a request, waiting for another replica's fetch ends at the request's deadline.
         let wait = crate::providers::upstream::remaining().map_or(self.settings.upstream_timeout * 3, |left| left.min(self.settings.upstream_timeout * 3));
-        let guard = match &self.redis_lock {
-            Some(lock) => match lock.acquire("toss:service_token", wait).await {
-                Ok(g) => Some(g),
-                Err(LockError::Timeout) => return Err(TossServiceError::Busy),
-                Err(LockError::Redis(e)) => {
-                    tracing::warn!(error = %e, "Redis unavailable: Toss token lock taken in the database instead");
-                    None
-                }
-            },
-            None => None,
-        };
-        // PostgreSQL's row lock is taken under the Redis lock too (see tokens::locks); on SQLite
-        // the lease serves when Redis is absent or failing.
-        let outcome = if self.db.kind() == DatabaseKind::Postgres {
-            let mut tx = self.db.pool().begin().await.map_err(StoreError::from)?;
-            let r = self.fetch_under_lock(want, Some(&mut tx)).await;
-            tx.commit().await.map_err(StoreError::from)?;
-            r
-        } else if guard.is_some() {
-            self.fetch_under_lock(want, None).await
-        } else {
-            self.fetch_under_lease(want, wait).await
-        };
-        if let Some(g) = guard {
-            g.release().await;
-        }
+        let outcome = self.fetch_under_lease(want, wait).await;
         match outcome {
             Ok((token, fetched)) => {
                 if fetched {
@@ -424,17 +398,20 @@ impl TossService {
         }
     }
 
-    /// SQLite: a lease on the row, so that several processes (or app instances) on one database
-    /// file fetch once. Waits for the holder by re-reading the row.
+    /// The row's lease (the single-flight primitive every refresh uses, `tokens::single_flight`),
+    /// so that every process and replica fetches once; the others wait for the holder by
+    /// re-reading the row. No pooled connection or row lock is held while Toss answers.
     async fn fetch_under_lease(&self, want: Want, wait: Duration) -> Result<(ServiceToken, bool), TossServiceError> {
         let deadline = Instant::now() + wait;
-        let ttl = crate::tokens::lock_ttl(&self.settings).as_secs() as i64;
+        let owner = format!("{}:{}", self.instance, uuid::Uuid::new_v4().simple());
+        let times = LeaseTimes { lease: self.settings.refresh_lease, grace: self.settings.lease_grace };
         let mut pause = Duration::from_millis(5);
         loop {
-            let now = self.clock.now();
-            if store::try_lease(&self.db, PROVIDER, &self.instance, now, now + ttl).await? {
-                let r = self.fetch_under_lock(want, None).await;
-                if let Err(e) = store::release_lease(&self.db, PROVIDER, &self.instance).await {
+            if single_flight::try_claim(&self.db, SERVICE_TOKEN, PROVIDER, &owner, times).await? {
+                let heartbeat = Heartbeat::start(&self.db, SERVICE_TOKEN, PROVIDER, &owner, times.lease);
+                let r = self.fetch_under_lock(want).await;
+                drop(heartbeat);
+                if let Err(e) = leases::release(self.db.pool(), SERVICE_TOKEN, PROVIDER, &owner).await {
                     tracing::warn!(error = %e, "could not release the Toss token lease (it expires on its own)");
                 }
                 return r;
@@ -442,7 +419,7 @@ impl TossService {
             if let Some(t) = self.read_usable(want).await? {
                 return Ok((t, false));
             }
-            if Instant::now() >= deadline {
+            if Instant::now() + pause >= deadline {
                 return Err(TossServiceError::Busy);
             }
             tokio::time::sleep(pause).await;
@@ -450,14 +427,10 @@ impl TossService {
         }
     }
 
-    /// With the cross-replica lock held (inside `tx` on PostgreSQL): re-read, fetch only if still
-    /// needed, write with the version check. Returns the token and whether it was fetched.
-    async fn fetch_under_lock(&self, want: Want, tx: Option<&mut sqlx::Transaction<'static, sqlx::Any>>) -> Result<(ServiceToken, bool), TossServiceError> {
-        let (row, tx) = match tx {
-            Some(tx) => (store::read_service_row(&mut **tx, PROVIDER, true).await?, Some(tx)),
-            None => (store::read_service_row(self.db.pool(), PROVIDER, false).await?, None),
-        };
-        let row = row.ok_or(StoreError::NotFound)?;
+    /// With the lease held: re-read, fetch only if still needed, write with the version check.
+    /// Returns the token and whether it was fetched.
+    async fn fetch_under_lock(&self, want: Want) -> Result<(ServiceToken, bool), TossServiceError> {
+        let row = store::read_service_row(self.db.pool(), PROVIDER, false).await?.ok_or(StoreError::NotFound)?;
         let now = self.clock.now();
         if let Some(t) = self.usable(&row, want, now) {
             return Ok((t, false));
@@ -467,10 +440,7 @@ impl TossService {
         let sealed = self.vault.seal_str(issued.access_token.expose_secret(), SERVICE_AAD);
         let write =
             ServiceTokenWrite { access_token: &sealed, key_id: self.vault.active_key_id(), token_type: &issued.token_type, scope: &issued.scope, expires_at };
-        let written = match tx {
-            Some(tx) => store::write_service_token(&mut **tx, PROVIDER, row.version, &write, now).await?,
-            None => store::write_service_token(self.db.pool(), PROVIDER, row.version, &write, now).await?,
-        };
+        let written = store::write_service_token(self.db.pool(), PROVIDER, row.version, &write, now).await?;
         if !written {
             // Our lock expired while Toss answered and someone else wrote a newer token; ours is
             // valid too, so use it this once (a rejection then re-reads the row).

@@ -42,6 +42,8 @@ static FILES: &[Asset] = &[
     asset!("providers.js", JS),
     asset!("kftc.js", JS),
     asset!("toss.js", JS),
+    asset!("admin.js", JS),
+    asset!("charts.js", JS),
     asset!("oauth-callback.js", JS),
 ];
 
@@ -73,6 +75,7 @@ pub struct Pages {
     pub login: String,
     pub register: String,
     pub oauth: String,
+    pub admin: String,
 }
 
 static PAGES: LazyLock<Pages> = LazyLock::new(|| {
@@ -81,6 +84,7 @@ static PAGES: LazyLock<Pages> = LazyLock::new(|| {
         login: render(auth, &[("mode", "login"), ("other", "register"), ("password_autocomplete", "current-password")]),
         register: render(auth, &[("mode", "register"), ("other", "login"), ("password_autocomplete", "new-password")]),
         oauth: render(include_str!("assets/oauth.html"), &[]),
+        admin: render(include_str!("assets/admin.html"), &[]),
     }
 });
 
@@ -140,7 +144,7 @@ mod tests {
     #[test]
     fn every_page_renders_and_keeps_all_script_and_style_out_of_the_html() {
         let p = pages();
-        for html in [&p.login, &p.register, &p.oauth] {
+        for html in [&p.login, &p.register, &p.oauth, &p.admin] {
             assert!(!html.contains("{{"), "unrendered placeholder");
             assert!(!html.contains(" style="), "style attribute");
             assert!(!html.contains("<style"), "inline style element");

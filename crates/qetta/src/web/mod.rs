@@ -1,4 +1,5 @@
-//! The management web page, served by the binary itself: `/login`, `/register` and `/oauth`, plus
+//! The management web pages, served by the binary itself: `/login`, `/register`, `/oauth` and
+//! `/admin` (the administrators' dashboard), plus
 //! their static files under `/static/`.
 //!
 //! Everything is embedded at compile time (`include_str!`/`include_bytes!`): there is no Node
@@ -38,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/login", get(|| async { page(&assets::pages().login) }))
         .route("/register", get(|| async { page(&assets::pages().register) }))
         .route("/oauth", get(|| async { page(&assets::pages().oauth) }))
+        .route("/admin", get(|| async { page(&assets::pages().admin) }))
         .route("/static/{file}", get(assets::serve))
 }
 

@@ -23,6 +23,10 @@ enum Bend {
     ErrorWithNulls,
     /// The token endpoint's answer breaks off after its first bytes.
     BrokenTokenAnswer,
+    /// The token endpoint answers HTTP 200 with an HTML page.
+    HtmlToken,
+    /// The transaction list answers success, no rows and `next_page_yn=Y`, forever.
+    EndlessEmptyPages,
 }
 
 /// The sandbox's KFTC behind a front at `{base}/sandbox/kftc`.
@@ -30,6 +34,8 @@ struct Front {
     base: String,
     bend: Arc<Mutex<Bend>>,
     token_calls: Arc<AtomicUsize>,
+    /// Calls of the transaction list that reached the front.
+    page_calls: Arc<AtomicUsize>,
 }
 
 async fn front(callback: &str) -> Front {
@@ -38,16 +44,33 @@ async fn front(callback: &str) -> Front {
     let sandbox = qetta_sandbox::Sandbox::new(config);
     let bend = Arc::new(Mutex::new(Bend::Nothing));
     let token_calls = Arc::new(AtomicUsize::new(0));
-    let (b, calls) = (bend.clone(), token_calls.clone());
+    let page_calls = Arc::new(AtomicUsize::new(0));
+    let (b, calls, pages) = (bend.clone(), token_calls.clone(), page_calls.clone());
     let router = axum::Router::new().nest_service("/sandbox/kftc", sandbox.kftc_router()).layer(axum::middleware::from_fn(
         move |req: Request, next: axum::middleware::Next| {
-            let (bend, calls) = (*b.lock().unwrap(), calls.clone());
+            let (bend, calls, pages) = (*b.lock().unwrap(), calls.clone(), pages.clone());
             async move {
                 let path = req.uri().path().to_string();
                 if path.ends_with("/oauth/2.0/token") {
                     calls.fetch_add(1, Ordering::SeqCst);
                 }
+                if path.ends_with("/transaction_list/fin_num") {
+                    pages.fetch_add(1, Ordering::SeqCst);
+                }
                 match bend {
+                    Bend::HtmlToken if path.ends_with("/oauth/2.0/token") => {
+                        ([("content-type", "text/html")], "<!DOCTYPE html><html><body>502 Bad Gateway (점검)</body></html>").into_response()
+                    }
+                    Bend::EndlessEmptyPages if path.ends_with("/transaction_list/fin_num") => {
+                        let n = pages.load(Ordering::SeqCst);
+                        axum::Json(serde_json::json!({
+                            "api_tran_id": "x", "api_tran_dtm": "20260101000000000", "rsp_code": "A0000", "rsp_message": "",
+                            "bank_tran_id": "M202600001U000000001", "bank_tran_date": "20260101", "bank_code_tran": "004",
+                            "bank_rsp_code": "000", "bank_rsp_message": "", "balance_amt": "1000", "page_record_cnt": "0",
+                            "next_page_yn": "Y", "befor_inquiry_trace_info": format!("{n:020}"), "res_list": [],
+                        }))
+                        .into_response()
+                    }
                     Bend::HtmlBalance if path.ends_with("/balance/fin_num") => {
                         ([("content-type", "text/html")], "<!DOCTYPE html><html><body>서비스 점검 중입니다 (maintenance)</body></html>").into_response()
                     }
@@ -69,15 +92,23 @@ async fn front(callback: &str) -> Front {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    Front { base, bend, token_calls }
+    Front { base, bend, token_calls, page_calls }
 }
 
 /// A service whose KFTC is `front` (Toss is left unconfigured: disabled).
 async fn service(backend: Backend) -> (TestApp, Front) {
+    service_with(backend, &[]).await
+}
+
+async fn service_with(backend: Backend, vars: &[(&str, &str)]) -> (TestApp, Front) {
     let port = crate::procs::free_port();
     let callback = format!("http://127.0.0.1:{port}/api/v1/oauth/kftc/callback");
     let front = front(&callback).await;
-    let app = Spawn::new(backend)
+    let mut spawn = Spawn::new(backend);
+    for (k, v) in vars {
+        spawn = spawn.var(k, v);
+    }
+    let app = spawn
         .var("PORT", &port.to_string())
         .kftc_at(&format!("{}/sandbox/kftc", front.base))
         .var("KFTC_REDIRECT_URI", &callback)
@@ -87,7 +118,49 @@ async fn service(backend: Backend) -> (TestApp, Front) {
     (app, front)
 }
 
-both_backends!(unexpected_kftc_answers_get_clear_errors, a_broken_token_answer_is_not_retried, our_own_failures_are_not_shown_as_kftc_messages);
+both_backends!(
+    unexpected_kftc_answers_get_clear_errors,
+    a_broken_token_answer_is_not_retried,
+    our_own_failures_are_not_shown_as_kftc_messages,
+    an_html_token_answer_is_upstream_invalid_and_not_retried,
+    endless_empty_pages_end_in_a_502,
+);
+
+async fn an_html_token_answer_is_upstream_invalid_and_not_retried(backend: Backend) {
+    // A breaker that opens on the first failure among a few calls.
+    let (app, front) = service_with(backend, &[("QETTA_BREAKER_MIN_CALLS", "1"), ("QETTA_BREAKER_FAILURE_RATIO", "0.1")]).await;
+    let (token, user_id) = app.register("html.token@example.com").await;
+    app.connect_kftc(&token, "choi").await;
+    let fin = app.accounts(&token).await[0]["fintech_use_num"].as_str().unwrap().to_string();
+    let before = front.token_calls.load(Ordering::SeqCst);
+    assert!(!app.state.kftc().unwrap().breaker().is_open());
+    app.clock.advance(7_776_000);
+    *front.bend.lock().unwrap() = Bend::HtmlToken;
+    let r = app.get(&format!("/api/v1/oauth/kftc/balance/{fin}"), Some(&token)).await;
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 502, "{text}");
+    assert!(!text.contains("점검") && !text.contains("DOCTYPE"), "{text}");
+    assert_eq!(front.token_calls.load(Ordering::SeqCst) - before, 1, "one token call, no retry");
+    assert!(app.state.kftc().unwrap().breaker().is_open(), "counted by the breaker as a failure");
+    let conn = qetta::store::connections::default_for(&app.state.db, &user_id, "kftc").await.unwrap().unwrap();
+    assert_eq!(conn.status.as_str(), "active", "not a dead grant");
+}
+
+async fn endless_empty_pages_end_in_a_502(backend: Backend) {
+    let (app, front) = service(backend).await;
+    let (token, _) = app.register("endless@example.com").await;
+    app.connect_kftc(&token, "kim").await;
+    let fin = app.accounts(&token).await[0]["fintech_use_num"].as_str().unwrap().to_string();
+    *front.bend.lock().unwrap() = Bend::EndlessEmptyPages;
+    let before = front.page_calls.load(Ordering::SeqCst);
+    let body = serde_json::json!({"fintech_use_num": fin, "from_date": "2026-01-01", "to_date": "2026-01-31"});
+    let r = app.post_json("/api/v1/oauth/kftc/transactions", &body, Some(&token)).await;
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    assert_eq!((status, error_code_of(&text).as_str()), (502, "upstream_paging"), "{text}");
+    assert_eq!(front.page_calls.load(Ordering::SeqCst) - before, 12, "stopped at the page cap");
+}
 
 async fn unexpected_kftc_answers_get_clear_errors(backend: Backend) {
     let (app, front) = service(backend).await;

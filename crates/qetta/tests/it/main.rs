@@ -7,11 +7,13 @@
 
 mod support;
 
+mod admin;
 mod auth_api;
 mod connections;
 mod faults;
 mod hardening;
 mod kftc_flow;
+mod kftc_round2;
 mod kftc_upstream;
 mod oauth2_sandbox;
 mod oidc_peer;

@@ -42,6 +42,14 @@ struct Peer {
 
 impl Peer {
     async fn start() -> Option<Peer> {
+        // Nothing listens there: the test reads the redirect's Location, as the connection core's
+        // callback route would receive it.
+        Self::start_for(&format!("http://127.0.0.1:{}/callback", free_port())).await
+    }
+
+    /// The provider with `redirect` as its confidential clients' redirect URI.
+    async fn start_for(redirect: &str) -> Option<Peer> {
+        let redirect = redirect.to_string();
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/oidc-provider");
         let node = std::env::var("QETTA_NODE").unwrap_or_else(|_| "node".into());
         let version = std::process::Command::new(&node).arg("--version").output();
@@ -52,9 +60,6 @@ impl Peer {
             return unavailable("the oidc-provider package");
         }
         let port = free_port();
-        // Nothing listens there: the test reads the redirect's Location, as the connection core's
-        // callback route would receive it.
-        let redirect = format!("http://127.0.0.1:{}/callback", free_port());
         // The provider's start-up warnings (development adapter and interactions, by design here)
         // and any server_error go to a log file rather than the test output.
         let log_path = std::env::temp_dir().join(format!("qetta-oidc-peer-{port}.log"));
@@ -107,6 +112,12 @@ enum User<'a> {
 /// Follows the authorize URL through the provider's sign-in and consent pages until it
 /// redirects to our redirect URI; returns that redirect's query.
 async fn drive(authorize_url: &str, redirect: &str, user: User<'_>) -> CallbackParams {
+    let url = drive_to(authorize_url, redirect, user).await;
+    serde_urlencoded::from_str(url.query().unwrap_or("")).expect("callback query")
+}
+
+/// [`drive`], answering the whole redirect URL.
+async fn drive_to(authorize_url: &str, redirect: &str, user: User<'_>) -> reqwest::Url {
     let browser = browser();
     let mut url = reqwest::Url::parse(authorize_url).unwrap();
     let mut response = browser.get(url.clone()).send().await.expect("authorize");
@@ -115,7 +126,7 @@ async fn drive(authorize_url: &str, redirect: &str, user: User<'_>) -> CallbackP
             let location = response.headers()["location"].to_str().unwrap().to_string();
             let next = url.join(&location).unwrap();
             if next.as_str().starts_with(redirect) {
-                return serde_urlencoded::from_str(next.query().unwrap_or("")).expect("callback query");
+                return next;
             }
             url = next;
             response = browser.get(url.clone()).send().await.expect("follow");
@@ -398,4 +409,92 @@ async fn certified_op_through_the_token_manager() {
         Err(e) => panic!("expected re-consent, got {e:?}"),
         Ok(_) => panic!("a revoked grant refreshed"),
     }
+}
+
+/// Through the service: authorize, launch, the OP's pages as `login`; the browser (holding the
+/// binding cookie) and the URL the OP sends it back to.
+async fn connect_via(app: &crate::support::TestApp, token: &str, issuer: &str, callback: &str, login: &str) -> (reqwest::Client, reqwest::Url) {
+    let browser = app.browser();
+    let launch = app.authorize_at(&browser, token, "acme", serde_json::json!({"label": "work"})).await;
+    let r = browser.get(&launch).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let at_op = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(at_op.starts_with(issuer) && at_op.contains("code_challenge_method=S256") && at_op.contains("nonce="), "{at_op}");
+    let back = drive_to(&at_op, callback, User::SignsInAndConsents(login)).await;
+    (browser, back)
+}
+
+/// The service itself, with the certified OP as a provider of its TOML catalogue (the README's
+/// "adding a provider" example): connect through the service's routes (PKCE, state, iss, nonce
+/// and the ID token checked by the service), refresh twice with rotation, the proxy, a forged
+/// state refused, and the disconnect revoking the grant at the OP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_connects_a_catalogue_provider_backed_by_the_certified_op() {
+    let port = free_port();
+    let callback = format!("http://127.0.0.1:{port}/api/v1/oauth/acme/callback");
+    let Some(peer) = Peer::start_for(&callback).await else { return };
+    let files = tempfile::tempdir().unwrap();
+    let secret_file = files.path().join("acme-secret");
+    std::fs::write(&secret_file, format!("{}\n", RS_CLIENT.1)).unwrap();
+    let catalogue = files.path().join("providers.toml");
+    std::fs::write(
+        &catalogue,
+        format!(
+            "[providers.acme]\ndisplay_name = \"Acme ID\"\nissuer = \"{issuer}\"\napi_base = \"{issuer}\"\nclient_id = \"{id}\"\n\
+             client_secret_file = \"{secret}\"\nclient_auth = \"client_secret_basic\"\nscopes = [\"openid\", \"profile\", \"email\"]\npkce = true\n",
+            issuer = peer.issuer,
+            id = RS_CLIENT.0,
+            secret = secret_file.display()
+        ),
+    )
+    .unwrap();
+    let service_key = "backend-service-key-for-tests-0123456789";
+    let app = crate::support::Spawn::new(crate::support::Backend::Sqlite)
+        .var("PORT", &port.to_string())
+        .var("QETTA_PROVIDERS_FILE", &catalogue.display().to_string())
+        .var("QETTA_SERVICE_KEY", service_key)
+        .start()
+        .await;
+    let (token, _) = app.register("alice@example.com").await;
+
+    // A configured provider turns the sandbox off: the catalogue says what is usable here.
+    let providers: serde_json::Value = app.get("/api/v1/providers", Some(&token)).await.json().await.unwrap();
+    let acme = providers["providers"].as_array().unwrap().iter().find(|p| p["name"] == "acme").expect("acme listed").clone();
+    assert_eq!((acme["kind"].as_str(), acme["configured"].as_bool(), acme["sandbox"].as_bool()), (Some("oidc"), Some(true), Some(false)), "{acme}");
+
+    // A forged state is refused before the code is looked at; nothing is stored.
+    let (browser, back) = connect_via(&app, &token, &peer.issuer, &callback, "alice").await;
+    let forged: String = back.as_str().replace("state=", "state=x");
+    let r = app.callback_at(&browser, &forged).await;
+    assert!(!r.ok && r.code.starts_with("state_"), "{r:?}");
+    assert!(app.connections(&token).await.is_empty());
+
+    let (browser, back) = connect_via(&app, &token, &peer.issuer, &callback, "alice").await;
+    let done = app.callback_at(&browser, back.as_str()).await;
+    assert!(done.ok && done.code == "connected", "{done:?}");
+    let list = app.connections(&token).await;
+    assert_eq!(list.len(), 1);
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    assert_eq!((list[0]["provider"].as_str(), list[0]["label"].as_str()), (Some("acme"), Some("work")));
+
+    // Refresh twice: the OP rotates refresh tokens, so the second works only with the stored one.
+    let backend = |m: reqwest::Method, path: String| app.client.request(m, app.url(&path)).bearer_auth(&token).header("x-qetta-service-key", service_key);
+    for _ in 0..2 {
+        let r = backend(reqwest::Method::POST, format!("/api/v1/connections/{id}/refresh")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    }
+    // The proxy: the OP's UserInfo (`/me`) with the connection's token.
+    let me = app.get(&format!("/api/v1/connections/{id}/proxy/me"), Some(&token)).await;
+    assert_eq!(me.status(), 200);
+    assert_eq!(me.json::<serde_json::Value>().await.unwrap()["sub"], "alice");
+
+    // Disconnect: RFC 7009 at the OP, after which the stored grant is dead there.
+    let conn = qetta::store::connections::get_by_id(&app.state.db, &id).await.unwrap().unwrap();
+    let stored_refresh = app.state.vault.open_string(conn.refresh_token.as_deref().unwrap(), qetta::tokens::aad(&conn, "refresh_token")).unwrap();
+    let gone: serde_json::Value =
+        app.client.delete(app.url(&format!("/api/v1/connections/{id}"))).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!((gone["revocation"]["ok"].as_bool(), gone["revocation"]["method"].as_str()), (Some(true), Some("rfc7009")), "{gone}");
+    let client = peer.client(RS_CLIENT, |_| {});
+    assert!(matches!(client.refresh(&stored_refresh, "openid").await, Err(OAuthError::InvalidGrant { .. })), "the revoked grant is refused by the OP");
+    assert!(app.connections(&token).await.is_empty());
 }

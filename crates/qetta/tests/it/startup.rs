@@ -19,6 +19,17 @@ fn a_bad_port_stops_with_a_message_naming_it() {
 }
 
 #[test]
+fn a_bad_kftc_scope_stops_with_a_message_naming_it() {
+    for (scope, says) in [("login,inquiry", "spaces"), ("login inquiry oob", "\"oob\""), ("login", "\"inquiry\""), ("login inquiry login", "twice")] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = qetta(dir.path()).arg("serve").env("KFTC_SCOPE", scope).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{scope}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("KFTC_SCOPE") && err.contains(says), "{scope}: {err}");
+    }
+}
+
+#[test]
 fn an_unreachable_database_stops_with_a_message_without_the_password() {
     let dir = tempfile::tempdir().unwrap();
     let out = qetta(dir.path())

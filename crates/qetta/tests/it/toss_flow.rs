@@ -10,7 +10,7 @@ use crate::support::{count, error_code, Backend, Spawn, TestApp};
 
 both_backends!(
     one_token_for_many_requests_on_two_replicas,
-    one_token_on_two_replicas_with_the_redis_lock,
+    one_token_on_two_replicas,
     test_endpoint_healthy_and_with_faults,
     token_reused_until_margin_and_replaced_once_when_rejected,
     user_personal_verification_end_to_end,
@@ -18,6 +18,8 @@ both_backends!(
     expiry_and_other_users_verifications,
     input_is_validated_before_any_call,
     tampered_result_is_refused_and_nothing_stored,
+    a_field_of_another_session_is_refused_and_nothing_stored,
+    polling_is_throttled_per_tx_id,
     key_rotation_reseals_toss_data,
 );
 
@@ -131,7 +133,7 @@ async fn one_token_for_many_requests_on_two_replicas(backend: Backend) {
     assert!(!detail.contains("eyJ"), "{detail}");
 }
 
-async fn one_token_on_two_replicas_with_the_redis_lock(backend: Backend) {
+async fn one_token_on_two_replicas(backend: Backend) {
     let Some(redis) = crate::support::redis_url().await else { return };
     // Both replicas share one key namespace, as real replicas of one deployment do.
     let prefix = format!("qetta-test-{}", uuid::Uuid::new_v4().simple());
@@ -269,10 +271,13 @@ async fn user_personal_verification_end_to_end(backend: Backend) {
     assert_eq!(toss_calls(&app, "result").await, 1, "Toss refused the early result call");
 
     app.toss_request(&tx, "open").await;
+    // Status calls are throttled per txId (STATUS_POLL_WINDOW_SECS): the next poll is a window later.
+    app.clock.advance(qetta::http::toss::STATUS_POLL_WINDOW_SECS);
     let v = seen.json(app.toss_get(&format!("/verifications/{tx}"), &token).await, 200).await;
     assert_eq!(v["status"], "IN_PROGRESS");
 
     app.toss_request(&tx, "approve").await;
+    app.clock.advance(qetta::http::toss::STATUS_POLL_WINDOW_SECS);
     let v = seen.json(app.toss_get(&format!("/verifications/{tx}"), &token).await, 200).await;
     assert_eq!(v["status"], "COMPLETED", "{v}");
     assert_eq!(v["verified"], true);
@@ -423,7 +428,20 @@ async fn input_is_validated_before_any_call(backend: Backend) {
 }
 
 /// A man in the middle that flips one bit of the encrypted name in every result answer.
+/// How the proxy bends a successful result.
+#[derive(Clone, Copy)]
+enum Tamper {
+    /// One bit of the `name` ciphertext flipped.
+    NameCiphertext,
+    /// `di` carries another session id than the result call's (as in SPEC B6's doc example).
+    ForeignDiSession,
+}
+
 async fn tampering_proxy(target: String) -> String {
+    tampering_proxy_with(target, Tamper::NameCiphertext).await
+}
+
+async fn tampering_proxy_with(target: String, tamper: Tamper) -> String {
     use axum::body::Bytes;
     use axum::http::{HeaderMap, StatusCode, Uri};
     let client = reqwest::Client::new();
@@ -442,12 +460,22 @@ async fn tampering_proxy(target: String) -> String {
             let mut bytes = r.bytes().await.unwrap().to_vec();
             if uri.path().ends_with("/result") && status == StatusCode::OK {
                 let mut v: Value = serde_json::from_slice(&bytes).unwrap();
-                let name = v["success"]["personalData"]["name"].as_str().unwrap().to_string();
-                let (prefix, b64) = name.rsplit_once('$').unwrap();
-                let b64e = base64::engine::general_purpose::STANDARD;
-                let mut ct = b64e.decode(b64).unwrap();
-                ct[0] ^= 1;
-                v["success"]["personalData"]["name"] = json!(format!("{prefix}${}", b64e.encode(ct)));
+                match tamper {
+                    Tamper::NameCiphertext => {
+                        let name = v["success"]["personalData"]["name"].as_str().unwrap().to_string();
+                        let (prefix, b64) = name.rsplit_once('$').unwrap();
+                        let b64e = base64::engine::general_purpose::STANDARD;
+                        let mut ct = b64e.decode(b64).unwrap();
+                        ct[0] ^= 1;
+                        v["success"]["personalData"]["name"] = json!(format!("{prefix}${}", b64e.encode(ct)));
+                    }
+                    Tamper::ForeignDiSession => {
+                        let di = v["success"]["personalData"]["di"].as_str().unwrap().to_string();
+                        let mut parts = di.splitn(3, '$');
+                        let (version, _, data) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+                        v["success"]["personalData"]["di"] = json!(format!("{version}$b88f8717-8e76-4276-bed0-f769a8baf7be${data}"));
+                    }
+                }
                 bytes = serde_json::to_vec(&v).unwrap();
             }
             (status, [("content-type", "application/json")], bytes)
@@ -458,6 +486,56 @@ async fn tampering_proxy(target: String) -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     format!("http://{addr}")
+}
+
+/// SPEC B6: the doc example's `di` carries another session id; we refuse such a result (see
+/// the comment in `TossClient::result`).
+async fn a_field_of_another_session_is_refused_and_nothing_stored(backend: Backend) {
+    let toss = spawn_toss(backend).var("QETTA_SANDBOX_TOSS_AUTO_COMPLETE", "0").start().await;
+    let proxy = tampering_proxy_with(format!("{}/sandbox/toss", toss.base), Tamper::ForeignDiSession).await;
+    let app = replica(&toss, backend, &proxy).await;
+    let (token, _) = app.register("foreign.session@example.com").await;
+    let created: Value = app.toss_post("/verifications", &json!({"request_type": "USER_NONE"}), &token).await.json().await.unwrap();
+    let tx = created["tx_id"].as_str().unwrap();
+    let r = app.toss_get(&format!("/verifications/{tx}"), &token).await;
+    assert_eq!(error_code(r, 502).await, "upstream_invalid");
+    assert_eq!(app.status_of(&token, "toss").await["verified"], false);
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM toss_identities").fetch_one(app.state.db.pool()).await.unwrap();
+    assert_eq!(n, 0);
+}
+
+/// A page polling a pending verification as fast as it can reaches Toss at most once per
+/// window per txId (counted at the sandbox).
+async fn polling_is_throttled_per_tx_id(backend: Backend) {
+    let app = spawn_toss(backend).start().await;
+    let (token, _) = app.register("poller@example.com").await;
+    let body = json!({"request_type": "USER_PERSONAL", "name": "김토스", "phone": "010-1111-2222", "birthday": "19930324"});
+    let a: Value = app.toss_post("/verifications", &body, &token).await.json().await.unwrap();
+    let b: Value = app.toss_post("/verifications", &body, &token).await.json().await.unwrap();
+    let (a, b) = (a["tx_id"].as_str().unwrap().to_string(), b["tx_id"].as_str().unwrap().to_string());
+    let before = toss_calls(&app, "status").await;
+    // Pin the clock to the start of a window so that the polls below share it.
+    let now = app.state.clock.now();
+    let window = qetta::http::toss::STATUS_POLL_WINDOW_SECS;
+    app.clock.advance(window - now.rem_euclid(window));
+    let path = format!("/verifications/{a}");
+    let polls = (0..10).map(|_| app.toss_get(&path, &token));
+    for r in futures::future::join_all(polls).await {
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["status"], "REQUESTED");
+    }
+    assert_eq!(toss_calls(&app, "status").await - before, 1, "ten polls, one status call");
+    // Another txId has its own window.
+    assert_eq!(app.toss_get(&format!("/verifications/{b}"), &token).await.status(), 200);
+    assert_eq!(toss_calls(&app, "status").await - before, 2);
+    // The next window asks Toss again and sees the change.
+    app.toss_request(&a, "open").await;
+    let v: Value = app.toss_get(&format!("/verifications/{a}"), &token).await.json().await.unwrap();
+    assert_eq!(v["status"], "REQUESTED", "still the stored status in this window");
+    app.clock.advance(window);
+    let v: Value = app.toss_get(&format!("/verifications/{a}"), &token).await.json().await.unwrap();
+    assert_eq!(v["status"], "IN_PROGRESS");
+    assert_eq!(toss_calls(&app, "status").await - before, 3);
 }
 
 async fn tampered_result_is_refused_and_nothing_stored(backend: Backend) {

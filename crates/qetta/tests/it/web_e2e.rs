@@ -798,4 +798,86 @@ async fn providers_not_set_up_here_say_so() {
     let errors = b.console_errors().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
     b.finish().await;
+
+/// Signs in through the login form and waits for the /oauth page it leads to.
+async fn sign_in(b: &Browser, email: &str) {
+    b.goto("/login").await;
+    b.wait_for("the login page", "document.getElementById('auth-title').textContent.length > 0").await;
+    b.fill("#email", email).await;
+    b.fill("#password", "correct horse 7").await;
+    b.click("#auth-submit").await;
+    b.wait_for("the /oauth page", "location.pathname === '/oauth'").await;
+}
+
+/// The figure with `data-figure=id` on the admin page, as shown.
+async fn figure(b: &Browser, id: &str) -> String {
+    b.text(&format!("[data-figure=\"{id}\"]")).await
+}
+
+/// An admin signs in and sees, in English and in Korean, the numbers of the seeded connections
+/// and refreshes, drawn as SVG charts by the page's own script; searches a user and opens their
+/// connections and audit trail; a signed-in non-admin sees the "administrators only" notice.
+/// Every state passes axe-core with no serious or critical violation, with no console error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_sees_the_seeded_figures_in_both_languages() {
+    let Some(axe) = axe_source() else { return };
+    let app = Spawn::new(Backend::Sqlite).var("QETTA_REFRESHER_ENABLED", "false").start().await;
+    crate::admin::admin_token(&app, "boss@example.com").await;
+    app.register("user@example.com").await;
+    let u1 = crate::admin::seed_set(&app).await;
+    let mut found = Vec::new();
+    for (lang, active_badge) in [("en-US", "Active"), ("ko-KR", "사용 중")] {
+        let Some(b) = Browser::start(&app, lang).await else { return };
+        sign_in(&b, "boss@example.com").await;
+        b.goto("/admin").await;
+        b.wait_for("the figures", "document.getElementById('dashboard').dataset.state === 'ready'").await;
+        for (id, want) in [
+            ("kftc.connections.total", "6"),
+            ("kftc.connections.active", "4"),
+            ("kftc.connections.expiring_24h", "1"),
+            ("kftc.connections.expiring_7d", "2"),
+            ("kftc.connections.expired", "1"),
+            ("kftc.connections.needs_reconsent", "1"),
+            ("kftc.connections.revoked", "1"),
+            ("kftc.refreshes.24h.ok", "3"),
+            ("kftc.refreshes.24h.failed", "1"),
+            ("kftc.refreshes.7d.ok", "5"),
+            ("kftc.refreshes.7d.needs_reauth", "1"),
+            ("naver.connections.active", "1"),
+            ("refresher.due", "2"),
+        ] {
+            assert_eq!(figure(&b, id).await, want, "{lang} {id}");
+        }
+        let charts = b.js("return document.querySelectorAll('#stats-kftc svg.chart rect').length").await.as_u64().unwrap();
+        assert!(charts >= 6 + 3, "SVG bars drawn: {charts}");
+        assert_eq!(b.js("return document.documentElement.lang").await, &lang[..2]);
+        b.screenshot(&format!("admin-{}", &lang[..2])).await;
+
+        b.fill("#q", "seed-1@").await;
+        b.click("#user-search button[type=submit]").await;
+        b.wait_for("a search result", &format!("document.querySelector('.user-row[data-user-id=\"{u1}\"]')")).await;
+        b.click(&format!(".user-row[data-user-id=\"{u1}\"] [data-action=view]")).await;
+        b.wait_for("the user's connections", "document.querySelector('table[data-role=connections] tr[data-provider=kftc]')").await;
+        assert_eq!(b.text("table[data-role=connections] tr[data-provider=kftc] .badge").await, active_badge);
+        let rows = b.js("return document.querySelectorAll('table[data-role=audit] tbody tr').length").await.as_u64().unwrap();
+        assert_eq!(rows, 12, "the user's audit entries");
+        let page = b.js("return document.body.innerText").await;
+        assert!(!page.as_str().unwrap().contains("access_token"), "no token on the page");
+        b.screenshot(&format!("admin-user-{}", &lang[..2])).await;
+        found.extend(b.accessibility_violations(&axe).await.into_iter().map(|v| (format!("{lang} /admin"), v)));
+        let errors = b.console_errors().await;
+        assert!(errors.is_empty(), "console errors: {errors:#?}");
+        b.finish().await;
+    }
+    // Someone signed in who is not an administrator: the notice, no figures.
+    let Some(b) = Browser::start(&app, "en-US").await else { return };
+    sign_in(&b, "user@example.com").await;
+    b.goto("/admin").await;
+    b.wait_for("the notice", "!document.getElementById('forbidden').hidden").await;
+    assert!(b.js("return document.getElementById('dashboard').hidden").await.as_bool().unwrap());
+    assert_eq!(b.js("return document.querySelectorAll('[data-figure]').length").await, 0);
+    found.extend(b.accessibility_violations(&axe).await.into_iter().map(|v| ("en-US /admin forbidden".to_string(), v)));
+    b.screenshot("admin-forbidden").await;
+    b.finish().await;
+    assert!(found.is_empty(), "serious or critical accessibility violations: {found:#?}");
 }

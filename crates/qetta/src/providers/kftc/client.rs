@@ -9,7 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 
 use super::error::KftcError;
-use super::model::{Balance, Envelope, TokenResponse, TransactionPage, UserMe};
+use super::model::{AccountList, Balance, Envelope, TokenResponse, TransactionPage, UserMe};
 use super::tran_id::TranIds;
 use crate::providers::upstream::{self, backoff, BreakerPolicy, CircuitBreaker, Permit};
 use crate::tokens::{Grant, RefreshError, Refresher};
@@ -19,6 +19,44 @@ use crate::tokens::{Grant, RefreshError, Refresher};
 const READ_RETRIES: u32 = 3;
 /// Observed refresh-token lifetime: access-token expiry + 10 days (SPEC A6.3, [O]).
 const REFRESH_EXTRA_SECS: i64 = 864_000;
+/// SPEC A1 [C]: the token endpoint takes this content type, charset included.
+const FORM_UTF8: &str = "application/x-www-form-urlencoded; charset=UTF-8";
+/// SPEC A1 [C]: POST bodies of the business APIs.
+const JSON_UTF8: &str = "application/json; charset=UTF-8";
+
+/// What `account/cancel` found (SPEC A7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// KFTC cancelled the registration now.
+    Cancelled,
+    /// Bank code 551 / 555 / 556: it was not registered (any more); SPEC A7 says to treat this
+    /// as "already cancelled".
+    AlreadyCancelled,
+}
+
+/// Which registration `account/cancel` ends (SPEC A7 `scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelScope {
+    Inquiry,
+    Transfer,
+}
+
+impl CancelScope {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Inquiry => "inquiry",
+            Self::Transfer => "transfer",
+        }
+    }
+}
+
+/// How a business call is sent.
+enum Call<'a> {
+    /// GET with these query parameters.
+    Get(&'a [(&'a str, &'a str)]),
+    /// POST with this JSON object as the body.
+    PostJson(serde_json::Value),
+}
 
 /// Where and as whom we call KFTC.
 #[derive(Clone)]
@@ -76,8 +114,20 @@ impl KftcClient {
     }
 
     /// The consent page URL the user's browser is sent to (SPEC A5.1). `auth_type` 0 = first
-    /// consent, 1 = re-authentication.
+    /// consent, 1 = re-authentication (what renews an expired inquiry consent, SPEC A13).
     pub fn authorize_url(&self, state: &str, scope: &str, auth_type: u8) -> String {
+        self.consent_url("/oauth/2.0/authorize", state, scope, auth_type)
+    }
+
+    /// The account-add page (SPEC A5.2, `authorize_account`): same parameters and callback as
+    /// [`Self::authorize_url`]; `auth_type` `0` or `2` are the documented values there [O], so
+    /// anything else is sent as `0`.
+    pub fn authorize_account_url(&self, state: &str, scope: &str, auth_type: u8) -> String {
+        let auth_type = if auth_type == 2 { 2 } else { 0 };
+        self.consent_url("/oauth/2.0/authorize_account", state, scope, auth_type)
+    }
+
+    fn consent_url(&self, path: &str, state: &str, scope: &str, auth_type: u8) -> String {
         let query = serde_urlencoded::to_string([
             ("response_type", "code"),
             ("client_id", self.endpoints.client_id.as_str()),
@@ -87,7 +137,7 @@ impl KftcClient {
             ("auth_type", &auth_type.to_string()),
         ])
         .expect("string pairs encode");
-        format!("{}/oauth/2.0/authorize?{query}", self.endpoints.base)
+        format!("{}{path}?{query}", self.endpoints.base)
     }
 
     fn url(&self, path: &str) -> String {
@@ -154,7 +204,8 @@ impl KftcClient {
         let permit = self.breaker_gate()?;
         let mut attempt = 0;
         let result = loop {
-            let req = self.http.post(self.url("/oauth/2.0/token")).form(form);
+            let body = serde_urlencoded::to_string(form).expect("string pairs encode");
+            let req = self.http.post(self.url("/oauth/2.0/token")).header(reqwest::header::CONTENT_TYPE, FORM_UTF8).body(body);
             let r = self.send("/oauth/2.0/token", req).await;
             // The token endpoint is retried only when the request provably never reached KFTC
             // (connect errors): one that reached it may have spent the code or refresh token, and
@@ -222,21 +273,50 @@ impl KftcClient {
     }
 
     /// A read-only business call, retried on upstream trouble with a fresh bank_tran_id (as long
-    /// as another attempt fits before the request's deadline), and once more with a fresh one on
-    /// A0326. The breaker counts the call once, with its final outcome.
+    /// as another attempt fits before the request's deadline).
     async fn inquiry<T: DeserializeOwned>(&self, token: &SecretString, path: &str, params: &[(&str, &str)], with_tran_id: bool) -> Result<T, KftcError> {
+        self.business(token, path, Call::Get(params), with_tran_id, true).await
+    }
+
+    /// One business call. With `with_tran_id` it carries a new `bank_tran_id` (+ `tran_dtime` on
+    /// GETs) on every attempt, and a duplicate-id answer (A0326 or A0008, SPEC A3) is tried once
+    /// more with a fresh one: the id was refused, so nothing happened. With `retry`, upstream
+    /// trouble is retried too (only for calls that are safe to repeat). The breaker counts the
+    /// call once, with its final outcome.
+    async fn business<T: DeserializeOwned>(&self, token: &SecretString, path: &str, call: Call<'_>, with_tran_id: bool, retry: bool) -> Result<T, KftcError> {
         let permit = self.breaker_gate()?;
         let mut attempt = 0;
         let mut duplicate_retried = false;
         loop {
             let (day, tran_dtime) = kst_now();
-            let mut query: Vec<(&str, String)> = params.iter().map(|(k, v)| (*k, v.to_string())).collect();
-            if with_tran_id {
-                let id = self.tran_ids.next(&day).await.map_err(|e| KftcError::Internal(format!("bank_tran_id: {e}")))?;
-                query.push(("bank_tran_id", id));
-                query.push(("tran_dtime", tran_dtime));
-            }
-            let req = self.http.get(self.url(path)).bearer_auth(token.expose_secret()).query(&query);
+            let tran_id = if with_tran_id {
+                match self.tran_ids.next(&day).await {
+                    Ok(id) => Some(id),
+                    // Nothing was sent: the breaker learns nothing (the permit is dropped unused).
+                    Err(e) => return Err(KftcError::Internal(format!("bank_tran_id: {e}"))),
+                }
+            } else {
+                None
+            };
+            let req = match &call {
+                Call::Get(params) => {
+                    let mut query: Vec<(&str, String)> = params.iter().map(|(k, v)| (*k, v.to_string())).collect();
+                    if let Some(id) = &tran_id {
+                        query.push(("bank_tran_id", id.clone()));
+                        query.push(("tran_dtime", tran_dtime));
+                    }
+                    self.http.get(self.url(path)).query(&query)
+                }
+                Call::PostJson(body) => {
+                    let mut body = body.clone();
+                    if let (Some(id), Some(m)) = (&tran_id, body.as_object_mut()) {
+                        m.insert("bank_tran_id".into(), serde_json::Value::String(id.clone()));
+                    }
+                    let bytes = serde_json::to_vec(&body).expect("a JSON value serialises");
+                    self.http.post(self.url(path)).header(reqwest::header::CONTENT_TYPE, JSON_UTF8).body(bytes)
+                }
+            };
+            let req = req.bearer_auth(token.expose_secret());
             let result = match self.send(path, req).await {
                 Ok(answer) if answer.envelope.is_success() => answer.body(path),
                 Ok(answer) => {
@@ -246,11 +326,12 @@ impl KftcClient {
                 Err(e) => Err(e),
             };
             match result {
-                Err(KftcError::DuplicateTranId) if !duplicate_retried => {
+                Err(KftcError::DuplicateTranId { code }) if with_tran_id && !duplicate_retried => {
+                    tracing::debug!(code, "KFTC refused the bank_tran_id as a duplicate; retrying with a new one");
                     duplicate_retried = true;
                     continue;
                 }
-                Err(e) if e.is_retryable() && attempt < READ_RETRIES && upstream::retry_fits(backoff(attempt + 1)) => {
+                Err(e) if retry && e.is_retryable() && attempt < READ_RETRIES && upstream::retry_fits(backoff(attempt + 1)) => {
                     tracing::debug!(error = %e, attempt, "KFTC call failed; retrying");
                     attempt += 1;
                     tokio::time::sleep(backoff(attempt)).await;
@@ -267,6 +348,13 @@ impl KftcClient {
     /// `GET /v2.0/user/me` (SPEC A8).
     pub async fn user_me(&self, token: &SecretString, user_seq_no: &str) -> Result<UserMe, KftcError> {
         self.inquiry(token, "/v2.0/user/me", &[("user_seq_no", user_seq_no)], false).await
+    }
+
+    /// `GET /v2.0/account/list` (SPEC A9): the registered accounts, with `account_state` (`01` in
+    /// use, `09` cancelled) when `include_cancelled`; oldest registration first.
+    pub async fn account_list(&self, token: &SecretString, user_seq_no: &str, include_cancelled: bool) -> Result<AccountList, KftcError> {
+        let include = if include_cancelled { "Y" } else { "N" };
+        self.inquiry(token, "/v2.0/account/list", &[("user_seq_no", user_seq_no), ("include_cancel_yn", include), ("sort_order", "A")], false).await
     }
 
     /// `GET /v2.0/account/balance/fin_num` (SPEC A10).
@@ -291,25 +379,42 @@ impl KftcClient {
         }
         match self.inquiry(token, "/v2.0/account/transaction_list/fin_num", &params, true).await {
             // Some banks report an empty period as A0018 (SPEC A11.3): an empty page.
-            Err(KftcError::Other { code, .. }) if code == "A0018" => Ok(TransactionPage { next_page_yn: "N".into(), ..Default::default() }),
+            Err(KftcError::NoHistory) => Ok(TransactionPage { next_page_yn: "N".into(), ..Default::default() }),
+            // A0004 (format error) on a follow-up page: every other parameter is the one the
+            // first page was accepted with (our cursor binds them), so the refused one is the
+            // trace info we sent back. SPEC A11.3 describes it only for the next page and says
+            // nothing of its lifetime, so an old one being refused is expected, not a bug.
+            Err(KftcError::Other { code, .. }) if trace.is_some() && code == "A0004" => Err(KftcError::TraceExpired),
             other => other,
+        }
+    }
+
+    /// `POST /v2.0/account/cancel` (SPEC A7): ends the inquiry (or transfer) registration of one
+    /// account. Bank codes 551 / 555 / 556 mean it is not registered (any more): already
+    /// cancelled, which is what the caller wanted. Safe to repeat, so retried like a read.
+    pub async fn cancel_account(&self, token: &SecretString, fintech_use_num: &str, scope: CancelScope) -> Result<CancelOutcome, KftcError> {
+        let body = serde_json::json!({ "scope": scope.as_str(), "fintech_use_num": fintech_use_num });
+        match self.business::<serde_json::Value>(token, "/v2.0/account/cancel", Call::PostJson(body), true, true).await {
+            Ok(_) => Ok(CancelOutcome::Cancelled),
+            Err(KftcError::AccountNotRegistered { .. }) => Ok(CancelOutcome::AlreadyCancelled),
+            Err(e) => Err(e),
         }
     }
 
     /// `POST /v2.0/user/unlink` (SPEC A7): the user's link to us ends and the tokens stop working.
     pub async fn unlink(&self, token: &SecretString, user_seq_no: &str) -> Result<(), KftcError> {
-        let permit = self.breaker_gate()?;
+        self.leave("/v2.0/user/unlink", token, user_seq_no).await
+    }
+
+    /// `POST /v2.0/user/close` (SPEC A7, 서비스 해지): the user leaves the service; the tokens
+    /// stop working. Not retried: a repeat after a success would be refused with the dead token.
+    pub async fn close_user(&self, token: &SecretString, user_seq_no: &str) -> Result<(), KftcError> {
+        self.leave("/v2.0/user/close", token, user_seq_no).await
+    }
+
+    async fn leave(&self, path: &str, token: &SecretString, user_seq_no: &str) -> Result<(), KftcError> {
         let body = serde_json::json!({ "client_use_code": self.client_use_code(), "user_seq_no": user_seq_no });
-        let req = self.http.post(self.url("/v2.0/user/unlink")).bearer_auth(token.expose_secret()).json(&body);
-        let result = match self.send("/v2.0/user/unlink", req).await {
-            Ok(answer) if answer.envelope.is_success() => Ok(()),
-            Ok(Answer { envelope: env, .. }) => {
-                Err(KftcError::from_codes(&env.rsp_code, &env.rsp_message, env.bank_rsp_code.as_deref(), env.bank_rsp_message.as_deref()))
-            }
-            Err(e) => Err(e),
-        };
-        Self::record(permit, &result);
-        result
+        self.business::<serde_json::Value>(token, path, Call::PostJson(body), false, false).await.map(|_| ())
     }
 }
 
@@ -320,9 +425,22 @@ struct Answer {
 }
 
 impl Answer {
-    /// The typed body of a successful answer.
-    fn body<T: DeserializeOwned>(self, what: &str) -> Result<T, KftcError> {
+    /// The typed body of a successful answer. JSON `null`s are dropped first, so a field a bank
+    /// sends as `null` reads like a missing one (its default), not as a decode error.
+    fn body<T: DeserializeOwned>(mut self, what: &str) -> Result<T, KftcError> {
+        strip_nulls(&mut self.value);
         serde_json::from_value(self.value).map_err(|e| KftcError::Decode(format!("{what}: {e}")))
+    }
+}
+
+fn strip_nulls(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(strip_nulls);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_nulls),
+        _ => {}
     }
 }
 
@@ -344,10 +462,18 @@ pub struct KftcRefresher(pub Arc<KftcClient>);
 #[async_trait::async_trait]
 impl Refresher for KftcRefresher {
     async fn refresh(&self, refresh_token: &SecretString, scope: &str) -> Result<Grant, RefreshError> {
-        self.0.refresh_grant(refresh_token, scope).await.map_err(|e| match e {
+        let mut grant = self.0.refresh_grant(refresh_token, scope).await.map_err(|e| match e {
             KftcError::GrantDead { code } => RefreshError::GrantDead { provider_code: code },
             KftcError::Timeout | KftcError::ProviderTimeout { .. } => RefreshError::Timeout,
             other => RefreshError::Transient { provider_code: other.provider_code(), message: other.to_string() },
-        })
+        })?;
+        // SPEC A6 does not say whether KFTC rotates refresh tokens [U]. When it answers the same
+        // one again (or none), the stored one stays, with the expiry it had: its lifetime was not
+        // renewed, so we must not compute a new one from this answer.
+        if grant.refresh_token.as_ref().is_none_or(|r| r.expose_secret() == refresh_token.expose_secret()) {
+            grant.refresh_token = None;
+            grant.refresh_expires_in = None;
+        }
+        Ok(grant)
     }
 }

@@ -86,6 +86,15 @@ pub struct UserMe {
     pub res_list: Vec<AccountItem>,
 }
 
+/// `GET /v2.0/account/list` (SPEC A9).
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct AccountList {
+    pub user_name: String,
+    pub res_cnt: String,
+    pub res_list: Vec<AccountItem>,
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(default)]
 pub struct Balance {

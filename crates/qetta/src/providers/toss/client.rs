@@ -301,6 +301,14 @@ impl TossClient {
         let body = ResultBody { tx_id, session_key: session.session_key() };
         let wire: WireResult = self.call(token, RESULT_PATH, &body, "result response").await?;
         let data = wire.personal_data;
+        // Every field must carry this result call's version and session id. SPEC B6's official
+        // example shows `di` with another session id; SPEC reads it as a copy/paste artefact of
+        // the docs [U] and says real responses use the result request's session for every field,
+        // and the official SDK's decrypt() refuses any other id (SPEC B8.1) while it works
+        // against Toss. So a field with a foreign session id fails the whole result
+        // (`SessionMismatch` → 502 `upstream_invalid`, nothing stored): reading one field with
+        // a session it was not made for cannot give the right plaintext, and a result mixing
+        // sessions may mix two people's data.
         let optional = |value: Option<String>| value.map(|v| session.decrypt(&v)).transpose();
         Ok(AuthResult {
             tx_id: wire.tx_id,
