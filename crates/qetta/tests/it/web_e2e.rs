@@ -798,6 +798,7 @@ async fn providers_not_set_up_here_say_so() {
     let errors = b.console_errors().await;
     assert!(errors.is_empty(), "console errors: {errors:#?}");
     b.finish().await;
+}
 
 /// Signs in through the login form and waits for the /oauth page it leads to.
 async fn sign_in(b: &Browser, email: &str) {

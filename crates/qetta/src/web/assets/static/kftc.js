@@ -25,8 +25,9 @@ function threeMonthsAgo(now) {
 const idOf = (s) => String(s).replace(/[^A-Za-z0-9_-]/g, "");
 
 /**
- * The accounts panel of KFTC connection `connectionId`. `ctx.needsReauth(connectionId)` is told
- * when KFTC answers that the consent must be renewed (409 reauth_required).
+ * The accounts panel of KFTC connection `connectionId`. `ctx.needsReauth(connectionId, status)` is
+ * told when the service answers that the consent must be renewed (409 `reauth_required` →
+ * `needs_reauth`, 409 `consent_expired` → `consent_expired`).
  */
 export function createKftcPanel(connectionId, ctx) {
   const q = "connection_id=" + encodeURIComponent(connectionId);
@@ -46,10 +47,10 @@ export function createKftcPanel(connectionId, ctx) {
 
   // ---- accounts and balances --------------------------------------------------------------
 
-  /** Handles an API error of this panel: 409 reauth_required flips the connection to needs re-consent. */
+  /** Handles an API error of this panel: 409 reauth_required / consent_expired flips the connection's row. */
   function failed(err) {
-    if (err && err.code === "reauth_required") {
-      ctx.needsReauth(connectionId);
+    if (err && (err.code === "reauth_required" || err.code === "consent_expired")) {
+      ctx.needsReauth(connectionId, err.code === "consent_expired" ? "consent_expired" : "needs_reauth");
       return true;
     }
     return false;

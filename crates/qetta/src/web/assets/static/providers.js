@@ -98,10 +98,10 @@ export function createProviderCard(listed, ctx) {
   });
 
   const kftcCtx = {
-    needsReauth(id) {
+    needsReauth(id, status) {
       const c = conns.find((x) => x.id === id);
       if (c && c.status === "active") {
-        c.status = "needs_reauth";
+        c.status = status;
         render(conns);
       }
     },
