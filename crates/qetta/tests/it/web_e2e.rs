@@ -735,7 +735,8 @@ async fn two_kakao_connections_are_listed_renamed_and_disconnected() {
 
 /// A KFTC connection whose grant died (101 days later on both clocks) turns into "needs
 /// re-consent" on the page as soon as KFTC refuses a call; Reconnect renews that same connection
-/// through the popup, and its accounts come back.
+/// through the popup, and its accounts come back. The same for a bank consent that expired
+/// ("consent expired", 409 `consent_expired`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_needing_consent_is_reconnected_in_place() {
     let app = Spawn::new(Backend::Sqlite).start().await;
@@ -772,6 +773,20 @@ async fn a_connection_needing_consent_is_reconnected_in_place() {
     let list = app.connections(&token).await;
     assert_eq!((list.len(), list[0]["id"].as_str(), list[0]["status"].as_str()), (1, Some(id.as_str()), Some("active")), "renewed in place: {list:?}");
     assert!(b.js("return !document.querySelector('#kftc [data-action=reconnect]')").await.as_bool().unwrap(), "no Reconnect once active");
+
+    // The bank's consent period ends (A0316): the row says "consent expired", and Reconnect renews it.
+    app.sandbox_control("kftc", "expire-consent", json!({})).await;
+    b.client.refresh().await.unwrap();
+    b.wait_card("kftc", "consent_expired").await;
+    assert_eq!(b.text("#kftc .connection [data-role=status]").await, "동의 만료");
+    let note = b.text("#kftc .connection [data-role=status-note]").await;
+    assert!(note.contains("동의 기간이 끝났습니다"), "{note}");
+    b.click("#kftc .connection [data-action=reconnect]").await;
+    b.approve_in_popup("the KFTC consent page a third time", "button.approve").await;
+    b.wait_card("kftc", "active").await;
+    b.wait_for("the balance once more", "document.querySelector('#kftc .connection .account [data-role=balance] .amount')").await;
+    let list = app.connections(&token).await;
+    assert_eq!((list.len(), list[0]["id"].as_str()), (1, Some(id.as_str())), "{list:?}");
     let errors: Vec<String> = b.console_errors().await.into_iter().filter(|e| !e.contains("/favicon.ico ") && !e.contains("status of 409")).collect();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
     b.finish().await;
