@@ -296,6 +296,7 @@ impl From<crate::connections::ConnectionError> for ApiError {
             C::NotConfigured(p) => crate::app::not_configured(&p),
             C::NotConnectable(_) => Self::BadRequest { code: "provider_not_connectable", message },
             C::NotFound => Self::NotFoundCode { code: "connection_not_found", message },
+            C::NotSupported(_) => Self::BadRequest { code: "not_supported", message },
             C::InvalidLabel(_) => Self::Invalid { code: "invalid_label", message },
             C::InvalidScopes(_) => Self::Invalid { code: "invalid_scopes", message },
             C::FlowInvalid => Self::BadRequest { code: "state_invalid", message },

@@ -48,6 +48,8 @@ pub enum ConnectionError {
     #[error("No such connection.")]
     NotFound,
     #[error("{0}")]
+    NotSupported(String),
+    #[error("{0}")]
     InvalidLabel(String),
     #[error("{0}")]
     InvalidScopes(String),
@@ -74,6 +76,8 @@ pub struct StartRequest {
     pub scopes: Option<Vec<String>>,
     /// Renew the consent of this connection of the caller's.
     pub connection_id: Option<String>,
+    /// Add accounts to that connection's consent (KFTC only).
+    pub add_accounts: bool,
 }
 
 /// A started flow: the state to store (with its flow data) and the consent page.
@@ -199,7 +203,10 @@ impl ConnectionService {
         };
         // A JWT minted by the app's backend may name a user this service has not seen yet.
         users::ensure_external(&self.db, user_id, self.clock.now()).await?;
-        let authorization = p.authorize(&AuthorizeParams { scopes: scopes.as_deref(), reconsent: reconsent.is_some() }).await?;
+        if req.add_accounts && (info.kind != crate::providers::ProviderKind::Kftc || reconsent.is_none()) {
+            return Err(ConnectionError::NotSupported("Accounts are added to an existing KFTC connection only.".into()));
+        }
+        let authorization = p.authorize(&AuthorizeParams { scopes: scopes.as_deref(), reconsent: reconsent.is_some(), add_accounts: req.add_accounts }).await?;
         let flow_data = FlowData::new(&self.vault, provider, &authorization, label, reconsent.clone());
         Ok(Started { state: authorization.state, flow_data, reconsent })
     }
@@ -291,6 +298,11 @@ impl ConnectionService {
 
     /// Asks the provider to end the connection's grant; what happened, for the audit log.
     pub async fn revoke(&self, c: &Connection) -> Revoked {
+        self.end_at_provider(c, false).await
+    }
+
+    /// `leaving`: the user deletes their account ([`Provider::leave`]); else a disconnect.
+    async fn end_at_provider(&self, c: &Connection, leaving: bool) -> Revoked {
         let Some(p) = self.catalogue.get(&c.provider) else {
             // Disconnecting works while the provider is disabled: the local tokens go all the same.
             return Revoked::failed("none", format!("{} is not configured on this server", c.provider), None);
@@ -302,14 +314,20 @@ impl ConnectionService {
             (Ok(a), Ok(r)) => (a, r),
             (Err(e), _) | (_, Err(e)) => return Revoked::failed("none", e, None),
         };
-        p.revoke(&RevokeTokens { access_token: access.as_ref(), refresh_token: refresh.as_ref(), account_id: c.provider_user_id.as_deref() }).await
+        let tokens = RevokeTokens { access_token: access.as_ref(), refresh_token: refresh.as_ref(), account_id: c.provider_user_id.as_deref() };
+        if leaving {
+            p.leave(&tokens).await
+        } else {
+            p.revoke(&tokens).await
+        }
     }
 
-    /// Account deletion: every connection of the user is revoked at its provider and removed.
+    /// Account deletion: the user leaves every provider of theirs (KFTC `user/close`, the others
+    /// a revocation), and every connection is removed; the audit trail stays.
     pub async fn remove_all(&self, user_id: &str) -> Result<Vec<Value>, ConnectionError> {
         let mut removed = Vec::new();
         for c in connections::list_for_user(&self.db, user_id).await? {
-            let revoked = self.revoke(&c).await;
+            let revoked = self.end_at_provider(&c, true).await;
             connections::delete_by_id(self.db.pool(), &c.id).await?;
             removed.push(json!({"provider": c.provider, "connection_id": c.id, "unlink": revoked}));
         }

@@ -219,9 +219,15 @@ pub async fn authorize(
     body: Option<ApiJson<AuthorizeBody>>,
 ) -> Result<Response, ApiError> {
     let body = body.map(|ApiJson(b)| b).unwrap_or_default();
-    let (answer, started) =
-        start_flow(&state, &user, &headers, peer, &provider, StartRequest { label: body.label, scopes: body.scopes, connection_id: body.connection_id })
-            .await?;
+    let (answer, started) = start_flow(
+        &state,
+        &user,
+        &headers,
+        peer,
+        &provider,
+        StartRequest { label: body.label, scopes: body.scopes, connection_id: body.connection_id, add_accounts: false },
+    )
+    .await?;
     let mut resp = Json(answer).into_response();
     started.attach(&mut resp);
     Ok(resp)

@@ -75,7 +75,7 @@ pub async fn authorize(
         Some(id) => Some(state.connections.pick(&user.id, PROVIDER, Some(id)).await?.id),
         None => connections::default_for(&state.db, &user.id, PROVIDER).await?.filter(|c| c.access_token.is_some()).map(|c| c.id),
     };
-    let req = StartRequest { label: q.label, scopes: None, connection_id: renew };
+    let req = StartRequest { label: q.label, scopes: None, connection_id: renew, add_accounts: false };
     let (answer, started) = crate::http::connections::start_flow(&state, &user, &headers, peer, PROVIDER, req).await?;
     let mut resp = if matches!(q.redirect.as_deref(), Some("1") | Some("true")) {
         Redirect::to(&answer.authorize_url).into_response()
@@ -505,4 +505,92 @@ pub async fn disconnect(
     let actor = Actor { name: if user.is_backend { "backend".into() } else { format!("user:{}", user.id) }, ip: Some(peer.ip().to_string()) };
     let done = state.connections.disconnect(conn, &actor).await?;
     Ok(Json(json!({ "disconnected": true, "provider": PROVIDER, "connection_id": done.connection.id, "unlink": done.revoked })))
+}
+
+// ---------------------------------------------------------------------------------------------
+// A KFTC connection's accounts: read again, add, remove (`/api/v1/connections/{id}/accounts…`)
+
+async fn audit(state: &AppState, user_id: &str, connection_id: Option<&str>, action: &str, outcome: &str, ip: Option<String>, detail: Value) {
+    let entry = crate::store::audit::NewEntry::user_action(Some(user_id), PROVIDER, connection_id, action, outcome, ip, detail);
+    crate::audit::record(&state.db, entry, state.clock.now()).await;
+}
+
+/// The caller's KFTC connection `id`.
+async fn kftc_connection(state: &AppState, user_id: &str, id: &str) -> Result<Connection, ApiError> {
+    let c = state.connections.get(user_id, id).await?;
+    if c.provider != PROVIDER {
+        return Err(ApiError::bad_request("not_supported", "Accounts are managed on KFTC connections only."));
+    }
+    Ok(c)
+}
+
+/// Stores `accounts` as the connection's list (and what it shows of itself).
+async fn keep_accounts(state: &AppState, conn: &Connection, accounts: &[StoredAccount]) -> Result<(), ApiError> {
+    connections::set_metadata(&state.db, &conn.id, &StoredAccount::metadata(accounts), state.clock.now()).await?;
+    Ok(())
+}
+
+/// `POST /api/v1/connections/{id}/accounts/refresh`: KFTC's list of the user's registered
+/// accounts (`account/list`, SPEC A9) replaces ours, so accounts removed at the bank disappear.
+pub async fn refresh_accounts(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let conn = kftc_connection(&state, &user.id, &id).await?;
+    let seq = conn.provider_user_id.clone().ok_or_else(|| ApiError::from(TokenError::NotConnected))?;
+    let kftc = state.kftc()?.clone();
+    let list = with_token(&state, &conn, |t| {
+        let (kftc, seq) = (kftc.clone(), seq.clone());
+        async move { kftc.account_list(&t.token, &seq, false).await }
+    })
+    .await?;
+    let accounts = StoredAccount::from_items(&list.res_list);
+    keep_accounts(&state, &conn, &accounts).await?;
+    audit(&state, &user.id, Some(&conn.id), "accounts_refresh", "ok", None, json!({"accounts": accounts.len()})).await;
+    Ok(Json(json!({ "connection_id": conn.id, "accounts": accounts })))
+}
+
+/// `DELETE /api/v1/connections/{id}/accounts/{fintech_use_num}`: cancels the account's inquiry
+/// registration at KFTC (`account/cancel`, SPEC A7; bank 551/555/556 mean it was already gone)
+/// and forgets it; its balance is refused from then on.
+pub async fn remove_account(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((id, fintech_use_num)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    if !valid_fintech_use_num(&fintech_use_num) {
+        return Err(ApiError::invalid("invalid_fintech_use_num", "fintech_use_num must be 24 letters or digits."));
+    }
+    let conn = kftc_connection(&state, &user.id, &id).await?;
+    let mut accounts = stored_accounts(&conn);
+    if !accounts.iter().any(|a| a.fintech_use_num == fintech_use_num) {
+        return Err(ApiError::NotFound("No such account among this connection's accounts.".into()));
+    }
+    let kftc = state.kftc()?.clone();
+    let fin = fintech_use_num.clone();
+    let outcome = with_token(&state, &conn, |t| {
+        let (kftc, fin) = (kftc.clone(), fin.clone());
+        async move { kftc.cancel_account(&t.token, &fin, crate::providers::kftc::client::CancelScope::Inquiry).await }
+    })
+    .await?;
+    let already = matches!(outcome, crate::providers::kftc::client::CancelOutcome::AlreadyCancelled);
+    accounts.retain(|a| a.fintech_use_num != fintech_use_num);
+    keep_accounts(&state, &conn, &accounts).await?;
+    audit(&state, &user.id, Some(&conn.id), "account_cancel", "ok", Some(peer.ip().to_string()), json!({"already_cancelled": already})).await;
+    Ok(Json(json!({ "removed": true, "already_cancelled": already, "connection_id": conn.id, "accounts": accounts })))
+}
+
+/// `POST /api/v1/connections/{id}/accounts/authorize`: adds accounts to the connection's consent
+/// (`authorize_account`, SPEC A5.2); the browser flow and its answer are those of authorize.
+pub async fn add_accounts(
+    State(state): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let conn = kftc_connection(&state, &user.id, &id).await?;
+    let req = StartRequest { label: None, scopes: None, connection_id: Some(conn.id), add_accounts: true };
+    let (answer, started) = crate::http::connections::start_flow(&state, &user, &headers, peer, PROVIDER, req).await?;
+    let mut resp = Json(answer).into_response();
+    started.attach(&mut resp);
+    Ok(resp)
 }

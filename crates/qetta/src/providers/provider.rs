@@ -53,6 +53,9 @@ pub struct AuthorizeParams<'a> {
     pub scopes: Option<&'a [String]>,
     /// Renewing the consent of an existing connection (KFTC: `auth_type=1`, SPEC A5.1).
     pub reconsent: bool,
+    /// Adding accounts to the consent of an existing connection (KFTC `authorize_account`,
+    /// SPEC A5.2); providers without such a page refuse it.
+    pub add_accounts: bool,
 }
 
 /// A started authorization: the provider's consent page for the browser, and what the callback
@@ -168,4 +171,10 @@ pub trait Provider: Send + Sync {
 
     /// Best effort: ends the grant at the provider (RFC 7009, or its own unlink).
     async fn revoke(&self, tokens: &RevokeTokens<'_>) -> Revoked;
+
+    /// The user deletes their Qetta account: leave the provider altogether where it has a call
+    /// for it (KFTC `user/close`, SPEC A7); elsewhere the same as [`Provider::revoke`].
+    async fn leave(&self, tokens: &RevokeTokens<'_>) -> Revoked {
+        self.revoke(tokens).await
+    }
 }

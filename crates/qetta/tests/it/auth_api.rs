@@ -324,7 +324,10 @@ async fn deleting_an_account(backend: Backend) {
     assert_eq!(body["removed"]["connections"][0]["provider"], "kftc", "{body}");
     assert_eq!(body["removed"]["connections"][0]["unlink"]["ok"], true, "{body}");
     assert_eq!(body["removed"]["toss"]["identity_forgotten"], true, "{body}");
-    assert_eq!(count(&app.sandbox_stats("kftc").await, &["calls", "/v2.0/user/unlink"]), 1);
+    // Leaving the service is KFTC's user/close (SPEC A7), not a mere unlink.
+    assert_eq!(body["removed"]["connections"][0]["unlink"]["method"], "kftc_user_close", "{body}");
+    assert_eq!(count(&app.sandbox_stats("kftc").await, &["calls", "/v2.0/user/close"]), 1);
+    assert_eq!(count(&app.sandbox_stats("kftc").await, &["calls", "/v2.0/user/unlink"]), 0);
 
     // Every token for the id is refused: the session's, a backend-minted one (with or without the
     // service key), and the backend cannot bring the user back through a connect.

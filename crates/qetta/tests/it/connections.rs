@@ -10,7 +10,13 @@ use crate::support::{count, data_attr, error_code, Backend, Callback, Spawn, Tes
 use crate::{all_backends, both_backends};
 
 all_backends!(kakao_connections_live_side_by_side, one_refresh_however_many_callers);
-both_backends!(naver_refresh_and_revocation, another_users_connection_is_not_there, forged_callbacks_store_nothing, bad_input_is_refused);
+both_backends!(
+    kftc_accounts_are_removed_refreshed_and_added,
+    naver_refresh_and_revocation,
+    another_users_connection_is_not_there,
+    forged_callbacks_store_nothing,
+    bad_input_is_refused
+);
 
 const SERVICE_KEY: &str = "backend-service-key-for-tests-0123456789";
 
@@ -299,4 +305,69 @@ async fn one_refresh_however_many_callers(backend: Backend) {
     assert_eq!(after, before + 1, "40 callers, one refresh");
     let c: Value = app.get(&format!("/api/v1/connections/{id}"), Some(&token)).await.json().await.unwrap();
     assert!(c["last_refreshed_at"].is_string());
+}
+
+/// A KFTC connection's accounts over HTTP: one removed (cancelled at KFTC, its balance refused),
+/// the list read again from KFTC, accounts added back through `authorize_account`, and the
+/// refusals (another user's connection, a Kakao connection, an account not in the list).
+async fn kftc_accounts_are_removed_refreshed_and_added(backend: Backend) {
+    let app = app(backend).await;
+    let (token, _) = app.register("mina@example.com").await;
+    let (eve, _) = app.register("eve@example.com").await;
+    app.connect_kftc(&token, "kim").await;
+    let kftc = app.connections(&token).await.into_iter().find(|c| c["provider"] == "kftc").unwrap();
+    let id = kftc["id"].as_str().unwrap().to_string();
+    let accounts = app.accounts(&token).await;
+    assert!(accounts.len() >= 2, "the sandbox person has several accounts: {accounts:?}");
+    let fin = accounts[0]["fintech_use_num"].as_str().unwrap().to_string();
+
+    // Refusals first: nothing changes.
+    let r = app.client.delete(app.url(&format!("/api/v1/connections/{id}/accounts/{fin}"))).bearer_auth(&eve).send().await.unwrap();
+    assert_eq!(error_code(r, 404).await, "connection_not_found");
+    let r = app.post_json(&format!("/api/v1/connections/{id}/accounts/refresh"), &json!({}), Some(&eve)).await;
+    assert_eq!(error_code(r, 404).await, "connection_not_found");
+    let r = app.client.delete(app.url(&format!("/api/v1/connections/{id}/accounts/{}", "0".repeat(24)))).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = app.client.delete(app.url(&format!("/api/v1/connections/{id}/accounts/x"))).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(error_code(r, 422).await, "invalid_fintech_use_num");
+    assert!(app.connect(&token, "kakao", "kim", json!({})).await.ok);
+    let kakao = app.connections(&token).await.into_iter().find(|c| c["provider"] == "kakao").unwrap()["id"].as_str().unwrap().to_string();
+    let r = app.post_json(&format!("/api/v1/connections/{kakao}/accounts/refresh"), &json!({}), Some(&token)).await;
+    assert_eq!(error_code(r, 400).await, "not_supported");
+    let r = app.post_json(&format!("/api/v1/connections/{kakao}/accounts/authorize"), &json!({}), Some(&token)).await;
+    assert_eq!(error_code(r, 400).await, "not_supported");
+    assert_eq!(app.accounts(&token).await.len(), accounts.len());
+
+    // Remove one: cancelled at KFTC, gone here, its balance refused.
+    let r = app.client.delete(app.url(&format!("/api/v1/connections/{id}/accounts/{fin}"))).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!((v["removed"].as_bool(), v["already_cancelled"].as_bool()), (Some(true), Some(false)), "{v}");
+    assert_eq!(app.accounts(&token).await.len(), accounts.len() - 1);
+    assert_eq!(app.get(&format!("/api/v1/oauth/kftc/balance/{fin}"), Some(&token)).await.status(), 404);
+    // KFTC's own list agrees: read again, the cancelled account stays away.
+    let r = app.post_json(&format!("/api/v1/connections/{id}/accounts/refresh"), &json!({}), Some(&token)).await;
+    assert_eq!(r.status(), 200);
+    let listed: Value = r.json().await.unwrap();
+    assert_eq!(listed["accounts"].as_array().unwrap().len(), accounts.len() - 1, "{listed}");
+    assert!(!listed.to_string().contains(&fin));
+
+    // Add accounts to the same consent (authorize_account): the same connection, the account back.
+    let browser = app.browser();
+    let r = browser.post(app.url(&format!("/api/v1/connections/{id}/accounts/authorize"))).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let launch = r.json::<Value>().await.unwrap()["authorize_url"].as_str().unwrap().to_string();
+    let r = browser.get(&launch).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let consent = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(consent.contains("/oauth/2.0/authorize_account?"), "{consent}");
+    let r = browser.get(format!("{consent}&sandbox_user=kim&sandbox_consent=approve")).send().await.unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    let cb = app.callback_at(&browser, r.headers()["location"].to_str().unwrap()).await;
+    assert!(cb.ok && cb.code == "reconnected", "{cb:?}");
+    let kftc_now: Vec<Value> = app.connections(&token).await.into_iter().filter(|c| c["provider"] == "kftc").collect();
+    assert_eq!(kftc_now.len(), 1);
+    assert_eq!(kftc_now[0]["id"], id.as_str());
+    assert!(app.accounts(&token).await.iter().any(|a| a["fintech_use_num"] == fin.as_str()), "the account is back");
+    assert_eq!(app.get(&format!("/api/v1/oauth/kftc/balance/{fin}"), Some(&token)).await.status(), 200);
 }

@@ -99,7 +99,12 @@ impl Provider for KftcProvider {
         // user KFTC knows (SPEC A5.1).
         let auth_type: u8 = if params.reconsent { 1 } else { 0 };
         let scope = params.scopes.map(|s| s.join(" ")).unwrap_or_else(|| self.scope.clone());
-        let url = self.client.authorize_url(&state, &scope, auth_type);
+        let url = if params.add_accounts {
+            // Accounts added to the consent KFTC already holds for the user (SPEC A5.2).
+            self.client.authorize_account_url(&state, &scope, 0)
+        } else {
+            self.client.authorize_url(&state, &scope, auth_type)
+        };
         let url = match &self.browser_prefix {
             Some((inner, public)) if url.starts_with(inner.as_str()) => format!("{public}{}", &url[inner.len()..]),
             _ => url,
@@ -147,6 +152,18 @@ impl Provider for KftcProvider {
                 Err(e) => Revoked::failed("kftc_unlink", &e, e.provider_code()),
             },
             _ => Revoked::failed("kftc_unlink", "no token to unlink with", None),
+        }
+    }
+
+    /// `user/close` (SPEC A7): the user leaves the service altogether, every consent of theirs
+    /// with this 이용기관 ends (unlink only removes the link).
+    async fn leave(&self, tokens: &RevokeTokens<'_>) -> Revoked {
+        match (tokens.access_token, tokens.account_id) {
+            (Some(token), Some(seq)) => match self.client.close_user(token, seq).await {
+                Ok(()) => Revoked::ok("kftc_user_close"),
+                Err(e) => Revoked::failed("kftc_user_close", &e, e.provider_code()),
+            },
+            _ => Revoked::failed("kftc_user_close", "no token to close with", None),
         }
     }
 }

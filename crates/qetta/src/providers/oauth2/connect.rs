@@ -37,6 +37,9 @@ impl Provider for OAuthProvider {
     }
 
     async fn authorize(&self, params: &AuthorizeParams<'_>) -> Result<Authorization, ConnectError> {
+        if params.add_accounts {
+            return Err(ConnectError::Callback(format!("{} has no page for adding accounts to a connection.", self.info.display_name)));
+        }
         let request = self.client.authorize_with_scopes(params.scopes, &[]).await?;
         let url = match &self.browser_prefix {
             Some((inner, public)) if request.url.starts_with(inner.as_str()) => format!("{public}{}", &request.url[inner.len()..]),
