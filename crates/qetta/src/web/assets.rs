@@ -38,6 +38,8 @@ static FILES: &[Asset] = &[
     asset!("ui.js", JS),
     asset!("auth.js", JS),
     asset!("oauth.js", JS),
+    asset!("connect.js", JS),
+    asset!("providers.js", JS),
     asset!("kftc.js", JS),
     asset!("toss.js", JS),
     asset!("admin.js", JS),

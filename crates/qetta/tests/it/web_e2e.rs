@@ -203,6 +203,35 @@ impl Browser {
         self.js(&format!("return document.getElementById('{provider}').dataset.state")).await.as_str().unwrap_or_default().to_string()
     }
 
+    /// Waits for the popup (a window other than the main one), switches to it, clicks `css` on the
+    /// page it shows (a consent page's approve button), and goes back to the main window once the
+    /// popup has closed itself.
+    async fn approve_in_popup(&self, what: &str, css: &str) {
+        let deadline = Instant::now() + WAIT;
+        let popup = loop {
+            let windows = self.client.windows().await.unwrap();
+            if let Some(w) = windows.into_iter().find(|w| *w != self.main_window) {
+                break w;
+            }
+            if Instant::now() > deadline {
+                self.screenshot("timeout-popup").await;
+                panic!("no popup opened for {what}; page text:\n{}", self.js("return document.body.innerText").await);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        self.client.switch_to_window(popup).await.unwrap();
+        self.wait_for(what, &format!("document.querySelector({})", json!(css))).await;
+        // The popup may close itself before the click command returns: ignore that error.
+        let button = self.client.find(Locator::Css(css)).await.expect("the button");
+        let _ = button.click().await;
+        self.client.switch_to_window(self.main_window.clone()).await.unwrap();
+        let deadline = Instant::now() + WAIT;
+        while self.client.windows().await.unwrap().len() > 1 {
+            assert!(Instant::now() < deadline, "the popup of {what} did not close itself");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits for `#{provider}` to reach `state` (not_connected, active, …).
     async fn wait_card(&self, provider: &str, state: &str) {
         self.wait_for(&format!("{provider} {state}"), &format!("document.getElementById('{provider}').dataset.state === '{state}'")).await;
@@ -471,7 +500,11 @@ async fn full_flow_connect_kftc_browse_accounts_verify_with_toss_and_disconnect(
         b.click("#confirm-ok").await;
         b.wait_card(provider, "not_connected").await;
     }
-    assert!(b.js("return document.querySelector('#kftc [data-role=accounts]').hidden").await.as_bool().unwrap());
+    assert_eq!(
+        b.js("return document.querySelectorAll('#kftc .connection, #kftc [data-role=accounts]').length").await,
+        0,
+        "no KFTC connection or accounts left"
+    );
     b.screenshot("disconnected").await;
     b.finish().await;
 }
@@ -551,6 +584,235 @@ async fn every_page_passes_the_axe_accessibility_rules() {
     found.extend(b.accessibility_violations(&axe).await.into_iter().map(|v| ("callback result".to_string(), v)));
     b.finish().await;
     assert!(found.is_empty(), "serious or critical accessibility violations: {found:#?}");
+}
+
+/// The page lists every provider of the catalogue with its connections: Kakao connected twice
+/// (the sandbox people `kim` and `lee`, each through the popup and the simulated Kakao consent
+/// page) shows two rows; one is renamed with the keyboard, the other disconnected after the
+/// confirmation; Naver stays offered. Both languages pass axe-core with connections shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_kakao_connections_are_listed_renamed_and_disconnected() {
+    let app = Spawn::new(Backend::Sqlite).start().await;
+    let token = register_via_api(&app, "duo@example.com").await;
+    let Some(b) = Browser::start(&app, "en-US").await else { return };
+
+    // Signed in on the login page (not a handed-over session: no account confirmation).
+    b.goto("/login").await;
+    b.wait_for("the login page", "document.getElementById('auth-title').textContent === 'Sign in'").await;
+    b.fill("#email", "duo@example.com").await;
+    b.fill("#password", "correct horse 7").await;
+    b.click("#auth-submit").await;
+    b.wait_for("the /oauth page", "location.pathname === '/oauth'").await;
+
+    // Every provider of the catalogue, in its order.
+    b.wait_card("kakao", "not_connected").await;
+    b.wait_card("naver", "not_connected").await;
+    let order = b.js("return [...document.querySelectorAll('#providers > section.provider:not([hidden])')].map((s) => s.id)").await;
+    assert_eq!(order, json!(["kftc", "toss", "kakao", "naver"]));
+    assert_eq!(b.text("#kakao h2").await, "Kakao Login");
+    assert_eq!(b.text("#kakao [data-action=connect]").await, "Connect");
+
+    // First Kakao account, with a label, as kim.
+    b.fill("#kakao-new-label", "personal").await;
+    b.click("#kakao [data-action=connect]").await;
+    b.approve_in_popup("Kakao consent as kim", "form:has(input[name=sandbox_user][value=kim]) button.approve").await;
+    b.wait_for("one Kakao row", "document.querySelectorAll('#kakao .connection').length === 1").await;
+    b.wait_card("kakao", "active").await;
+    assert_eq!(b.text("#kakao .connection [data-role=name]").await, "personal");
+    assert_eq!(b.text("#kakao .connection [data-role=status]").await, "Active");
+    let facts = b.text("#kakao .connection [data-role=facts]").await;
+    assert!(facts.contains("(in ") && facts.contains('*'), "relative expiry and the masked account shown: {facts}");
+    assert_eq!(b.js("return document.getElementById('kakao-new-label').value").await, "", "the label field is emptied");
+
+    // A second Kakao account, without a label, as lee: shown by its masked account.
+    assert_eq!(b.text("#kakao [data-action=connect]").await, "Add another");
+    b.click("#kakao [data-action=connect]").await;
+    b.approve_in_popup("Kakao consent as lee", "form:has(input[name=sandbox_user][value=lee]) button.approve").await;
+    b.wait_for("two Kakao rows", "document.querySelectorAll('#kakao .connection').length === 2").await;
+    let listed = app.connections(&token).await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let personal = listed.iter().find(|c| c["label"] == "personal").expect("the labelled one")["id"].as_str().unwrap().to_string();
+    let second = listed.iter().find(|c| c["label"].is_null()).expect("the unlabelled one");
+    let (second_id, second_account) = (second["id"].as_str().unwrap().to_string(), second["account"].as_str().unwrap().to_string());
+    let row = |id: &str| format!("#kakao .connection[data-id=\"{id}\"]");
+    assert_eq!(b.text(&format!("{} [data-role=name]", row(&second_id))).await, second_account);
+    let html = b.js("return document.body.innerHTML").await;
+    assert!(!html.as_str().unwrap().contains("access_token"), "no token on the page");
+    // The sandbox's consent pages in the popup have no icon: Chromium's /favicon.ico 404 is theirs.
+    let errors: Vec<String> = b.console_errors().await.into_iter().filter(|e| !e.contains("/favicon.ico ")).collect();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+
+    // A KFTC connection beside them, through the same flow: its bank accounts in its row.
+    b.click("#kftc [data-action=connect]").await;
+    b.approve_in_popup("the KFTC consent page", "button.approve").await;
+    b.wait_card("kftc", "active").await;
+    b.wait_for("a KFTC balance", "document.querySelector('#kftc .connection .account [data-role=balance] .amount')").await;
+
+    // The screenshot of the README: the whole page with its connections.
+    let height = b.js("return document.documentElement.scrollHeight").await.as_u64().unwrap();
+    b.client.set_window_size(1280, height as u32 + 140).await.unwrap();
+    b.screenshot("oauth-connections").await;
+    // A 360 px wide phone: the rows (long masked accounts, chips, actions) scroll nothing sideways.
+    b.client.set_window_size(360, 780).await.unwrap();
+    b.wait_for("a narrow viewport", "window.innerWidth <= 360").await;
+    let overflow = b.js("return document.documentElement.scrollWidth - document.documentElement.clientWidth").await;
+    assert_eq!(overflow, 0, "horizontal overflow with connections shown");
+    b.screenshot("oauth-connections-360").await;
+    b.client.set_window_size(1280, 900).await.unwrap();
+
+    // Rename the second one with the keyboard: Enter on Rename opens the form with the focus in
+    // its field; Enter saves; the focus returns to Rename.
+    let rename = b.client.find(Locator::Css(&format!("{} [data-action=rename]", row(&second_id)))).await.unwrap();
+    rename.send_keys("\u{E007}").await.unwrap();
+    b.wait_for(
+        "the rename field focused",
+        "document.activeElement && document.activeElement.name === 'label' && document.activeElement.closest('form.rename')",
+    )
+    .await;
+    assert_eq!(b.js(&format!("return document.querySelector('{} [data-action=rename]').getAttribute('aria-expanded')", row(&second_id))).await, "true");
+    let field = b.client.find(Locator::Css(&format!("{} form.rename input", row(&second_id)))).await.unwrap();
+    field.send_keys("work\u{E007}").await.unwrap();
+    b.wait_for("the new name", &format!("document.querySelector('{} [data-role=name]').textContent === 'work'", row(&second_id))).await;
+    b.wait_for("focus back on Rename", "document.activeElement && document.activeElement.dataset.action === 'rename'").await;
+    assert!(app.connections(&token).await.iter().any(|c| c["id"] == second_id.as_str() && c["label"] == "work"), "renamed in the service");
+
+    // A refused rename shows the service's message and its request id.
+    b.click(&format!("{} [data-action=rename]", row(&second_id))).await;
+    b.fill(&format!("{} form.rename input", row(&second_id)), "x\u{200B}y").await;
+    b.click(&format!("{} [data-action=save]", row(&second_id))).await;
+    let shown = b.wait_for("the rename error", &format!("document.querySelector('{} [data-role=row-error] .request-id')?.textContent", row(&second_id))).await;
+    assert!(shown.as_str().unwrap().starts_with("Request ID: "), "{shown}");
+    let message = b.text(&format!("{} [data-role=row-error]", row(&second_id))).await;
+    assert!(message.contains("invisible"), "the service's message: {message}");
+    // Chromium logs the refused request itself; nothing else went wrong.
+    let errors = b.console_errors().await;
+    assert!(errors.len() == 1 && errors[0].contains("status of 422"), "console errors: {errors:#?}");
+    b.click(&format!("{} [data-action=cancel]", row(&second_id))).await;
+    b.wait_for(
+        "the form and its error gone",
+        &format!("document.querySelector('{r} form.rename').hidden && document.querySelector('{r} [data-role=row-error]').hidden", r = row(&second_id)),
+    )
+    .await;
+    assert_eq!(b.text(&format!("{} [data-role=name]", row(&second_id))).await, "work", "a refused rename changes nothing");
+
+    // Disconnect the first, after the confirmation naming it.
+    b.click(&format!("{} [data-action=disconnect]", row(&personal))).await;
+    b.wait_for("the confirm dialog", "document.getElementById('confirm').open").await;
+    assert!(b.text("#confirm-title").await.contains("personal"));
+    b.click("#confirm-ok").await;
+    b.wait_for("one Kakao row left", "document.querySelectorAll('#kakao .connection').length === 1").await;
+    assert_eq!(b.text("#kakao .connection [data-role=name]").await, "work");
+    let left: Vec<Value> = app.connections(&token).await.into_iter().filter(|c| c["provider"] == "kakao").collect();
+    assert_eq!((left.len(), left[0]["id"].as_str()), (1, Some(second_id.as_str())), "{left:?}");
+    b.wait_card("kakao", "active").await;
+
+    // Naver is offered.
+    b.wait_card("naver", "not_connected").await;
+    assert!(b
+        .js("return !document.querySelector('#naver [data-action=connect]').hidden && !document.querySelector('#naver [data-role=add-form]').hidden")
+        .await
+        .as_bool()
+        .unwrap());
+    assert_eq!(b.text("#naver [data-action=connect]").await, "Connect");
+    b.screenshot("oauth-connections-after").await;
+
+    // Accessibility with connections shown, in both languages.
+    if let Some(axe) = axe_source() {
+        let mut found: Vec<(String, (String, Vec<String>))> =
+            b.accessibility_violations(&axe).await.into_iter().map(|v| ("en /oauth".to_string(), v)).collect();
+        b.click("#lang-toggle").await;
+        b.wait_for("Korean", "document.documentElement.lang === 'ko'").await;
+        assert_eq!(b.text("#kakao h2").await, "카카오 로그인");
+        assert_eq!(b.text("#kakao .connection [data-role=status]").await, "사용 중");
+        assert_eq!(b.text("#naver [data-action=connect]").await, "연결하기");
+        found.extend(b.accessibility_violations(&axe).await.into_iter().map(|v| ("ko /oauth".to_string(), v)));
+        assert!(found.is_empty(), "serious or critical accessibility violations: {found:#?}");
+    }
+    let errors = b.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    b.finish().await;
+}
+
+/// A KFTC connection whose grant died (101 days later on both clocks) turns into "needs
+/// re-consent" on the page as soon as KFTC refuses a call; Reconnect renews that same connection
+/// through the popup, and its accounts come back. The same for a bank consent that expired
+/// ("consent expired", 409 `consent_expired`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_needing_consent_is_reconnected_in_place() {
+    let app = Spawn::new(Backend::Sqlite).start().await;
+    let token = register_via_api(&app, "again@example.com").await;
+    let Some(b) = Browser::start(&app, "ko-KR").await else { return };
+    b.goto("/login").await;
+    b.wait_for("the login page", "document.getElementById('auth-title').textContent.length > 0").await;
+    b.fill("#email", "again@example.com").await;
+    b.fill("#password", "correct horse 7").await;
+    b.click("#auth-submit").await;
+    b.wait_card("kftc", "not_connected").await;
+    b.click("#kftc [data-action=connect]").await;
+    b.approve_in_popup("the KFTC consent page", "button.approve").await;
+    b.wait_for("a KFTC balance", "document.querySelector('#kftc .connection .account [data-role=balance] .amount')").await;
+    let id = app.connections(&token).await[0]["id"].as_str().unwrap().to_string();
+
+    app.sandbox_control("kftc", "clock", json!({"advance_seconds": 101 * 86_400})).await;
+    app.clock.advance(101 * 86_400);
+    b.client.refresh().await.unwrap();
+    b.wait_card("kftc", "needs_reauth").await;
+    assert_eq!(b.text("#kftc .connection [data-role=status]").await, "재동의 필요");
+    let note = b.text("#kftc .connection [data-role=status-note]").await;
+    assert!(note.contains("다시 연결하기"), "the status explains what to do: {note}");
+    b.screenshot("kftc-needs-reconsent").await;
+    if let Some(axe) = axe_source() {
+        let found = b.accessibility_violations(&axe).await;
+        assert!(found.is_empty(), "serious or critical accessibility violations with a connection needing consent: {found:#?}");
+    }
+
+    b.click("#kftc .connection [data-action=reconnect]").await;
+    b.approve_in_popup("the KFTC consent page again", "button.approve").await;
+    b.wait_card("kftc", "active").await;
+    b.wait_for("the balance again", "document.querySelector('#kftc .connection .account [data-role=balance] .amount')").await;
+    let list = app.connections(&token).await;
+    assert_eq!((list.len(), list[0]["id"].as_str(), list[0]["status"].as_str()), (1, Some(id.as_str()), Some("active")), "renewed in place: {list:?}");
+    assert!(b.js("return !document.querySelector('#kftc [data-action=reconnect]')").await.as_bool().unwrap(), "no Reconnect once active");
+
+    // The bank's consent period ends (A0316): the row says "consent expired", and Reconnect renews it.
+    app.sandbox_control("kftc", "expire-consent", json!({})).await;
+    b.client.refresh().await.unwrap();
+    b.wait_card("kftc", "consent_expired").await;
+    assert_eq!(b.text("#kftc .connection [data-role=status]").await, "동의 만료");
+    let note = b.text("#kftc .connection [data-role=status-note]").await;
+    assert!(note.contains("동의 기간이 끝났습니다"), "{note}");
+    b.click("#kftc .connection [data-action=reconnect]").await;
+    b.approve_in_popup("the KFTC consent page a third time", "button.approve").await;
+    b.wait_card("kftc", "active").await;
+    b.wait_for("the balance once more", "document.querySelector('#kftc .connection .account [data-role=balance] .amount')").await;
+    let list = app.connections(&token).await;
+    assert_eq!((list.len(), list[0]["id"].as_str()), (1, Some(id.as_str())), "{list:?}");
+    let errors: Vec<String> = b.console_errors().await.into_iter().filter(|e| !e.contains("/favicon.ico ") && !e.contains("status of 409")).collect();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    b.finish().await;
+}
+
+/// With every provider off (`QETTA_SANDBOX=off`, nothing configured), every card of the
+/// catalogue is still there and says it is not available on this server, with nothing to click.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_not_set_up_here_say_so() {
+    let app = Spawn::new(Backend::Sqlite).var("QETTA_SANDBOX", "off").start().await;
+    let token = register_via_api(&app, "off@example.com").await;
+    let Some(b) = Browser::start(&app, "en-US").await else { return };
+    b.goto(&format!("/oauth#token={token}")).await;
+    for p in ["kftc", "toss", "kakao", "naver"] {
+        b.wait_card(p, "not_configured").await;
+        assert_eq!(b.text(&format!("#{p} [data-role=badge]")).await, "Not available on this server", "{p}");
+    }
+    let clickable = b.js("return [...document.querySelectorAll('#providers button, #providers input')].filter((e) => e.offsetParent !== null).length").await;
+    assert_eq!(clickable, 0, "no visible button or field on a provider that is not set up");
+    assert!(b.text("#kakao [data-role=availability]").await.contains("not set this provider up"));
+    b.click("#lang-toggle").await;
+    b.wait_for("Korean", "document.documentElement.lang === 'ko'").await;
+    assert_eq!(b.text("#naver [data-role=badge]").await, "이 서버에서는 사용할 수 없음");
+    let errors = b.console_errors().await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    b.finish().await;
 }
 
 /// Signs in through the login form and waits for the /oauth page it leads to.

@@ -1,13 +1,13 @@
-// The KFTC Open Banking card: connect / re-consent through a popup (full-page redirect when popups
-// are blocked), linked accounts with balances, and paged transactions of the last 3 months.
+// The bank-account part of one KFTC Open Banking connection: its linked accounts with balances,
+// and paged transactions of the last 3 months. Every call names the connection
+// (`?connection_id=`, or `connection_id` in the transactions body). Connecting, renaming and
+// disconnecting are the connection row's (providers.js, connect.js).
 
 import { t, formatDateTime, formatKRW } from "./i18n.js";
-import { api, sessionEmail, sessionNeedsConfirmation, sessionConfirmed } from "./api.js";
-import { el, showError, announce, busy, confirmDialog } from "./ui.js";
+import { api } from "./api.js";
+import { el, showError } from "./ui.js";
 
 const PAGE_SIZE = 20;
-const POPUP_NAME = "qetta-kftc";
-const POPUP_FEATURES = "popup,width=480,height=720";
 
 /** YYYYMMDD of a date in Korea (KFTC dates are KST). */
 function kstDate(d) {
@@ -21,121 +21,36 @@ function threeMonthsAgo(now) {
   return d;
 }
 
-/** A DOM id fragment from a fintech_use_num (digits in practice; anything else is dropped). */
-const idOf = (fintech) => String(fintech).replace(/[^A-Za-z0-9_-]/g, "");
+/** A DOM id fragment (digits and letters in practice; anything else is dropped). */
+const idOf = (s) => String(s).replace(/[^A-Za-z0-9_-]/g, "");
 
-export function createKftc(card, ctx) {
-  const errorBox = card.querySelector("[data-role=error]");
-  const note = card.querySelector("[data-role=popup-note]");
-  const accountsBox = card.querySelector("[data-role=accounts]");
-  const list = card.querySelector("[data-role=account-list]");
+/**
+ * The accounts panel of KFTC connection `connectionId`. `ctx.needsReauth(connectionId, status)` is
+ * told when the service answers that the consent must be renewed (409 `reauth_required` →
+ * `needs_reauth`, 409 `consent_expired` → `consent_expired`).
+ */
+export function createKftcPanel(connectionId, ctx) {
+  const q = "connection_id=" + encodeURIComponent(connectionId);
+  const key = idOf(connectionId);
+  const errorBox = el("div", { class: "error", role: "alert", hidden: true });
+  const list = el("ul", { class: "account-list", dataset: { role: "account-list" } });
+  const accountsBox = el("div", { class: "accounts", dataset: { role: "accounts" }, hidden: true },
+    el("h4", { dataset: { i18n: "accounts" }, text: t("accounts") }), list);
+  const node = el("div", { class: "kftc-panel" }, errorBox, accountsBox);
 
-  // What the card shows, kept so that a language switch can re-render without refetching.
+  // What the panel shows, kept so that a language switch can re-render without refetching.
   let state = "loading";
   let accounts = null; // null: not loaded; [] : none
   let accountsLoading = false;
-  let noteKey = null;
   const balances = new Map(); // fintech -> {data} | {error}
   const tx = new Map(); // fintech -> {open, items, next, loading, error, loaded}
-  let popupWatch = null;
-
-  function showNote(key) {
-    noteKey = key;
-    note.hidden = !key;
-    note.textContent = key ? t(key) : "";
-  }
-
-  // ---- connect / re-consent -------------------------------------------------------------
-
-  async function startConsent(button) {
-    showError(errorBox, null);
-    // A session that came in a link may be someone else's account: name it and ask first. The
-    // popup then opens in the OK click's gesture.
-    if (sessionNeedsConfirmation()) {
-      const who = sessionEmail() || t("this_account");
-      const ok = await confirmDialog({
-        title: t("confirm_account_title"),
-        text: t("confirm_account_text", { account: who }),
-        ok: t("confirm_account_ok"),
-      });
-      if (!ok) return;
-      sessionConfirmed();
-    }
-    // Open the (blank) popup synchronously inside the click, before any await, so that popup
-    // blockers see the user's gesture; point it at the authorize URL once we have it.
-    let popup = window.open("", POPUP_NAME, POPUP_FEATURES);
-    let url;
-    try {
-      url = (await busy(button, t("working"), () => api("GET", "/oauth/kftc/authorize"))).authorize_url;
-    } catch (err) {
-      if (popup) popup.close();
-      showError(errorBox, err);
-      return;
-    }
-    if (popup && !popup.closed) {
-      popup.location.replace(url);
-    } else {
-      popup = window.open(url, POPUP_NAME, POPUP_FEATURES);
-    }
-    if (!popup) {
-      showNote("popup_redirect");
-      location.assign(url);
-      return;
-    }
-    popup.focus();
-    showNote("popup_open");
-    watchPopup(popup);
-  }
-
-  /**
-   * Fallback for when the callback page cannot message us (e.g. the opener link was cut by a
-   * Cross-Origin-Opener-Policy on the way through the bank's pages): refresh when the popup
-   * closes and when this window regains focus.
-   */
-  function watchPopup(popup) {
-    clearInterval(popupWatch);
-    popupWatch = setInterval(() => {
-      if (popup.closed) {
-        clearInterval(popupWatch);
-        popupWatch = null;
-        showNote(null);
-        ctx.refresh();
-      }
-    }, 800);
-  }
-
-  window.addEventListener("focus", () => {
-    if (popupWatch) ctx.refresh();
-  });
-
-  // The callback page (/static/oauth-callback.js) reports the result of the popup.
-  window.addEventListener("message", (event) => {
-    if (event.origin !== location.origin) return;
-    const data = event.data;
-    if (!data || data.source !== "qetta-oauth" || data.provider !== "kftc") return;
-    clearInterval(popupWatch);
-    popupWatch = null;
-    showNote(null);
-    if (data.ok) {
-      showError(errorBox, null);
-      announce(t("connected_ok", { provider: t("kftc_name") }));
-    } else {
-      showError(errorBox, { message: t("connect_failed", { message: data.message || data.code || "" }), providerCode: null, requestId: null });
-    }
-    accounts = null;
-    ctx.refresh();
-  });
-
-  card.querySelector("[data-action=connect]").addEventListener("click", (e) => startConsent(e.currentTarget));
-  card.querySelector("[data-action=reconsent]").addEventListener("click", (e) => startConsent(e.currentTarget));
 
   // ---- accounts and balances --------------------------------------------------------------
 
-  /** Handles an API error of this card: 409 reauth_required flips the card to Re-consent. */
+  /** Handles an API error of this panel: 409 reauth_required / consent_expired flips the connection's row. */
   function failed(err) {
-    if (err && err.code === "reauth_required") {
-      ctx.needsReauth("kftc");
-      showNote("reauth_needed");
+    if (err && (err.code === "reauth_required" || err.code === "consent_expired")) {
+      ctx.needsReauth(connectionId, err.code === "consent_expired" ? "consent_expired" : "needs_reauth");
       return true;
     }
     return false;
@@ -145,7 +60,7 @@ export function createKftc(card, ctx) {
     if (accountsLoading) return;
     accountsLoading = true;
     try {
-      const body = await api("GET", "/oauth/kftc/accounts");
+      const body = await api("GET", `/oauth/kftc/accounts?${q}`);
       accounts = body.accounts || [];
       renderAccounts();
       await Promise.all(accounts.map((a) => loadBalance(a.fintech_use_num)));
@@ -158,7 +73,7 @@ export function createKftc(card, ctx) {
 
   async function loadBalance(fintech) {
     try {
-      balances.set(fintech, { data: await api("GET", `/oauth/kftc/balance/${encodeURIComponent(fintech)}`) });
+      balances.set(fintech, { data: await api("GET", `/oauth/kftc/balance/${encodeURIComponent(fintech)}?${q}`) });
     } catch (err) {
       failed(err);
       balances.set(fintech, { error: err });
@@ -190,7 +105,7 @@ export function createKftc(card, ctx) {
     tx.set(fintech, cur);
     renderAccounts();
     const now = new Date();
-    const body = { fintech_use_num: fintech, from_date: kstDate(threeMonthsAgo(now)), to_date: kstDate(now), limit: PAGE_SIZE };
+    const body = { connection_id: connectionId, fintech_use_num: fintech, from_date: kstDate(threeMonthsAgo(now)), to_date: kstDate(now), limit: PAGE_SIZE };
     if (more && cur.next) body.cursor = cur.next;
     try {
       const page = await api("POST", "/oauth/kftc/transactions", body);
@@ -240,7 +155,7 @@ export function createKftc(card, ctx) {
     const panel = el("div", { class: "tx", id: panelId, hidden: !(cur && cur.open) });
     if (!cur || !cur.open) return panel;
     const label = `${account.bank_name || ""} ${account.account_num_masked || ""}`.trim();
-    panel.append(el("h4", { text: t("transactions_of", { account: label }) }));
+    panel.append(el("h5", { text: t("transactions_of", { account: label }) }));
     if (cur.items.length) {
       panel.append(el("ol", { class: "tx-list", dataset: { role: "transactions" } }, cur.items.map(transactionItem)));
     } else if (cur.loaded) {
@@ -252,7 +167,7 @@ export function createKftc(card, ctx) {
     if (cur.loading) panel.append(el("p", { class: "muted", role: "status", text: t("loading") }));
     else if (cur.next) {
       panel.append(el("button", {
-        type: "button", class: "secondary", dataset: { action: "more", key: "more-" + idOf(fintech) },
+        type: "button", class: "secondary", dataset: { action: "more", key: `more-${key}-${idOf(fintech)}` },
         text: t("more"), onclick: () => loadTransactions(fintech, true),
       }));
     }
@@ -261,7 +176,7 @@ export function createKftc(card, ctx) {
 
   function accountItem(account) {
     const fintech = account.fintech_use_num;
-    const panelId = "tx-" + idOf(fintech);
+    const panelId = `tx-${key}-${idOf(fintech)}`;
     const open = !!(tx.get(fintech) && tx.get(fintech).open);
     return el("li", { class: "account", dataset: { fintech } },
       el("div", { class: "account-row" },
@@ -274,7 +189,7 @@ export function createKftc(card, ctx) {
       ),
       el("button", {
         type: "button", class: "secondary small", "aria-expanded": String(open), "aria-controls": panelId,
-        dataset: { action: "transactions", key: "tx-toggle-" + idOf(fintech) },
+        dataset: { action: "transactions", key: `tx-toggle-${key}-${idOf(fintech)}` },
         text: open ? t("hide_transactions") : t("show_transactions"),
         onclick: () => toggleTransactions(fintech),
       }),
@@ -301,28 +216,22 @@ export function createKftc(card, ctx) {
   }
 
   return {
-    facts() {
-      return [];
-    },
-    update(entry, newState) {
-      state = newState;
-      if (state === "active") {
-        if (noteKey === "reauth_needed") showNote(null);
-        if (accounts === null) loadAccounts();
-        else renderAccounts();
-      } else {
-        renderAccounts();
+    node,
+    /** The connection's status changed (or was loaded): load the accounts once it is active. */
+    update(status) {
+      const renewed = status === "active" && state !== "active" && state !== "loading";
+      state = status;
+      if (renewed) {
+        // Consent renewed: what failed before (balances refused with reauth_required) is stale.
+        accounts = null;
+        balances.clear();
+        tx.clear();
       }
-    },
-    reset() {
-      accounts = null;
-      balances.clear();
-      tx.clear();
-      showNote(null);
-      renderAccounts();
+      if (state === "active" && accounts === null) loadAccounts();
+      else renderAccounts();
     },
     relabel() {
-      showNote(noteKey);
+      accountsBox.querySelector("h4").textContent = t("accounts");
       renderAccounts();
     },
   };

@@ -1,4 +1,4 @@
-// Runs on the OAuth callback page that the backend renders at /api/v1/oauth/kftc/callback. That
+// Runs on the OAuth callback page that the backend renders at /api/v1/oauth/{provider}/callback. That
 // page carries the result in <div id="result" data-provider data-ok data-code data-message>.
 // In a popup: tell the opener (only if it is our own origin) and close. Not in a popup: do
 // nothing; the page itself shows the result with a link back to /oauth.

@@ -1,12 +1,14 @@
-// /oauth: the connection management page. Loads /api/v1/oauth/status, renders the shared part of
-// each provider card (badge, facts, buttons) and hands the provider-specific parts to kftc.js and
-// toss.js.
+// /oauth: the connection management page. Every provider of the catalogue (GET /api/v1/providers)
+// gets a card in the catalogue's order: the providers users connect in the browser show their
+// connections (GET /api/v1/connections, providers.js); Toss, which has no per-user connection,
+// keeps its own card (toss.js) fed by GET /api/v1/oauth/status.
 
 import { initLang, onLangChange, t, formatDateTime, relativeTime } from "./i18n.js";
 import { api, token, saveSession, clearSession, setFlash, sessionEmail, jwtClaims } from "./api.js";
 import { el, showError, announce, confirmDialog, busy } from "./ui.js";
-import { createKftc } from "./kftc.js";
 import { createToss } from "./toss.js";
+import { createProviderCard } from "./providers.js";
+import { initConnect } from "./connect.js";
 
 /**
  * An app may open this page with its own JWT as `/oauth#token=<JWT>`. The fragment never leaves
@@ -39,15 +41,8 @@ document.getElementById("sign-out").addEventListener("click", () => {
 });
 
 const pageError = document.getElementById("page-error");
-const providerName = (p) => t(p + "_name");
-
-/** not_configured | not_connected | active | needs_reauth | revoked, from a status entry. */
-function stateOf(entry) {
-  if (entry.status === "not_configured") return "not_configured";
-  if (entry.status === "needs_reauth") return "needs_reauth";
-  if (entry.status === "revoked") return "revoked";
-  return entry.connected ? "active" : "not_connected";
-}
+const container = document.getElementById("providers");
+const tossCard = document.getElementById("toss");
 
 function fact(term, ...value) {
   return [el("dt", { text: term }), el("dd", {}, ...value)];
@@ -57,7 +52,17 @@ function timeFact(term, iso) {
   return fact(term, iso ? el("time", { datetime: iso, text: formatDateTime(iso) }) : t("never"));
 }
 
-/** The facts every provider shares: scopes, connected at, last refreshed, token expiry. */
+// ---- Toss: its status entry of /api/v1/oauth/status -------------------------------------------
+
+/** not_configured | not_connected | active | needs_reauth | revoked, from a status entry. */
+function stateOf(entry) {
+  if (entry.status === "not_configured") return "not_configured";
+  if (entry.status === "needs_reauth") return "needs_reauth";
+  if (entry.status === "revoked") return "revoked";
+  return entry.connected ? "active" : "not_connected";
+}
+
+/** The facts every status entry has: scopes, connected at, last refreshed, token expiry. */
 function commonFacts(entry) {
   const expiry = entry.expires_at
     ? [el("time", { datetime: entry.expires_at, text: formatDateTime(entry.expires_at) }), " ",
@@ -74,113 +79,126 @@ function commonFacts(entry) {
   ];
 }
 
-/** Shared rendering of one card from its status entry; `extraFacts` come from the provider module. */
-function renderCard(card, entry, state, extraFacts) {
+const ctx = { refresh, fact, timeFact };
+const toss = createToss(tossCard, ctx);
+let tossEntry = null;
+
+function renderToss() {
+  const entry = tossEntry;
+  if (!entry) return;
+  const card = tossCard;
+  const state = stateOf(entry);
   card.dataset.state = state;
   card.removeAttribute("aria-busy");
   const badge = card.querySelector("[data-role=badge]");
-  badge.textContent = t("state_" + state);
+  badge.textContent = state === "not_configured" ? t("not_available_here") : t("state_" + state);
   badge.dataset.state = state;
   const facts = card.querySelector("[data-role=facts]");
-  const off = state === "not_configured";
-  if (off) {
-    // The operator has not set this provider up: nothing on the card can work.
+  if (state === "not_configured") {
+    // The operator has not set Toss up: nothing on the card can work.
     facts.replaceChildren(...fact(t("availability"), t("not_configured_note")));
     facts.hidden = false;
     card.querySelectorAll(".actions button, form").forEach((node) => { node.hidden = true; });
     return;
   }
-  facts.replaceChildren(...(state === "not_connected" ? [] : commonFacts(entry)), ...extraFacts);
+  facts.replaceChildren(...(state === "not_connected" ? [] : commonFacts(entry)), ...toss.facts(entry, state));
   facts.hidden = facts.childElementCount === 0;
-  const show = (action, visible) => {
-    const b = card.querySelector(`[data-action=${action}]`);
-    if (b) b.hidden = !visible;
-  };
-  show("connect", state === "not_connected" || state === "revoked");
-  show("reconsent", state === "needs_reauth");
-  show("disconnect", state !== "not_connected");
+  card.querySelector("[data-action=disconnect]").hidden = state === "not_connected";
 }
 
-/** The last status entry of each provider. */
-const entries = {};
-
-const ctx = {
-  refresh,
-  fact,
-  timeFact,
-  /** Marks a card as needing re-consent after an API call answered 409 reauth_required. */
-  needsReauth(provider) {
-    const entry = entries[provider];
-    if (entry) {
-      entries[provider] = { ...entry, status: "needs_reauth" };
-      render(provider);
-    }
-  },
-};
-
-const modules = {
-  kftc: createKftc(document.getElementById("kftc"), ctx),
-  toss: createToss(document.getElementById("toss"), ctx),
-};
-
-function render(provider) {
-  const entry = entries[provider];
-  if (!entry) return;
-  const card = document.getElementById(provider);
-  const state = stateOf(entry);
-  if (state === "not_configured") {
-    renderCard(card, entry, state, []);
-    return;
+// Toss's disconnect (it forgets the user's verified identity), with a modal confirmation.
+const tossDisconnect = tossCard.querySelector("[data-action=disconnect]");
+tossDisconnect.addEventListener("click", async () => {
+  const name = t("toss_name");
+  const ok = await confirmDialog({
+    title: t("confirm_disconnect_title", { provider: name }),
+    text: t("confirm_disconnect_text", { provider: name }),
+    ok: t("disconnect"),
+  });
+  if (!ok) return;
+  const errorBox = tossCard.querySelector("[data-role=error]");
+  try {
+    await busy(tossDisconnect, t("working"), () => api("DELETE", "/oauth/toss/disconnect"));
+    showError(errorBox, null);
+    toss.reset();
+    announce(t("disconnected", { provider: name }));
+    await refresh();
+    tossCard.querySelector("h2").setAttribute("tabindex", "-1");
+    tossCard.querySelector("h2").focus();
+  } catch (err) {
+    showError(errorBox, err);
   }
-  renderCard(card, entry, state, modules[provider].facts(entry, state));
-  modules[provider].update(entry, state);
+});
+
+// ---- the catalogue and the connections ---------------------------------------------------------
+
+/** provider name -> its card (connectable providers). */
+const cards = new Map();
+let listing = [];
+let connections = [];
+
+/** Places every card in the catalogue's order; Toss's static card where Toss is listed. */
+function layout() {
+  const order = [];
+  for (const listed of listing) {
+    if (listed.name === "toss") {
+      order.push(tossCard);
+      continue;
+    }
+    // Other client-credential providers have nothing for a user to see or do.
+    if (listed.kind === "client_credentials") continue;
+    let card = cards.get(listed.name);
+    if (!card) {
+      card = createProviderCard(listed, ctx);
+      cards.set(listed.name, card);
+    }
+    order.push(card.node);
+  }
+  tossCard.hidden = !listing.some((l) => l.name === "toss");
+  for (const node of order) container.append(node); // append moves a node already in place
+  container.removeAttribute("aria-busy");
 }
 
-/** Reloads the status of every provider and re-renders. */
+function renderAll() {
+  for (const [name, card] of cards) card.render(connections.filter((c) => c.provider === name));
+  renderToss();
+}
+
+/** Reloads the catalogue, the connections and Toss's status, and re-renders. */
 async function refresh() {
   try {
-    const status = await api("GET", "/oauth/status");
+    const [providers, list, status] = await Promise.all([
+      api("GET", "/providers"),
+      api("GET", "/connections"),
+      api("GET", "/oauth/status"),
+    ]);
     showError(pageError, null);
-    for (const entry of status.providers || []) {
-      if (!modules[entry.provider]) continue;
-      entries[entry.provider] = entry;
-      render(entry.provider);
-    }
+    listing = providers.providers || [];
+    connections = list.connections || [];
+    tossEntry = (status.providers || []).find((e) => e.provider === "toss") || null;
+    layout();
+    renderAll();
   } catch (err) {
     showError(pageError, err);
   }
 }
 
-// Disconnect, with a real modal confirmation, for every provider.
-for (const provider of Object.keys(modules)) {
-  const card = document.getElementById(provider);
-  const button = card.querySelector("[data-action=disconnect]");
-  button.addEventListener("click", async () => {
-    const name = providerName(provider);
-    const ok = await confirmDialog({
-      title: t("confirm_disconnect_title", { provider: name }),
-      text: t("confirm_disconnect_text", { provider: name }),
-      ok: t("disconnect"),
-    });
-    if (!ok) return;
-    const errorBox = card.querySelector("[data-role=error]");
-    try {
-      await busy(button, t("working"), () => api("DELETE", `/oauth/${provider}/disconnect`));
-      showError(errorBox, null);
-      modules[provider].reset();
-      announce(t("disconnected", { provider: name }));
-      await refresh();
-      card.querySelector("h2").setAttribute("tabindex", "-1");
-      card.querySelector("h2").focus();
-    } catch (err) {
-      showError(errorBox, err);
-    }
-  });
-}
+initConnect({
+  result(provider, data) {
+    const card = cards.get(provider);
+    if (card) card.result(data);
+    refresh();
+  },
+  closed() {
+    for (const card of cards.values()) card.closed();
+    refresh();
+  },
+});
 
 onLangChange(() => {
-  for (const provider of Object.keys(entries)) render(provider);
-  for (const m of Object.values(modules)) m.relabel();
+  for (const card of cards.values()) card.relabel();
+  renderToss();
+  toss.relabel();
 });
 
 refresh();
