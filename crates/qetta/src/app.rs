@@ -424,6 +424,7 @@ impl App {
             manager.register(&p.info().name, p.refresher());
         }
         let tokens = Arc::new(manager);
+        let webhooks = tokens.webhooks().clone();
         let connections = Arc::new(ConnectionService::new(catalogue, tokens.clone(), db.clone(), vault.clone(), clock.clone()));
 
         let state = AppState {
@@ -442,7 +443,7 @@ impl App {
             toss_service: toss,
             refresher_stats: Arc::new(RefresherStats::default()),
             sandbox,
-            webhooks: crate::events::Webhooks::new(),
+            webhooks,
         };
         Ok(Self { listener, admin_listener, state, banner })
     }

@@ -19,6 +19,7 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 
 use crate::clock::Clock;
+use crate::events::{self, Event};
 use crate::providers::provider::{AuthorizeParams, Callback, ConnectError, Provider, ProviderInfo, RevokeTokens, Revoked};
 use crate::store::connections::{self, Connection};
 use crate::store::oauth_states::OAuthState;
@@ -176,10 +177,54 @@ impl ConnectionService {
 
     pub async fn rename(&self, user_id: &str, id: &str, label: Option<&str>) -> Result<Connection, ConnectionError> {
         let label = clean_label(label)?;
-        if !connections::set_label(&self.db, user_id, id, label.as_deref(), self.clock.now()).await? {
-            return Err(ConnectionError::NotFound);
+        let now = self.clock.now();
+        let mut w = self.db.begin_write().await?;
+        let work = async {
+            if !connections::set_label(&mut *w.tx, user_id, id, label.as_deref(), now).await? {
+                return Ok(None);
+            }
+            let c = connections::read_by_id(&mut *w.tx, id, false).await?.ok_or(StoreError::NotFound)?;
+            events::enqueue_in(&mut w, &Event::updated(&c, &["label"]), now).await?;
+            Ok(Some(c))
         }
-        self.get(user_id, id).await
+        .await;
+        let c = w.finish(work).await?.ok_or(ConnectionError::NotFound)?;
+        self.tokens.webhooks().wake();
+        Ok(c)
+    }
+
+    /// The provider says the connection's grant or consent is gone (`status`: needs_reauth,
+    /// consent_expired): recorded with its event, once (a connection already in that state
+    /// raises nothing).
+    pub async fn mark_status(&self, c: &Connection, status: &str) -> Result<(), ConnectionError> {
+        let now = self.clock.now();
+        let mut w = self.db.begin_write().await?;
+        let work = async {
+            if connections::change_status(&mut *w.tx, &c.id, status, now).await? {
+                events::enqueue_in(&mut w, &Event::needs_reauth(c, status), now).await?;
+            }
+            Ok(())
+        }
+        .await;
+        w.finish(work).await?;
+        self.tokens.webhooks().wake();
+        Ok(())
+    }
+
+    /// The KFTC accounts of a connection changed (read again, one removed): stored with its event.
+    pub async fn set_accounts(&self, c: &Connection, metadata: &Value) -> Result<Connection, ConnectionError> {
+        let now = self.clock.now();
+        let mut w = self.db.begin_write().await?;
+        let work = async {
+            connections::set_metadata(&mut *w.tx, &c.id, metadata, now).await?;
+            let c = connections::read_by_id(&mut *w.tx, &c.id, false).await?.ok_or(StoreError::NotFound)?;
+            events::enqueue_in(&mut w, &Event::updated(&c, &["accounts"]), now).await?;
+            Ok(c)
+        }
+        .await;
+        let c = w.finish(work).await?;
+        self.tokens.webhooks().wake();
+        Ok(c)
     }
 
     /// Starts a browser flow for `user_id` at `provider`.
@@ -283,7 +328,8 @@ impl ConnectionService {
             let mut w = self.db.begin_write().await?;
             let work = async {
                 connections::delete_by_id(&mut *w.tx, &connection.id).await?;
-                audit::append_in(&mut w, &entry, now).await
+                audit::append_in(&mut w, &entry, now).await?;
+                events::enqueue_in(&mut w, &Event::disconnected(&connection), now).await
             }
             .await;
             w.finish(work).await
@@ -293,6 +339,7 @@ impl ConnectionService {
             tracing::error!(error = %e, connection_id = %connection.id, "disconnect not recorded: refused");
             return Err(ConnectionError::AuditUnavailable);
         }
+        self.tokens.webhooks().wake();
         Ok(Disconnected { connection, revoked })
     }
 
@@ -328,7 +375,15 @@ impl ConnectionService {
         let mut removed = Vec::new();
         for c in connections::list_for_user(&self.db, user_id).await? {
             let revoked = self.end_at_provider(&c, true).await;
-            connections::delete_by_id(self.db.pool(), &c.id).await?;
+            let now = self.clock.now();
+            let mut w = self.db.begin_write().await?;
+            let work = async {
+                connections::delete_by_id(&mut *w.tx, &c.id).await?;
+                events::enqueue_in(&mut w, &Event::disconnected(&c), now).await.map(|_| ())
+            }
+            .await;
+            w.finish(work).await?;
+            self.tokens.webhooks().wake();
             removed.push(json!({"provider": c.provider, "connection_id": c.id, "unlink": revoked}));
         }
         Ok(removed)

@@ -115,6 +115,44 @@ impl Event {
     }
 }
 
+impl Event {
+    /// `connection.created` or, for a re-consent of a connection that existed, `connection.updated`
+    /// (`changed: ["consent"]`, with the KFTC account count).
+    pub fn linked(c: &crate::store::connections::Connection, created: bool) -> Self {
+        if created {
+            return Event::ConnectionCreated {
+                connection_id: c.id.clone(),
+                user_id: c.user_id.clone(),
+                provider: c.provider.clone(),
+                status: c.status.clone(),
+            };
+        }
+        Self::updated(c, &["consent"])
+    }
+
+    /// `connection.updated`: `changed` names what (`label`, `accounts`, `consent`).
+    pub fn updated(c: &crate::store::connections::Connection, changed: &[&str]) -> Self {
+        let accounts = (c.provider == "kftc").then(|| crate::providers::kftc::StoredAccount::from_metadata(&c.metadata).len() as i64);
+        Event::ConnectionUpdated {
+            connection_id: c.id.clone(),
+            user_id: c.user_id.clone(),
+            provider: c.provider.clone(),
+            status: c.status.clone(),
+            changed: changed.iter().map(|s| s.to_string()).collect(),
+            accounts,
+        }
+    }
+
+    /// `connection.needs_reauth`, with the state it is in now (`needs_reauth` or `consent_expired`).
+    pub fn needs_reauth(c: &crate::store::connections::Connection, status: &str) -> Self {
+        Event::ConnectionNeedsReauth { connection_id: c.id.clone(), user_id: c.user_id.clone(), provider: c.provider.clone(), status: status.into() }
+    }
+
+    pub fn disconnected(c: &crate::store::connections::Connection) -> Self {
+        Event::ConnectionDisconnected { connection_id: c.id.clone(), user_id: c.user_id.clone(), provider: c.provider.clone() }
+    }
+}
+
 /// The JSON body sent: `{"type", "id", "created_at", "data"}`.
 pub fn payload(event: &Event, id: &str, now: i64) -> Value {
     json!({"type": event.event_type(), "id": id, "created_at": crate::http::rfc3339(now), "data": event})

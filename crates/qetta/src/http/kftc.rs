@@ -117,10 +117,10 @@ where
             let fresh = state.tokens.after_rejection(&retry_with).await?;
             match call(fresh).await {
                 Ok(v) => Ok(v),
-                Err(e) => Err(on_kftc_error(state, &conn_id, e).await),
+                Err(e) => Err(on_kftc_error(state, conn, e).await),
             }
         }
-        Err(e) => Err(on_kftc_error(state, &conn_id, e).await),
+        Err(e) => Err(on_kftc_error(state, conn, e).await),
     }
 }
 
@@ -128,14 +128,14 @@ where
 /// A0316, A0334, bank 468) makes it `consent_expired`, after which its calls answer 409
 /// `consent_expired` without reaching KFTC until the user consents again (which restores the same
 /// connection: the same `user_seq_no`).
-async fn on_kftc_error(state: &AppState, conn_id: &str, e: KftcError) -> ApiError {
+async fn on_kftc_error(state: &AppState, conn: &Connection, e: KftcError) -> ApiError {
     let status = match &e {
         KftcError::GrantDead { .. } => Some(connections::STATUS_NEEDS_REAUTH),
         KftcError::ConsentExpired { .. } => Some(connections::STATUS_CONSENT_EXPIRED),
         _ => None,
     };
     if let Some(status) = status {
-        if let Err(err) = connections::set_status(&state.db, conn_id, status, state.clock.now()).await {
+        if let Err(err) = state.connections.mark_status(conn, status).await {
             tracing::error!(error = %err, status, "could not record the connection's state");
         }
     }
@@ -524,9 +524,9 @@ async fn kftc_connection(state: &AppState, user_id: &str, id: &str) -> Result<Co
     Ok(c)
 }
 
-/// Stores `accounts` as the connection's list (and what it shows of itself).
+/// Stores `accounts` as the connection's list, with its `connection.updated` event.
 async fn keep_accounts(state: &AppState, conn: &Connection, accounts: &[StoredAccount]) -> Result<(), ApiError> {
-    connections::set_metadata(&state.db, &conn.id, &StoredAccount::metadata(accounts), state.clock.now()).await?;
+    state.connections.set_accounts(conn, &StoredAccount::metadata(accounts)).await?;
     Ok(())
 }
 

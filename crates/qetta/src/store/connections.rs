@@ -183,13 +183,30 @@ pub async fn update_link<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
 }
 
 /// Renames the user's connection (`None` clears the label). `false`: no such connection of theirs.
-pub async fn set_label(db: &Db, user_id: &str, id: &str, label: Option<&str>, now: i64) -> Result<bool, StoreError> {
+pub async fn set_label<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    ex: E,
+    user_id: &str,
+    id: &str,
+    label: Option<&str>,
+    now: i64,
+) -> Result<bool, StoreError> {
     let done = sqlx::query("UPDATE connections SET label = $1, updated_at = $2 WHERE id = $3 AND user_id = $4")
         .bind(label)
         .bind(now)
         .bind(id)
         .bind(user_id)
-        .execute(db.pool())
+        .execute(ex)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Puts the connection in `status` unless it is in it already; `true` when it changed.
+pub async fn change_status<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, id: &str, status: &str, now: i64) -> Result<bool, StoreError> {
+    let done = sqlx::query("UPDATE connections SET status = $1, version = version + 1, updated_at = $2 WHERE id = $3 AND status <> $1")
+        .bind(status)
+        .bind(now)
+        .bind(id)
+        .execute(ex)
         .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -356,7 +373,7 @@ pub async fn set_status(db: &Db, id: &str, status: &str, now: i64) -> Result<(),
     Ok(())
 }
 
-pub async fn set_metadata(db: &Db, id: &str, metadata: &serde_json::Value, now: i64) -> Result<(), StoreError> {
-    sqlx::query("UPDATE connections SET metadata = $1, updated_at = $2 WHERE id = $3").bind(metadata.to_string()).bind(now).bind(id).execute(db.pool()).await?;
+pub async fn set_metadata<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, id: &str, metadata: &serde_json::Value, now: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE connections SET metadata = $1, updated_at = $2 WHERE id = $3").bind(metadata.to_string()).bind(now).bind(id).execute(ex).await?;
     Ok(())
 }

@@ -191,12 +191,24 @@ pub struct TokenManager {
     instance: String,
     /// Connections whose new tokens this process holds while storage does not take them.
     unstored: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Wakes this replica's webhook worker after a connection event is committed.
+    webhooks: Arc<crate::events::Webhooks>,
 }
 
 impl TokenManager {
     pub fn new(db: Db, vault: Vault, clock: Arc<dyn Clock>, settings: TokenSettings) -> Self {
         let instance = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-        Self { db, vault, clock, settings, flights: LocalFlights::default(), refreshers: HashMap::new(), instance, unstored: Arc::default() }
+        Self {
+            db,
+            vault,
+            clock,
+            settings,
+            flights: LocalFlights::default(),
+            refreshers: HashMap::new(),
+            instance,
+            unstored: Arc::default(),
+            webhooks: crate::events::Webhooks::new(),
+        }
     }
 
     pub fn register(&mut self, provider: &str, refresher: Arc<dyn Refresher>) {
@@ -205,6 +217,11 @@ impl TokenManager {
 
     pub fn vault(&self) -> &Vault {
         &self.vault
+    }
+
+    /// The handle that wakes this replica's webhook worker.
+    pub fn webhooks(&self) -> &Arc<crate::events::Webhooks> {
+        &self.webhooks
     }
 
     /// Stores the grant of a completed consent on the user's connection to that provider account:
@@ -250,10 +267,12 @@ impl TokenManager {
                 let mut entry = entry.clone();
                 entry.connection_id = Some(id);
                 audit::append_in(&mut w, &entry, now).await?;
+                crate::events::enqueue_in(&mut w, &crate::events::Event::linked(&row, created), now).await?;
                 Ok(Some(Linked { connection: row, created }))
             }
             .await;
             if let Some(done) = w.finish(work).await? {
+                self.webhooks.wake();
                 return Ok(done);
             }
             // A concurrent connect of the same account, or a refresh of it, moved first: again
@@ -612,6 +631,7 @@ impl TokenManager {
             let marked = connections::mark_needs_reauth(&mut *w.tx, &row.id, row.version, connections::STATUS_NEEDS_REAUTH, now).await?;
             if marked {
                 audit::append_in(&mut w, &entry, now).await?;
+                crate::events::enqueue_in(&mut w, &crate::events::Event::needs_reauth(row, connections::STATUS_NEEDS_REAUTH), now).await?;
             }
             leases::release(&mut *w.tx, CONNECTION_REFRESH, &row.id, owner).await?;
             Ok(marked)
@@ -619,6 +639,7 @@ impl TokenManager {
         .await;
         let marked = w.finish(work).await?;
         if marked {
+            self.webhooks.wake();
             tracing::warn!(connection_id = %row.id, provider = %row.provider, provider_code, "grant refused: connection needs consent again");
         }
         Ok(marked)

@@ -89,9 +89,9 @@ async fn connection_tokens_use_optimistic_versions(backend: Backend) {
     connections::set_status(&db, &c.id, connections::STATUS_NEEDS_REAUTH, 40).await.unwrap();
     assert_eq!(connections::get_by_id(&db, &c.id).await.unwrap().unwrap().status, "needs_reauth");
     assert_eq!(connections::default_for(&db, &u.id, "kftc").await.unwrap().unwrap().id, "c-3", "an active one before one needing consent");
-    assert!(connections::set_label(&db, &u.id, &c.id, Some("business"), 42).await.unwrap());
-    assert!(!connections::set_label(&db, "someone-else", &c.id, Some("x"), 42).await.unwrap(), "never another user's");
-    connections::set_metadata(&db, &c.id, &serde_json::json!({"accounts": 2}), 41).await.unwrap();
+    assert!(connections::set_label(db.pool(), &u.id, &c.id, Some("business"), 42).await.unwrap());
+    assert!(!connections::set_label(db.pool(), "someone-else", &c.id, Some("x"), 42).await.unwrap(), "never another user's");
+    connections::set_metadata(db.pool(), &c.id, &serde_json::json!({"accounts": 2}), 41).await.unwrap();
     assert_eq!(connections::get_by_id(&db, &c.id).await.unwrap().unwrap().metadata, r#"{"accounts":2}"#);
     assert!(connections::delete_by_id(db.pool(), &c.id).await.unwrap());
     assert!(!connections::delete_by_id(db.pool(), &c.id).await.unwrap());

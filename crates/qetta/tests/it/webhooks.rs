@@ -25,7 +25,7 @@ crate::both_backends!(
     key_rotation_reseals_webhook_secrets,
     a_receiver_that_does_not_answer_times_out_and_is_retried,
 );
-crate::all_backends!(only_the_service_key_opens_the_webhook_routes);
+crate::all_backends!(only_the_service_key_opens_the_webhook_routes, the_connection_core_raises_its_events);
 crate::backend_tests!([postgres, postgres_redis]; two_replicas_deliver_every_event_once_and_in_order);
 
 const SERVICE_KEY: &str = "webhook-tests-service-key-0123456789abcdef";
@@ -654,4 +654,61 @@ async fn a_receiver_that_does_not_answer_times_out_and_is_retried(backend: Backe
     app.advance(5);
     rx.wait_for(2).await;
     wait_until("delivered on the retry", || async { app.deliveries(&ep).await[0]["status"] == "delivered" }).await;
+}
+
+/// The connection core raises its events in the transaction of the change: a Kakao connection
+/// created, re-consented (updated), renamed (updated), a KFTC consent that expires
+/// (needs_reauth with `consent_expired`), accounts removed (updated), a disconnect; in order per
+/// connection, with ids, provider, status and counts only.
+async fn the_connection_core_raises_its_events(backend: Backend) {
+    let app = spawn_hooks(backend).start().await;
+    let rx = receiver().await;
+    app.endpoint(&rx.url, Some(&["connection.created", "connection.updated", "connection.needs_reauth", "connection.disconnected"])).await;
+    let (token, user_id) = app.register("events@example.com").await;
+
+    assert!(app.connect(&token, "kakao", "kim", json!({})).await.ok);
+    assert!(app.connect(&token, "kakao", "kim", json!({})).await.ok);
+    let kakao = app.connections(&token).await[0]["id"].as_str().unwrap().to_string();
+    let r = app.client.patch(app.url(&format!("/api/v1/connections/{kakao}"))).bearer_auth(&token).json(&json!({"label": "personal"})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    app.connect_kftc(&token, "kim").await;
+    let kftc = app.connections(&token).await.into_iter().find(|c| c["provider"] == "kftc").unwrap()["id"].as_str().unwrap().to_string();
+    let fin = app.accounts(&token).await[0]["fintech_use_num"].as_str().unwrap().to_string();
+    app.sandbox_control("kftc", "expire-consent", json!({})).await;
+    assert_eq!(app.get(&format!("/api/v1/oauth/kftc/balance/{fin}"), Some(&token)).await.status(), 409);
+    // A second refused call changes nothing and raises nothing.
+    assert_eq!(app.get(&format!("/api/v1/oauth/kftc/balance/{fin}"), Some(&token)).await.status(), 409);
+    let r = app.client.delete(app.url(&format!("/api/v1/connections/{kakao}"))).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    let hits = rx.wait_for(6).await;
+    settle().await;
+    let hits = if rx.hits().len() > hits.len() { rx.hits() } else { hits };
+    let seen: Vec<(String, String, Value)> = hits
+        .iter()
+        .map(|h| {
+            let v = h.json();
+            (v["type"].as_str().unwrap().to_string(), v["data"]["connection_id"].as_str().unwrap_or_default().to_string(), v["data"].clone())
+        })
+        .collect();
+    let of = |id: &str| seen.iter().filter(|(_, c, _)| c == id).map(|(t, _, d)| (t.clone(), d.clone())).collect::<Vec<_>>();
+    let k = of(&kakao);
+    assert_eq!(
+        k.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
+        ["connection.created", "connection.updated", "connection.updated", "connection.disconnected"],
+        "{seen:?}"
+    );
+    assert_eq!(k[1].1["changed"], json!(["consent"]));
+    assert_eq!(k[2].1["changed"], json!(["label"]));
+    let f = of(&kftc);
+    assert_eq!(f.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(), ["connection.created", "connection.needs_reauth"], "{seen:?}");
+    assert_eq!(f[1].1["status"], "consent_expired");
+    for (_, _, data) in &seen {
+        assert_eq!(data["user_id"], user_id.as_str());
+        let text = data.to_string();
+        assert!(!text.contains("token") && !text.contains("personal") && !text.contains(&fin), "ids, provider, status and counts only: {text}");
+    }
+    for h in &hits {
+        assert!(h.headers.contains_key("webhook-signature") && h.headers.contains_key("webhook-id"), "signed");
+    }
 }
