@@ -787,6 +787,21 @@ async fn a_connection_needing_consent_is_reconnected_in_place() {
     b.wait_for("the balance once more", "document.querySelector('#kftc .connection .account [data-role=balance] .amount')").await;
     let list = app.connections(&token).await;
     assert_eq!((list.len(), list[0]["id"].as_str()), (1, Some(id.as_str())), "{list:?}");
+
+    // Remove an account (confirmed in the dialog): gone on the page and at the API; then add
+    // accounts to the same consent (KFTC authorize_account): it is back.
+    let before = app.accounts(&token).await.len();
+    assert!(before >= 2, "several accounts to start with");
+    b.click("#kftc .connection .account [data-action=remove-account]").await;
+    b.wait_for("the confirmation", "document.getElementById('confirm').open").await;
+    b.click("#confirm-ok").await;
+    b.wait_for("one account fewer", &format!("document.querySelectorAll('#kftc .connection .account').length === {}", before - 1)).await;
+    assert_eq!(app.accounts(&token).await.len(), before - 1);
+    b.click("#kftc .connection [data-action=add-accounts]").await;
+    b.approve_in_popup("the KFTC add-accounts page", "button.approve").await;
+    b.wait_for("the account back", &format!("document.querySelectorAll('#kftc .connection .account').length === {before}")).await;
+    assert_eq!(app.accounts(&token).await.len(), before);
+    assert_eq!(app.connections(&token).await.len(), 1, "the same connection");
     let errors: Vec<String> = b.console_errors().await.into_iter().filter(|e| !e.contains("/favicon.ico ") && !e.contains("status of 409")).collect();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
     b.finish().await;

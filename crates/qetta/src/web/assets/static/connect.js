@@ -40,9 +40,11 @@ function stopWatching() {
 /**
  * Starts connecting `provider` from a click on `button`; `body` is the authorize body
  * (`{label}` for a new connection, `{connection_id}` to renew one). `ui.note(key|null)` shows a
- * status line on the card, `ui.error(err)` an error. Resolves to true once the popup is open.
+ * status line on the card, `ui.error(err)` an error. `path` is the authorize route (default
+ * `/connections/{provider}/authorize`; KFTC's "add accounts" has its own). Resolves to true once
+ * the popup is open.
  */
-export async function startConnect(provider, body, button, ui) {
+export async function startConnect(provider, body, button, ui, path = null) {
   ui.error(null);
   // A session that came in a link may be someone else's account: name it and ask first. The
   // popup then opens in the OK click's gesture.
@@ -61,7 +63,7 @@ export async function startConnect(provider, body, button, ui) {
   let popup = window.open("", POPUP_NAME, POPUP_FEATURES);
   let url;
   try {
-    url = (await busy(button, t("working"), () => api("POST", `/connections/${encodeURIComponent(provider)}/authorize`, body))).authorize_url;
+    url = (await busy(button, t("working"), () => api("POST", path || `/connections/${encodeURIComponent(provider)}/authorize`, body))).authorize_url;
   } catch (err) {
     if (popup) popup.close();
     ui.error(err);

@@ -5,7 +5,8 @@
 
 import { t, formatDateTime, formatKRW } from "./i18n.js";
 import { api } from "./api.js";
-import { el, showError } from "./ui.js";
+import { el, showError, confirmDialog, announce } from "./ui.js";
+import { startConnect } from "./connect.js";
 
 const PAGE_SIZE = 20;
 
@@ -34,8 +35,23 @@ export function createKftcPanel(connectionId, ctx) {
   const key = idOf(connectionId);
   const errorBox = el("div", { class: "error", role: "alert", hidden: true });
   const list = el("ul", { class: "account-list", dataset: { role: "account-list" } });
+  // Adding accounts to this consent (KFTC authorize_account) is the popup flow of connecting.
+  const addButton = el("button", { type: "button", class: "secondary small", dataset: { action: "add-accounts", key: `add-${key}` }, text: t("add_accounts") });
+  addButton.addEventListener("click", () => startConnect("kftc", undefined, addButton, {
+    note: (k) => { if (k) announce(t(k)); },
+    error: (err) => { if (err) showError(errorBox, err); else errorBox.hidden = true; },
+  }, `/connections/${encodeURIComponent(connectionId)}/accounts/authorize`));
   const accountsBox = el("div", { class: "accounts", dataset: { role: "accounts" }, hidden: true },
-    el("h4", { dataset: { i18n: "accounts" }, text: t("accounts") }), list);
+    el("h4", { dataset: { i18n: "accounts" }, text: t("accounts") }), list, el("div", { class: "actions" }, addButton));
+  // A finished KFTC flow (accounts added, consent renewed) changes the list: read it again.
+  window.addEventListener("message", (event) => {
+    if (event.origin !== location.origin || !event.data || event.data.source !== "qetta-oauth" || event.data.provider !== "kftc" || !event.data.ok) return;
+    if (state === "active") {
+      accounts = null;
+      balances.clear();
+      loadAccounts();
+    }
+  });
   const node = el("div", { class: "kftc-panel" }, errorBox, accountsBox);
 
   // What the panel shows, kept so that a language switch can re-render without refetching.
@@ -187,14 +203,41 @@ export function createKftcPanel(connectionId, ctx) {
         ),
         balanceView(fintech),
       ),
-      el("button", {
-        type: "button", class: "secondary small", "aria-expanded": String(open), "aria-controls": panelId,
-        dataset: { action: "transactions", key: `tx-toggle-${key}-${idOf(fintech)}` },
-        text: open ? t("hide_transactions") : t("show_transactions"),
-        onclick: () => toggleTransactions(fintech),
-      }),
+      el("div", { class: "actions" },
+        el("button", {
+          type: "button", class: "secondary small", "aria-expanded": String(open), "aria-controls": panelId,
+          dataset: { action: "transactions", key: `tx-toggle-${key}-${idOf(fintech)}` },
+          text: open ? t("hide_transactions") : t("show_transactions"),
+          onclick: () => toggleTransactions(fintech),
+        }),
+        el("button", {
+          type: "button", class: "danger small", dataset: { action: "remove-account", key: `remove-${key}-${idOf(fintech)}` },
+          "aria-label": `${t("remove_account")}: ${account.bank_name || ""} ${account.account_num_masked || ""}`.trim(),
+          text: t("remove_account"),
+          onclick: (e) => removeAccount(account, e.currentTarget),
+        })),
       transactionsView(account, panelId),
     );
+  }
+
+  /** Removes an account from the consent (KFTC account/cancel) after the user confirms. */
+  async function removeAccount(account, button) {
+    const name = `${account.bank_name || ""} ${account.account_num_masked || ""}`.trim();
+    const ok = await confirmDialog({ title: t("remove_account_title"), text: t("remove_account_text", { account: name }), ok: t("remove_account") });
+    if (!ok) return;
+    button.disabled = true;
+    try {
+      const body = await api("DELETE", `/connections/${encodeURIComponent(connectionId)}/accounts/${encodeURIComponent(account.fintech_use_num)}`);
+      accounts = body.accounts || [];
+      balances.delete(account.fintech_use_num);
+      tx.delete(account.fintech_use_num);
+      errorBox.hidden = true;
+      renderAccounts();
+      announce(t("account_removed", { account: name }));
+    } catch (err) {
+      button.disabled = false;
+      if (!failed(err)) showError(errorBox, err);
+    }
   }
 
   /** Rebuilds the account list from the cached data, keeping keyboard focus where it was. */
@@ -232,6 +275,7 @@ export function createKftcPanel(connectionId, ctx) {
     },
     relabel() {
       accountsBox.querySelector("h4").textContent = t("accounts");
+      addButton.textContent = t("add_accounts");
       renderAccounts();
     },
   };
