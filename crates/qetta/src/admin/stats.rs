@@ -82,8 +82,7 @@ pub struct Upstream {
 #[derive(Debug, Serialize)]
 pub struct Background {
     pub refresher: Refresher,
-    /// Webhook delivery. `null`: webhooks do not exist in this version; the events outbox fills
-    /// this in ([`WebhookStats`]).
+    /// Webhook delivery ([`WebhookStats`]).
     pub webhooks: Option<WebhookStats>,
 }
 
@@ -102,8 +101,8 @@ pub struct Refresher {
     pub due: i64,
 }
 
-/// The place for webhook delivery figures once the events outbox exists (queued, oldest age,
-/// delivered and failed over 24 hours). Not produced by this version.
+/// Webhook delivery, from the outbox (shared by every replica): queued, the oldest pending's age,
+/// delivered and failed over 24 hours.
 #[derive(Debug, Serialize)]
 pub struct WebhookStats {
     pub queued: i64,
@@ -125,6 +124,9 @@ pub async fn collect(state: &AppState) -> Result<Stats, StoreError> {
     let counts = store::connection_counts(&state.db, now, now + tokens.refresher_lookahead_secs).await?;
     let refreshes = store::refresh_counts(&state.db, now).await?;
     let upstream = recorder::global().summaries();
+    let (queued, oldest) = crate::store::webhooks::queue_stats(&state.db).await?;
+    let (delivered_24h, failed_24h) = crate::store::webhooks::outcomes_since(&state.db, now - 86_400).await?;
+    let webhooks = WebhookStats { queued, oldest_age_secs: oldest.map(|o| (now - o).max(0)), delivered_24h, failed_24h };
 
     // Every known provider, then any other that shows up in the data.
     let mut names: Vec<String> = state.connections.catalogue().listing().iter().map(|p| p.name.clone()).collect();
@@ -198,8 +200,7 @@ pub async fn collect(state: &AppState) -> Result<Stats, StoreError> {
                 needs_reauth: s.needs_reauth.load(Ordering::Relaxed),
                 due,
             },
-            // Webhooks do not exist yet: the events outbox (another issue) fills this.
-            webhooks: None,
+            webhooks: Some(webhooks),
         },
     })
 }

@@ -410,6 +410,18 @@ pub async fn queue_stats(db: &Db) -> Result<(i64, Option<i64>), StoreError> {
     Ok(row)
 }
 
+/// Deliveries that ended since `since`: (delivered, failed), for the admin dashboard.
+pub async fn outcomes_since(db: &Db, since: i64) -> Result<(i64, i64), StoreError> {
+    let row: (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0 END), 0), COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) \
+         FROM webhook_deliveries WHERE status <> 'pending' AND updated_at >= $1",
+    )
+    .bind(since)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(row)
+}
+
 /// When the next pending delivery of an enabled endpoint is due (the worker sleeps until then).
 pub async fn next_due(db: &Db) -> Result<Option<i64>, StoreError> {
     let row: (Option<i64>,) = sqlx::query_as(
