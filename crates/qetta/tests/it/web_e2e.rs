@@ -964,7 +964,8 @@ async fn the_api_reference_lists_every_operation_and_tries_one_with_the_session(
         assert_eq!(b.text("#who").await, "docs@example.com");
 
         // Every operation, once each (grouped by tag on the page, so compared sorted); `$ref`s resolved.
-        let mut listed: Vec<String> = serde_json::from_value(b.js("return [...document.querySelectorAll('details.op')].map((e) => e.dataset.op)").await).unwrap();
+        let mut listed: Vec<String> =
+            serde_json::from_value(b.js("return [...document.querySelectorAll('details.op')].map((e) => e.dataset.op)").await).unwrap();
         listed.sort();
         assert_eq!(listed, want, "{lang}: the listed operations");
         let text = b.js("return document.getElementById('operations').textContent").await;
@@ -1027,7 +1028,8 @@ async fn the_api_reference_lists_every_operation_and_tries_one_with_the_session(
             assert!(name.as_str().unwrap().starts_with(&format!("{}/", origin.as_str().unwrap())), "{lang}: a request to another host: {name}");
         }
         // Chromium logs the deliberately refused call as a failed load; anything else is an error.
-        let errors: Vec<String> = b.console_errors().await.into_iter().filter(|e| !e.contains("/api/v1/connections/not-a-connection - Failed to load resource")).collect();
+        let errors: Vec<String> =
+            b.console_errors().await.into_iter().filter(|e| !e.contains("/api/v1/connections/not-a-connection - Failed to load resource")).collect();
         assert!(errors.is_empty(), "{lang}: console errors: {errors:#?}");
         b.screenshot(&format!("docs-{}", &lang[..2])).await;
         if let Some(axe) = &axe {
