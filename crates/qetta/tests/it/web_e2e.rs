@@ -931,7 +931,8 @@ fn document_operations(doc: &Value) -> Vec<String> {
 /// `/docs`, the API reference rendered by the page's own script from `GET /api/v1/openapi.json`:
 /// every operation of the document is listed (with its `$ref`s resolved: no `$ref` text on the
 /// page), the filter narrows the list, "try it" calls the service with the session's JWT and
-/// shows status and body (a 200 and a refused 4xx), never sends a service key, and is not
+/// shows status and body (a 200 and a refused 4xx), never sends a service key (signed out: no
+/// Authorization at all, the 401 shown in place), and is not
 /// offered for the service-key-only operations; every resource the page loads comes from the
 /// service's own origin (Resource Timing), the CSP would refuse any other, no console error, and
 /// axe-core finds no serious or critical violation in English or Korean.
@@ -1034,6 +1035,24 @@ async fn the_api_reference_lists_every_operation_and_tries_one_with_the_session(
         b.screenshot(&format!("docs-{}", &lang[..2])).await;
         if let Some(axe) = &axe {
             found.extend(b.accessibility_violations(axe).await.into_iter().map(|v| (format!("{lang} /docs"), v)));
+        }
+
+        // Signed out: the page still reads, and "try it" sends no Authorization at all (401 shown).
+        if lang == "en-US" {
+            b.js("sessionStorage.clear()").await;
+            b.client.refresh().await.unwrap();
+            b.wait_for("the rendered reference", "document.getElementById('operations').dataset.state === 'ready'").await;
+            assert!(!b.js("return document.getElementById('sign-in').hidden").await.as_bool().unwrap(), "a sign-in link is offered");
+            b.js("window.sent = []; const f = window.fetch; window.fetch = (u, o) => { window.sent.push({ url: String(u), headers: (o && o.headers) || {} }); return f(u, o); };").await;
+            let op = "#op-get-api-v1-oauth-status";
+            b.click(&format!("{op} > summary")).await;
+            b.click(&format!("{op} form button[type=submit]")).await;
+            let status = b.wait_for("the signed-out answer", &format!("document.querySelector('{op} [data-role=result] .result').dataset.status")).await;
+            assert_eq!(status, "401");
+            let sent = b.js("return window.sent").await;
+            assert_eq!(sent.as_array().unwrap().len(), 1);
+            assert!(sent[0]["headers"].get("Authorization").is_none(), "no Authorization without a session: {sent}");
+            assert_eq!(b.js("return location.pathname").await, "/docs", "a 401 does not navigate away");
         }
         b.finish().await;
     }
