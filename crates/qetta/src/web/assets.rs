@@ -44,6 +44,7 @@ static FILES: &[Asset] = &[
     asset!("toss.js", JS),
     asset!("admin.js", JS),
     asset!("charts.js", JS),
+    asset!("docs.js", JS),
     asset!("oauth-callback.js", JS),
 ];
 
@@ -76,6 +77,7 @@ pub struct Pages {
     pub register: String,
     pub oauth: String,
     pub admin: String,
+    pub docs: String,
 }
 
 static PAGES: LazyLock<Pages> = LazyLock::new(|| {
@@ -85,6 +87,7 @@ static PAGES: LazyLock<Pages> = LazyLock::new(|| {
         register: render(auth, &[("mode", "register"), ("other", "login"), ("password_autocomplete", "new-password")]),
         oauth: render(include_str!("assets/oauth.html"), &[]),
         admin: render(include_str!("assets/admin.html"), &[]),
+        docs: render(include_str!("assets/docs.html"), &[]),
     }
 });
 
@@ -144,7 +147,7 @@ mod tests {
     #[test]
     fn every_page_renders_and_keeps_all_script_and_style_out_of_the_html() {
         let p = pages();
-        for html in [&p.login, &p.register, &p.oauth, &p.admin] {
+        for html in [&p.login, &p.register, &p.oauth, &p.admin, &p.docs] {
             assert!(!html.contains("{{"), "unrendered placeholder");
             assert!(!html.contains(" style="), "style attribute");
             assert!(!html.contains("<style"), "inline style element");

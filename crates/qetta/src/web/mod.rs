@@ -1,5 +1,6 @@
 //! The management web pages, served by the binary itself: `/login`, `/register`, `/oauth` and
-//! `/admin` (the administrators' dashboard), plus
+//! `/admin` (the administrators' dashboard), `/docs` (the interactive API reference, rendered in
+//! the browser from `GET /api/v1/openapi.json` by our own `docs.js`), plus
 //! their static files under `/static/`.
 //!
 //! Everything is embedded at compile time (`include_str!`/`include_bytes!`): there is no Node
@@ -40,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .route("/register", get(|| async { page(&assets::pages().register) }))
         .route("/oauth", get(|| async { page(&assets::pages().oauth) }))
         .route("/admin", get(|| async { page(&assets::pages().admin) }))
+        .route("/docs", get(|| async { page(&assets::pages().docs) }))
         .route("/static/{file}", get(assets::serve))
 }
 

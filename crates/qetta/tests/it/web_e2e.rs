@@ -912,3 +912,149 @@ async fn an_admin_sees_the_seeded_figures_in_both_languages() {
     b.finish().await;
     assert!(found.is_empty(), "serious or critical accessibility violations: {found:#?}");
 }
+
+/// The operations of the OpenAPI document, as `"METHOD /path"`, sorted.
+fn document_operations(doc: &Value) -> Vec<String> {
+    let methods = ["get", "put", "post", "patch", "delete", "head", "options"];
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for m in methods {
+            if item.get(m).is_some() {
+                out.push(format!("{} {path}", m.to_uppercase()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `/docs`, the API reference rendered by the page's own script from `GET /api/v1/openapi.json`:
+/// every operation of the document is listed (with its `$ref`s resolved: no `$ref` text on the
+/// page), the filter narrows the list, "try it" calls the service with the session's JWT and
+/// shows status and body (a 200 and a refused 4xx), never sends a service key (signed out: no
+/// Authorization at all, the 401 shown in place), and is not
+/// offered for the service-key-only operations; every resource the page loads comes from the
+/// service's own origin (Resource Timing), the CSP would refuse any other, no console error, and
+/// axe-core finds no serious or critical violation in English or Korean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_reference_lists_every_operation_and_tries_one_with_the_session() {
+    let app = Spawn::new(Backend::Sqlite).start().await;
+    let r = app.get("/docs", None).await;
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
+    for directive in ["default-src 'self'", "script-src 'self'", "connect-src 'self'", "img-src 'self' data:", "style-src 'self'"] {
+        assert!(csp.contains(directive), "/docs CSP has {directive}: {csp}");
+    }
+    let html = r.text().await.unwrap();
+    assert!(!html.contains("http://") && !html.contains("https://"), "no absolute URL in the shell");
+    let doc: Value = app.get("/api/v1/openapi.json", None).await.json().await.unwrap();
+    let want = document_operations(&doc);
+    assert!(want.len() > 40, "the document has its operations: {}", want.len());
+
+    let token = register_via_api(&app, "docs@example.com").await;
+    let axe = axe_source();
+    let mut found = Vec::new();
+    for (lang, title) in [("en-US", "API reference"), ("ko-KR", "API 레퍼런스")] {
+        let Some(b) = Browser::start(&app, lang).await else { return };
+        b.goto("/docs").await;
+        b.js(&format!("sessionStorage.setItem('qetta.token', {}); sessionStorage.setItem('qetta.email', 'docs@example.com');", json!(token))).await;
+        b.client.refresh().await.unwrap();
+        b.wait_for("the rendered reference", "document.getElementById('operations').dataset.state === 'ready'").await;
+        assert_eq!(b.text("h1").await, title);
+        assert_eq!(b.js("return document.documentElement.lang").await, &lang[..2]);
+        assert_eq!(b.text("#who").await, "docs@example.com");
+
+        // Every operation, once each (grouped by tag on the page, so compared sorted); `$ref`s resolved.
+        let mut listed: Vec<String> =
+            serde_json::from_value(b.js("return [...document.querySelectorAll('details.op')].map((e) => e.dataset.op)").await).unwrap();
+        listed.sort();
+        assert_eq!(listed, want, "{lang}: the listed operations");
+        let text = b.js("return document.getElementById('operations').textContent").await;
+        assert!(!text.as_str().unwrap().contains("#/components/"), "{lang}: an unresolved $ref is shown");
+
+        // The filter.
+        b.fill("#filter", "openapi.json").await;
+        let shown = b.js("return [...document.querySelectorAll('details.op')].filter((e) => !e.hidden).map((e) => e.dataset.op)").await;
+        assert_eq!(shown, json!(["GET /api/v1/openapi.json"]), "{lang}: filtered");
+        b.fill("#filter", "").await;
+        b.js("document.getElementById('filter').dispatchEvent(new Event('input'))").await;
+        let hidden = b.js("return document.querySelectorAll('details.op[hidden]').length").await;
+        assert_eq!(hidden, 0, "{lang}: the cleared filter shows everything");
+
+        // Record what "try it" sends.
+        b.js("window.sent = []; const f = window.fetch; window.fetch = (u, o) => { window.sent.push({ url: String(u), headers: (o && o.headers) || {} }); return f(u, o); };").await;
+
+        // A call that answers 200 with the caller's data.
+        let op = "#op-get-api-v1-oauth-status";
+        b.click(&format!("{op} > summary")).await;
+        b.click(&format!("{op} form button[type=submit]")).await;
+        let status = b.wait_for("the try-it answer", &format!("document.querySelector('{op} [data-role=result] .result').dataset.status")).await;
+        assert_eq!(status, "200", "{lang}: GET /api/v1/oauth/status");
+        let body = b.text(&format!("{op} .response-body")).await;
+        let body: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{lang}: a JSON body shown ({e}): {body}"));
+        assert!(body.is_object(), "{lang}: {body}");
+
+        // A refused call shows its status and the error body.
+        let op = "#op-get-api-v1-connections-id";
+        b.click(&format!("{op} > summary")).await;
+        b.fill(&format!("{op} input[name=id]"), "not-a-connection").await;
+        b.click(&format!("{op} form button[type=submit]")).await;
+        let status = b.wait_for("the refused answer", &format!("document.querySelector('{op} [data-role=result] .result').dataset.status")).await;
+        let status: u16 = status.as_str().unwrap().parse().unwrap();
+        assert!((400..500).contains(&status), "{lang}: a 4xx for an unknown connection, got {status}");
+        let body: Value = serde_json::from_str(&b.text(&format!("{op} .response-body")).await).unwrap();
+        assert!(body["error"]["code"].is_string() && body["error"]["request_id"].is_string(), "{lang}: the error body: {body}");
+
+        // Both with the session's JWT, neither with a service key.
+        let sent = b.js("return window.sent").await;
+        let sent = sent.as_array().unwrap();
+        assert_eq!(sent.len(), 2, "{lang}: two requests: {sent:?}");
+        for s in sent {
+            let url = s["url"].as_str().unwrap();
+            assert!(url.starts_with("/api/v1/"), "{lang}: relative same-origin URL {url}");
+            assert_eq!(s["headers"]["Authorization"], format!("Bearer {token}"), "{lang}: {url}");
+            let names: Vec<String> = s["headers"].as_object().unwrap().keys().map(|k| k.to_ascii_lowercase()).collect();
+            assert!(!names.iter().any(|n| n.contains("service") || n.contains("key")), "{lang}: {url} sent {names:?}");
+        }
+        // A service-key-only operation offers no form at all.
+        assert_eq!(b.js("return document.querySelectorAll('#op-get-api-v1-webhooks form').length").await, 0, "{lang}: no form for GET /api/v1/webhooks");
+        assert_eq!(b.js("return document.querySelectorAll('#op-get-api-v1-webhooks .try .notice').length").await, 1);
+
+        // Nothing was loaded from any other host.
+        let origin = b.js("return location.origin").await;
+        let resources = b.js("return performance.getEntriesByType('resource').map((e) => e.name)").await;
+        let resources = resources.as_array().unwrap();
+        assert!(resources.len() >= 5, "{lang}: scripts, stylesheet, document and calls were timed: {resources:?}");
+        for name in resources {
+            assert!(name.as_str().unwrap().starts_with(&format!("{}/", origin.as_str().unwrap())), "{lang}: a request to another host: {name}");
+        }
+        // Chromium logs the deliberately refused call as a failed load; anything else is an error.
+        let errors: Vec<String> =
+            b.console_errors().await.into_iter().filter(|e| !e.contains("/api/v1/connections/not-a-connection - Failed to load resource")).collect();
+        assert!(errors.is_empty(), "{lang}: console errors: {errors:#?}");
+        b.screenshot(&format!("docs-{}", &lang[..2])).await;
+        if let Some(axe) = &axe {
+            found.extend(b.accessibility_violations(axe).await.into_iter().map(|v| (format!("{lang} /docs"), v)));
+        }
+
+        // Signed out: the page still reads, and "try it" sends no Authorization at all (401 shown).
+        if lang == "en-US" {
+            b.js("sessionStorage.clear()").await;
+            b.client.refresh().await.unwrap();
+            b.wait_for("the rendered reference", "document.getElementById('operations').dataset.state === 'ready'").await;
+            assert!(!b.js("return document.getElementById('sign-in').hidden").await.as_bool().unwrap(), "a sign-in link is offered");
+            b.js("window.sent = []; const f = window.fetch; window.fetch = (u, o) => { window.sent.push({ url: String(u), headers: (o && o.headers) || {} }); return f(u, o); };").await;
+            let op = "#op-get-api-v1-oauth-status";
+            b.click(&format!("{op} > summary")).await;
+            b.click(&format!("{op} form button[type=submit]")).await;
+            let status = b.wait_for("the signed-out answer", &format!("document.querySelector('{op} [data-role=result] .result').dataset.status")).await;
+            assert_eq!(status, "401");
+            let sent = b.js("return window.sent").await;
+            assert_eq!(sent.as_array().unwrap().len(), 1);
+            assert!(sent[0]["headers"].get("Authorization").is_none(), "no Authorization without a session: {sent}");
+            assert_eq!(b.js("return location.pathname").await, "/docs", "a 401 does not navigate away");
+        }
+        b.finish().await;
+    }
+    assert!(found.is_empty(), "serious or critical accessibility violations: {found:#?}");
+}
