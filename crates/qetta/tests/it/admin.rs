@@ -187,7 +187,11 @@ async fn the_admin_api_counts_seeded_connections_and_shows_a_user(backend: Backe
     assert!(kftc["upstream"]["window_secs"].as_u64().unwrap() > 0 && kftc["upstream"]["top_errors"].is_array());
     let refresher = &stats["background"]["refresher"];
     assert_eq!((refresher["enabled"].clone(), refresher["due"].clone()), (json!(false), json!(2)), "due: the 2-hour and the expired one");
-    assert_eq!(stats["background"]["webhooks"], json!({"queued": 0, "oldest_age_secs": null, "delivered_24h": 0, "failed_24h": 0}), "no endpoint, nothing queued");
+    assert_eq!(
+        stats["background"]["webhooks"],
+        json!({"queued": 0, "oldest_age_secs": null, "delivered_24h": 0, "failed_24h": 0}),
+        "no endpoint, nothing queued"
+    );
 
     // Search: part of an email, an exact id, LIKE wildcards taken literally, bad queries refused.
     let found = get_json(&app, "/api/v1/admin/users?q=SEED-", &admin).await;
