@@ -157,7 +157,9 @@ pub async fn feed(State(state): State<AppState>, user: AuthUser, Path(id): Path<
     let key = &state.kftc_settings.cursor_key;
     let after = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
         None => 0,
-        Some(c) => open(c, key, &user.id, &conn.id).ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not one this service returned to you."))?.s,
+        Some(c) => {
+            open(c, key, &user.id, &conn.id).ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not one this service returned to you."))?.s
+        }
     };
     let mut rows = store::changed_after(&state.db, &conn.id, after, count + 1).await?;
     let has_more = rows.len() as i64 > count;

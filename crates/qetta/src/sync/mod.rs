@@ -94,7 +94,13 @@ pub fn today(state: &AppState) -> NaiveDate {
 /// (maybe incomplete) are dropped and the next run starts there, so each run makes progress and
 /// occurrence numbers are only ever counted over complete days. (One day of more than 300 rows
 /// would be stored as far as it was read, with a note in the log.)
-async fn fetch_account(state: &AppState, conn: &Connection, fin: &str, from: NaiveDate, to: NaiveDate) -> Result<(Vec<model::TransactionItem>, NaiveDate), ApiError> {
+async fn fetch_account(
+    state: &AppState,
+    conn: &Connection,
+    fin: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<(Vec<model::TransactionItem>, NaiveDate), ApiError> {
     let query = TransactionQuery { fintech_use_num: fin.to_string(), inquiry_type: 'A', from_date: ymd(from), to_date: ymd(to), sort_order: 'A' };
     let kftc = state.kftc()?.clone();
     let mut rows = Vec::new();
