@@ -18,7 +18,6 @@ use crate::error::ApiError;
 use crate::store::connections::Connection;
 use crate::store::transactions::{self as store, StoredTransaction};
 use crate::sync::SyncCounts;
-use crate::vault::Aad;
 
 const DEFAULT_COUNT: i64 = 100;
 const MAX_COUNT: i64 = 500;
@@ -123,9 +122,9 @@ pub struct FeedAnswer {
 }
 
 fn view(state: &AppState, t: &StoredTransaction) -> Result<SyncedTransaction, ApiError> {
-    let row = format!("{}:{}", t.connection_id, t.fingerprint);
+    let row = crate::sync::row_id(&t.connection_id, &t.fingerprint);
     let open = |blob: &[u8], field: &str| {
-        state.vault.open_string(blob, Aad { row: &row, scope: "transaction", field }).map(|s| s.expose_secret().to_string()).map_err(ApiError::internal)
+        state.vault.open_string(blob, crate::sync::aad(&row, field)).map(|s| s.expose_secret().to_string()).map_err(ApiError::internal)
     };
     let date = NaiveDate::parse_from_str(&t.tran_date, "%Y%m%d").map_err(ApiError::internal)?;
     let time = chrono::NaiveTime::parse_from_str(if t.tran_time.is_empty() { "000000" } else { &t.tran_time }, "%H%M%S").unwrap_or_default();

@@ -176,3 +176,35 @@ pub async fn claim_due(db: &Db, now: i64, claim_until: i64, limit: i64) -> Resul
     .await?;
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
+
+/// The vault key ids the stored transactions are sealed with (the start-up key check).
+pub async fn key_ids_in_use(db: &Db) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT DISTINCT key_id FROM transactions").fetch_all(db.pool()).await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// Up to `limit` transactions sealed with a key other than `active_key`, for rotation.
+pub async fn not_on_key(db: &Db, active_key: &str, limit: i64) -> Result<Vec<StoredTransaction>, StoreError> {
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM transactions WHERE key_id <> $1 ORDER BY connection_id, fingerprint LIMIT $2"))
+        .bind(active_key)
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await?;
+    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+}
+
+/// Replaces a row's ciphertexts with the same values under `key_id`, if the row was not changed
+/// since it was read (same seq). Returns whether it was.
+pub async fn reseal(db: &Db, t: &StoredTransaction, print_content: &[u8], branch_name: &[u8], key_id: &str) -> Result<bool, StoreError> {
+    let done =
+        sqlx::query("UPDATE transactions SET print_content = $1, branch_name = $2, key_id = $3 WHERE connection_id = $4 AND fingerprint = $5 AND seq = $6")
+            .bind(print_content)
+            .bind(branch_name)
+            .bind(key_id)
+            .bind(&t.connection_id)
+            .bind(&t.fingerprint)
+            .bind(t.seq)
+            .execute(db.pool())
+            .await?;
+    Ok(done.rows_affected() == 1)
+}

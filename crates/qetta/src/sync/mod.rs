@@ -128,12 +128,13 @@ async fn fetch_account(
     Ok((complete, last - Duration::days(1)))
 }
 
-fn aad<'a>(row: &'a str, field: &'a str) -> Aad<'a> {
+/// The vault's associated data of a transaction's sealed `field`.
+pub(crate) fn aad<'a>(row: &'a str, field: &'a str) -> Aad<'a> {
     Aad { row, scope: "transaction", field }
 }
 
 /// Row identity for the vault's associated data: a ciphertext moved to another row does not open.
-fn row_id(connection_id: &str, fingerprint: &str) -> String {
+pub(crate) fn row_id(connection_id: &str, fingerprint: &str) -> String {
     format!("{connection_id}:{fingerprint}")
 }
 

@@ -240,6 +240,7 @@ async fn the_background_pass_syncs_due_connections(backend: Backend) {
     let r = qetta::sync::job::run_once(&app.state).await.unwrap();
     assert_eq!((r.claimed, r.synced, r.failed), (1, 1, 0), "{r:?}");
     assert!(r.added > 20);
+    let first_added = r.added;
     let (all, _, _) = app.walk(&token, &id, None, 500).await;
     assert_eq!(all.len() as i64, r.added);
     // Not due again before the interval (default 3600 s).
@@ -254,4 +255,14 @@ async fn the_background_pass_syncs_due_connections(backend: Backend) {
     app.clock.advance(3_601);
     qetta::store::connections::set_status(&app.state.db, &id, "needs_reauth", app.clock.now()).await.unwrap();
     assert_eq!(qetta::sync::job::run_once(&app.state).await.unwrap().claimed, 0);
+
+    // (The app's own vault does not hold the new key: the rotation comes last.)
+    // Key rotation reseals the stored memo and branch fields too.
+    let new_key = qetta::vault::KeyRing::generate_entry("synckey");
+    let vault = qetta::vault::Vault::new(qetta::vault::KeyRing::parse(&format!("{new_key},{}", crate::support::ENCRYPTION_KEYS)).unwrap());
+    let report = qetta::keys::rotate(&app.state.db, &vault, 7).await.unwrap();
+    assert_eq!(report.remaining, 0, "{report:?}");
+    assert!(report.resealed as i64 >= first_added);
+    assert!(qetta::store::transactions::not_on_key(&app.state.db, "synckey", 10).await.unwrap().is_empty());
+    assert_eq!(qetta::store::transactions::key_ids_in_use(&app.state.db).await.unwrap(), vec!["synckey".to_string()]);
 }
