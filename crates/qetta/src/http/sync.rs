@@ -23,6 +23,8 @@ const DEFAULT_COUNT: i64 = 100;
 const MAX_COUNT: i64 = 500;
 /// Bytes of HMAC-SHA256 kept in a cursor (128 bits).
 const CURSOR_MAC_LEN: usize = 16;
+/// The shortest time between two on-demand syncs of one connection.
+const MIN_GAP_SECS: i64 = 60;
 
 /// The caller's KFTC connection `id` (another user's is 404, like a missing one).
 async fn kftc_connection(state: &AppState, user: &AuthUser, id: &str) -> Result<Connection, ApiError> {
@@ -45,6 +47,17 @@ pub async fn sync_now(State(state): State<AppState>, user: AuthUser, Path(id): P
     let conn = kftc_connection(&state, &user, &id).await?;
     if conn.access_token.is_none() {
         return Err(crate::tokens::TokenError::NotConnected.into());
+    }
+    // Each sync costs up to 12 KFTC calls per account: one per connection per minute is plenty.
+    if let Some(last) = store::last_synced_at(&state.db, &conn.id).await? {
+        let wait = last + MIN_GAP_SECS - state.clock.now();
+        if wait > 0 {
+            return Err(ApiError::TooManyRequests {
+                code: "sync_too_soon",
+                message: format!("This connection was synced less than {MIN_GAP_SECS} seconds ago; try again in {wait} s."),
+                retry_after_secs: wait as u64,
+            });
+        }
     }
     let counts = crate::sync::sync_connection(&state, &conn).await?;
     Ok(Json(SyncAnswer { connection_id: conn.id, counts }))

@@ -208,3 +208,10 @@ pub async fn reseal(db: &Db, t: &StoredTransaction, print_content: &[u8], branch
             .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// When the connection was last synced, if ever.
+pub async fn last_synced_at(db: &Db, connection_id: &str) -> Result<Option<i64>, StoreError> {
+    let row: Option<(Option<i64>,)> =
+        sqlx::query_as("SELECT last_synced_at FROM transaction_sync WHERE connection_id = $1").bind(connection_id).fetch_optional(db.pool()).await?;
+    Ok(row.and_then(|r| r.0))
+}

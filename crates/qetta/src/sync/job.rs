@@ -4,8 +4,6 @@
 //! active (needs re-consent, disconnected) is never claimed; a failed sync is tried again one
 //! interval later.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -21,14 +19,6 @@ const BATCH: i64 = 20;
 const CONCURRENCY: usize = 2;
 /// How often a pass looks for due connections (each is due once per `QETTA_SYNC_INTERVAL_SECS`).
 const POLL: Duration = Duration::from_secs(60);
-
-/// Counters of what the sync did.
-#[derive(Default)]
-pub struct SyncStats {
-    pub passes: AtomicU64,
-    pub synced: AtomicU64,
-    pub failed: AtomicU64,
-}
 
 /// What one pass did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -83,16 +73,11 @@ pub async fn run_once(state: &AppState) -> Result<PassReport, crate::store::Stor
 }
 
 /// Runs passes until `shutdown` fires.
-pub async fn run(state: AppState, stats: Arc<SyncStats>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn run(state: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     loop {
-        match run_once(&state).await {
-            Ok(r) => {
-                stats.synced.fetch_add(r.synced as u64, Ordering::Relaxed);
-                stats.failed.fetch_add(r.failed as u64, Ordering::Relaxed);
-            }
-            Err(e) => tracing::warn!(error = %e, "transaction sync pass failed"),
+        if let Err(e) = run_once(&state).await {
+            tracing::warn!(error = %e, "transaction sync pass failed");
         }
-        stats.passes.fetch_add(1, Ordering::Relaxed);
         let pause = POLL.min(state.config.sync.interval).mul_f64(rand::thread_rng().gen_range(0.75..1.25));
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}

@@ -139,6 +139,11 @@ async fn sync_then_walk_the_feed_before_and_after_a_new_day(backend: Backend) {
     for field in ["fintech_use_num", "at", "date", "direction", "amount", "description", "kind", "branch"] {
         assert!(!t[field].is_null(), "{field} in {t}");
     }
+    // On demand at most once a minute per connection.
+    let r = app.client.post(app.url(&format!("/api/v1/connections/{id}/sync"))).bearer_auth(&token).send().await.unwrap();
+    assert!(r.headers().get("retry-after").is_some());
+    assert_eq!(error_code(r, 429).await, "sync_too_soon");
+    app.clock.advance(61);
     // Re-fetching the same days finds the same fingerprints: nothing new, no event.
     let again = app.sync_now(&token, &id).await;
     assert_eq!((again["added"].as_i64(), again["modified"].as_i64()), (Some(0), Some(0)), "{again}");
@@ -162,6 +167,7 @@ async fn sync_then_walk_the_feed_before_and_after_a_new_day(backend: Backend) {
     assert!(added2.iter().all(|t| t["date"].as_str().unwrap() >= yesterday.as_str()), "{added2:?}");
     eprintln!("sync measured: first run {n1} added; a day later {n2} added, {} modified", modified2.len());
     // A third sync on the same day changes nothing.
+    app.clock.advance(61);
     let third = app.sync_now(&token, &id).await;
     assert_eq!((third["added"].as_i64(), third["modified"].as_i64()), (Some(0), Some(0)));
     let (a, m, _) = app.walk(&token, &id, Some(cursor2), 100).await;
