@@ -13,7 +13,12 @@ use serde_json::{json, Value};
 
 use crate::support::{error_code, Backend, Spawn, TestApp};
 
-crate::both_backends!(sync_then_walk_the_feed_before_and_after_a_new_day, sync_routes_refuse_what_is_not_yours, the_background_pass_syncs_due_connections);
+crate::both_backends!(
+    sync_then_walk_the_feed_before_and_after_a_new_day,
+    sync_routes_refuse_what_is_not_yours,
+    the_background_pass_syncs_due_connections,
+    concurrent_syncs_of_one_connection_store_each_transaction_once,
+);
 
 const SERVICE_KEY: &str = "sync-tests-service-key-0123456789abcdef0";
 
@@ -212,7 +217,7 @@ async fn sync_routes_refuse_what_is_not_yours(backend: Backend) {
     // No token at all.
     assert_eq!(app.get(&format!("/api/v1/connections/{id}/transactions/sync"), None).await.status(), 401);
 
-    // Forged cursors: a changed payload with the old tag, a made-up one, a cursor of another connection.
+    // Forged cursors: a changed payload with the old tag, garbage, a made-up tag.
     let (payload, tag) = cursor.split_once('.').unwrap();
     use base64::Engine;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -227,7 +232,6 @@ async fn sync_routes_refuse_what_is_not_yours(backend: Backend) {
     let r = app.get(&format!("/api/v1/connections/{id}/transactions/sync?count=ten"), Some(&token)).await;
     assert_eq!(error_code(r, 400).await, "invalid_query");
 
-    // A second KFTC connection of the same user does not accept the first one's cursor.
     // A non-KFTC connection: 400 not_supported.
     assert!(app.connect(&token, "kakao", "kim", json!({})).await.ok);
     let kakao = app.connections(&token).await.into_iter().find(|c| c["provider"] == "kakao").unwrap()["id"].as_str().unwrap().to_string();
@@ -271,4 +275,24 @@ async fn the_background_pass_syncs_due_connections(backend: Backend) {
     assert!(report.resealed as i64 >= first_added);
     assert!(qetta::store::transactions::not_on_key(&app.state.db, "synckey", 10).await.unwrap().is_empty());
     assert_eq!(qetta::store::transactions::key_ids_in_use(&app.state.db).await.unwrap(), vec!["synckey".to_string()]);
+}
+
+async fn concurrent_syncs_of_one_connection_store_each_transaction_once(backend: Backend) {
+    let app = spawn_sync(backend).start().await;
+    let (token, _) = app.register("race@example.com").await;
+    app.connect_kftc(&token, "kim").await;
+    let id = app.kftc_connection_id(&token).await;
+    let conn = qetta::store::connections::get_by_id(&app.state.db, &id).await.unwrap().unwrap();
+    // Like an on-demand sync racing the background one (on another replica, for PostgreSQL).
+    let (a, b, c) = tokio::join!(
+        qetta::sync::sync_connection(&app.state, &conn),
+        qetta::sync::sync_connection(&app.state, &conn),
+        qetta::sync::sync_connection(&app.state, &conn)
+    );
+    let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
+    let (all, modified, _) = app.walk(&token, &id, None, 500).await;
+    assert!(modified.is_empty());
+    let all = unique(&ids(&all));
+    assert_eq!(a.added + b.added + c.added, all.len() as i64, "{a:?} {b:?} {c:?}");
+    assert_eq!(a.modified + b.modified + c.modified, 0);
 }
