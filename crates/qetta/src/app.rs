@@ -471,6 +471,7 @@ impl App {
             .tokens
             .refresher_enabled
             .then(|| tokio::spawn(crate::tokens::refresher::run(self.state.tokens.clone(), self.state.refresher_stats.clone(), stop_rx)));
+        let sync = self.state.config.sync.enabled.then(|| tokio::spawn(crate::sync::job::run(self.state.clone(), stop_tx.subscribe())));
         let s = &self.state;
         let worker = crate::events::delivery::Worker::new(s.db.clone(), s.vault.clone(), s.clock.clone(), s.config.webhooks.clone(), s.webhooks.clone());
         let webhooks = tokio::spawn(crate::events::delivery::run(worker, stop_tx.subscribe()));
@@ -493,6 +494,9 @@ impl App {
             let _ = task.await;
         }
         if let Some(task) = refresher {
+            let _ = task.await;
+        }
+        if let Some(task) = sync {
             let _ = task.await;
         }
         let _ = webhooks.await;

@@ -47,7 +47,12 @@ fn fingerprint_key(id: &str) -> String {
 /// every configured key whose fingerprint was recorded must still be the same key. Records the
 /// fingerprints of the configured keys.
 pub async fn verify_against_store(db: &Db, ring: &KeyRing) -> Result<(), KeyError> {
-    for id in connections::key_ids_in_use(db).await?.into_iter().chain(crate::store::webhooks::key_ids_in_use(db).await?) {
+    let in_use = connections::key_ids_in_use(db)
+        .await?
+        .into_iter()
+        .chain(crate::store::webhooks::key_ids_in_use(db).await?)
+        .chain(crate::store::transactions::key_ids_in_use(db).await?);
+    for id in in_use {
         if !ring.ids().any(|k| k == id) {
             return Err(KeyError::MissingKey(id));
         }
@@ -103,11 +108,40 @@ pub async fn rotate(db: &Db, vault: &Vault, batch: i64) -> Result<RotationReport
     }
     rotate_toss(db, vault, batch, &mut report).await?;
     rotate_webhooks(db, vault, batch, &mut report).await?;
+    rotate_transactions(db, vault, batch, &mut report).await?;
     report.remaining = connections::ids_not_on_key(db, &active, 1_000_000).await?.len() as u64
         + crate::store::webhooks::endpoints_not_on_key(db, &active, 1_000_000).await?.len() as u64
         + toss::service_tokens_not_on_key(db, &active).await?.len() as u64
-        + toss::identities_not_on_key(db, &active, 1_000_000).await?.len() as u64;
+        + toss::identities_not_on_key(db, &active, 1_000_000).await?.len() as u64
+        + crate::store::transactions::not_on_key(db, &active, 1_000_000).await?.len() as u64;
     Ok(report)
+}
+
+/// Re-encrypts the stored transactions' memo and branch (`sync`).
+async fn rotate_transactions(db: &Db, vault: &Vault, batch: i64, report: &mut RotationReport) -> Result<(), KeyError> {
+    use crate::store::transactions as tx;
+    let active = vault.active_key_id().to_string();
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let rows: Vec<tx::StoredTransaction> =
+            tx::not_on_key(db, &active, batch).await?.into_iter().filter(|t| seen.insert((t.connection_id.clone(), t.fingerprint.clone()))).collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for t in rows {
+            let row = crate::sync::row_id(&t.connection_id, &t.fingerprint);
+            let reseal = |blob: &[u8], field: &str| -> Result<Vec<u8>, VaultError> {
+                let a = crate::sync::aad(&row, field);
+                Ok(vault.seal(&vault.open(blob, a)?, crate::sync::aad(&row, field)))
+            };
+            let (p, b) = (reseal(&t.print_content, "print_content")?, reseal(&t.branch_name, "branch_name")?);
+            if tx::reseal(db, &t, &p, &b, &active).await? {
+                report.resealed += 1;
+            } else {
+                report.skipped += 1;
+            }
+        }
+    }
 }
 
 /// Re-encrypts the webhook endpoints' signing secrets (current and, during an overlap, previous).

@@ -22,6 +22,7 @@ pub mod redis_conn;
 pub mod shared_state;
 pub mod smoke;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod tokens;
 pub mod toss_service;

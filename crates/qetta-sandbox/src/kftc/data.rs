@@ -6,9 +6,10 @@
 //!   exact values whatever the date;
 //! * transactions are generated backwards from an *anchor date* (the sandbox clock's KST date,
 //!   re-read whenever that date changes, or a fixed `QETTA_SANDBOX_DATA_ANCHOR_DATE`), covering
-//!   the 210 days before it (up to yesterday), so "the last 90 days" always has data. The transactions of the day
-//!   `n` days before the anchor depend only on (seed, account, n) and the calendar day of that
-//!   date (salary on the 25th, card bills on the 14th, ...). `after_balance_amt` is computed
+//!   the 210 days before it (up to yesterday), so "the last 90 days" always has data. The transactions of a
+//!   day depend only on (seed, account, date): when the anchor moves a day, the days already shown
+//!   keep their transactions and one new day appears (what a transaction sync must see); salary on
+//!   the 25th, card bills on the 14th, ... `after_balance_amt` is computed
 //!   backwards from the fixed current balance; a deposit that would have left an ordinary
 //!   account negative before it arrived is left out (salary accounts hold enough that paydays
 //!   are never dropped).
@@ -491,11 +492,11 @@ fn movements_for_day(rng: &mut StdRng, acct: &Account, employer: &str, salary: i
 }
 
 fn history(seed: u64, account_key: u64, acct: &Account, employer: &str, salary: i64, anchor: NaiveDate) -> Vec<Transaction> {
-    // Oldest first. Day `n` days before the anchor has its own RNG stream.
+    // Oldest first. Each calendar day has its own RNG stream (stable when the anchor moves).
     let mut raw: Vec<(NaiveDate, NaiveTime, Movement, &'static str)> = Vec::new();
     for n in (1..=HISTORY_DAYS).rev() {
         let Some(date) = anchor.checked_sub_signed(Duration::days(n)) else { continue };
-        let mut rng = StdRng::seed_from_u64(mix(seed, 3 + account_key, n as u64));
+        let mut rng = StdRng::seed_from_u64(mix(seed, 3 + account_key, date.num_days_from_ce() as u64));
         let moves = movements_for_day(&mut rng, acct, employer, salary, date);
         let mut times: Vec<u32> = moves.iter().map(|_| rng.gen_range(7 * 3600..23 * 3600)).collect();
         times.sort_unstable();

@@ -210,6 +210,8 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "QETTA_CONFIG",
     "QETTA_WEBHOOK_RETRY_SCHEDULE",
     "QETTA_WEBHOOK_ALLOW_PRIVATE",
+    "QETTA_SYNC_ENABLED",
+    "QETTA_SYNC_INTERVAL_SECS",
     "QETTA_WEBHOOK_CONCURRENCY",
     "KFTC_API_BASE",
     "KFTC_CLIENT_ID",
@@ -373,6 +375,8 @@ pub struct Config {
     pub sandbox_mode: SandboxMode,
     /// Webhook delivery (`QETTA_WEBHOOK_*`).
     pub webhooks: WebhookSettings,
+    /// The background transaction sync (`sync`).
+    pub sync: SyncSettings,
     /// Every variable, for the sandbox, which reads its own settings from the same sources.
     pub sources: Sources,
 }
@@ -414,6 +418,23 @@ fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
         return Err("expected 1 to 30 comma-separated waits, e.g. 5s,5m,30m,2h".into());
     }
     Ok(out)
+}
+
+/// How often every KFTC connection's transactions are fetched in the background.
+#[derive(Clone, Debug)]
+pub struct SyncSettings {
+    pub enabled: bool,
+    pub interval: Duration,
+}
+
+fn sync_settings(src: &Sources) -> Result<SyncSettings, ConfigError> {
+    let secs = parse_or(src, "QETTA_SYNC_INTERVAL_SECS", 3600u64, "a number of seconds")?;
+    // KFTC enforces usage-plan call limits (SPEC A12, A13: O0008, O0009, O0013) whose numbers it does not
+    // publish [U]; more often than once a minute per connection is never useful.
+    if !(60..=7 * 86400).contains(&secs) {
+        return Err(ConfigError::invalid("QETTA_SYNC_INTERVAL_SECS", "must be between 60 and 604800 seconds"));
+    }
+    Ok(SyncSettings { enabled: parse_or(src, "QETTA_SYNC_ENABLED", true, "true or false")?, interval: Duration::from_secs(secs) })
 }
 
 fn webhook_settings(src: &Sources) -> Result<WebhookSettings, ConfigError> {
@@ -705,6 +726,7 @@ impl Config {
                 Some(other) => return Err(ConfigError::invalid("QETTA_SANDBOX", format!("expected auto, on or off, got {other:?}"))),
             },
             webhooks: webhook_settings(src)?,
+            sync: sync_settings(src)?,
             sources: src.clone(),
         }
         .check_production_rules()
@@ -1017,6 +1039,8 @@ mod tests {
             (vec![("QETTA_WEBHOOK_RETRY_SCHEDULE", "0s")], "QETTA_WEBHOOK_RETRY_SCHEDULE"),
             (vec![("QETTA_WEBHOOK_ALLOW_PRIVATE", "yes")], "QETTA_WEBHOOK_ALLOW_PRIVATE"),
             (vec![("QETTA_WEBHOOK_CONCURRENCY", "0")], "QETTA_WEBHOOK_CONCURRENCY"),
+            (vec![("QETTA_SYNC_INTERVAL_SECS", "5")], "QETTA_SYNC_INTERVAL_SECS"),
+            (vec![("QETTA_SYNC_ENABLED", "maybe")], "QETTA_SYNC_ENABLED"),
         ] {
             let err = cfg(&pairs).err().expect("must fail").to_string();
             assert!(err.starts_with(var), "{err}");

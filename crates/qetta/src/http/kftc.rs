@@ -101,7 +101,7 @@ pub struct Which {
 
 /// Runs `call` with a fresh token; on O0003 refreshes once (single-flight) and retries; on a dead
 /// grant marks the connection `needs_reauth`.
-async fn with_token<T, F, Fut>(state: &AppState, conn: &Connection, call: F) -> Result<T, ApiError>
+pub(crate) async fn with_token<T, F, Fut>(state: &AppState, conn: &Connection, call: F) -> Result<T, ApiError>
 where
     F: Fn(AccessToken) -> Fut,
     Fut: std::future::Future<Output = Result<T, KftcError>>,
@@ -327,7 +327,7 @@ fn parse_date(s: &str, field: &str) -> Result<NaiveDate, ApiError> {
         .map_err(|_| ApiError::invalid("invalid_date", format!("{field} must be a date as YYYYMMDD or YYYY-MM-DD.")))
 }
 
-fn direction(inout: &str) -> &'static str {
+pub(crate) fn direction(inout: &str) -> &'static str {
     match inout {
         "입금" => "in",
         "출금" | "지급" => "out",

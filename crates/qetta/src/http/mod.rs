@@ -14,6 +14,7 @@ pub mod oauth_flow;
 pub mod oauth_status;
 pub mod rate_limit;
 pub mod request_id;
+pub mod sync;
 pub mod toss;
 pub mod webhooks;
 
@@ -111,6 +112,8 @@ pub fn router(state: AppState) -> Router {
         .route("/connections/{id}/refresh", post(connections::refresh))
         .route("/connections/{id}/proxy/{*path}", any(connections::proxy))
         .route("/connections/{id}/accounts/refresh", post(kftc::refresh_accounts))
+        .route("/connections/{id}/sync", post(sync::sync_now))
+        .route("/connections/{id}/transactions/sync", get(sync::feed))
         .route("/connections/{id}/accounts/authorize", post(kftc::add_accounts))
         .route("/connections/{id}/accounts/{fintech_use_num}", delete(kftc::remove_account))
         .route("/admin/stats", get(admin_routes::stats))

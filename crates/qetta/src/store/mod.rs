@@ -11,6 +11,7 @@ pub mod leases;
 pub mod meta;
 pub mod oauth_states;
 pub mod toss;
+pub mod transactions;
 pub mod users;
 pub mod webhooks;
 

@@ -24,6 +24,7 @@ mod sandbox_mode;
 mod secrets;
 mod startup;
 mod store_suite;
+mod sync;
 mod token_core;
 mod toss_flow;
 mod web_e2e;
