@@ -274,7 +274,7 @@ impl App {
             config.public_url = format!("http://{host}:{}", bound.port());
         }
         let loopback = format!("http://127.0.0.1:{}", bound.port());
-        let own_callback = format!("{}/api/v1/oauth/kftc/callback", config.public_url);
+        let own_callback = callback_of(&config.public_url, "kftc");
 
         // The embedded sandbox runs only when no provider is real (or on purpose, which config
         // allows only then): its control API must never sit beside a real provider. A provider

@@ -73,6 +73,16 @@ pub struct Authorization {
     pub extra: Value,
 }
 
+/// A consent page of the embedded sandbox as browsers reach it: the service calls the simulator
+/// over loopback, browsers at the public URL. `prefix` is `(loopback prefix, public prefix)`;
+/// any other URL (a real provider's) is returned as it is.
+pub fn for_browser(url: String, prefix: Option<&(String, String)>) -> String {
+    match prefix {
+        Some((inner, public)) if url.starts_with(inner.as_str()) => format!("{public}{}", &url[inner.len()..]),
+        _ => url,
+    }
+}
+
 /// The state's flow data handed back to the provider at the callback.
 pub struct PendingFlow {
     pub state: String,

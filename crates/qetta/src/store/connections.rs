@@ -363,16 +363,6 @@ pub async fn key_ids_in_use(db: &Db) -> Result<Vec<String>, StoreError> {
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
-pub async fn set_status(db: &Db, id: &str, status: &str, now: i64) -> Result<(), StoreError> {
-    sqlx::query("UPDATE connections SET status = $1, version = version + 1, updated_at = $2 WHERE id = $3")
-        .bind(status)
-        .bind(now)
-        .bind(id)
-        .execute(db.pool())
-        .await?;
-    Ok(())
-}
-
 pub async fn set_metadata<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, id: &str, metadata: &serde_json::Value, now: i64) -> Result<(), StoreError> {
     sqlx::query("UPDATE connections SET metadata = $1, updated_at = $2 WHERE id = $3").bind(metadata.to_string()).bind(now).bind(id).execute(ex).await?;
     Ok(())

@@ -115,7 +115,7 @@ pub async fn seed(app: &TestApp, n: usize, provider: &str, status: &str, expires
     };
     assert!(connections::insert(app.state.db.pool(), &new, now).await.unwrap());
     if status != connections::STATUS_ACTIVE {
-        connections::set_status(&app.state.db, &id, status, now).await.unwrap();
+        connections::change_status(app.state.db.pool(), &id, status, now).await.unwrap();
     }
     user.id
 }

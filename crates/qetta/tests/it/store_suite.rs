@@ -86,7 +86,7 @@ async fn connection_tokens_use_optimistic_versions(backend: Backend) {
     assert_eq!(r.provider_user_id.as_deref(), Some("1100000001"));
     assert_eq!(r.last_refreshed_at, Some(30));
 
-    connections::set_status(&db, &c.id, connections::STATUS_NEEDS_REAUTH, 40).await.unwrap();
+    connections::change_status(db.pool(), &c.id, connections::STATUS_NEEDS_REAUTH, 40).await.unwrap();
     assert_eq!(connections::get_by_id(&db, &c.id).await.unwrap().unwrap().status, "needs_reauth");
     assert_eq!(connections::default_for(&db, &u.id, "kftc").await.unwrap().unwrap().id, "c-3", "an active one before one needing consent");
     assert!(connections::set_label(db.pool(), &u.id, &c.id, Some("business"), 42).await.unwrap());

@@ -263,7 +263,7 @@ async fn the_background_pass_syncs_due_connections(backend: Backend) {
 
     // A connection that is not active is not claimed.
     app.clock.advance(3_601);
-    qetta::store::connections::set_status(&app.state.db, &id, "needs_reauth", app.clock.now()).await.unwrap();
+    qetta::store::connections::change_status(app.state.db.pool(), &id, "needs_reauth", app.clock.now()).await.unwrap();
     assert_eq!(qetta::sync::job::run_once(&app.state).await.unwrap().claimed, 0);
 
     // (The app's own vault does not hold the new key: the rotation comes last.)

@@ -12,7 +12,9 @@ use serde_json::{json, Value};
 
 use super::client::{KftcClient, KftcRefresher};
 use super::model::AccountItem;
-use crate::providers::provider::{Authorization, AuthorizeParams, Callback, ConnectError, Linked, PendingFlow, Provider, ProviderInfo, RevokeTokens, Revoked};
+use crate::providers::provider::{
+    for_browser, Authorization, AuthorizeParams, Callback, ConnectError, Linked, PendingFlow, Provider, ProviderInfo, RevokeTokens, Revoked,
+};
 use crate::tokens::Refresher;
 
 /// Longest authorization code we pass on (KFTC's are far shorter; SPEC A5.3 gives no length).
@@ -105,10 +107,7 @@ impl Provider for KftcProvider {
         } else {
             self.client.authorize_url(&state, &scope, auth_type)
         };
-        let url = match &self.browser_prefix {
-            Some((inner, public)) if url.starts_with(inner.as_str()) => format!("{public}{}", &url[inner.len()..]),
-            _ => url,
-        };
+        let url = for_browser(url, self.browser_prefix.as_ref());
         Ok(Authorization { state, url, code_verifier: None, nonce: None, extra: json!({ "auth_type": auth_type }) })
     }
 

@@ -9,7 +9,9 @@ use secrecy::ExposeSecret;
 use super::client::{CallbackParams, OAuthClient, OAuthRefresher, PendingAuthorization, Revocation, TokenHint};
 use super::error::OAuthError;
 use crate::mask::mask_display;
-use crate::providers::provider::{Authorization, AuthorizeParams, Callback, ConnectError, Linked, PendingFlow, Provider, ProviderInfo, RevokeTokens, Revoked};
+use crate::providers::provider::{
+    for_browser, Authorization, AuthorizeParams, Callback, ConnectError, Linked, PendingFlow, Provider, ProviderInfo, RevokeTokens, Revoked,
+};
 use crate::tokens::Refresher;
 
 pub struct OAuthProvider {
@@ -41,10 +43,7 @@ impl Provider for OAuthProvider {
             return Err(ConnectError::Callback(format!("{} has no page for adding accounts to a connection.", self.info.display_name)));
         }
         let request = self.client.authorize_with_scopes(params.scopes, &[]).await?;
-        let url = match &self.browser_prefix {
-            Some((inner, public)) if request.url.starts_with(inner.as_str()) => format!("{public}{}", &request.url[inner.len()..]),
-            _ => request.url,
-        };
+        let url = for_browser(request.url, self.browser_prefix.as_ref());
         let p = request.pending;
         Ok(Authorization { state: p.state, url, code_verifier: p.code_verifier, nonce: p.nonce, extra: serde_json::Value::Null })
     }
