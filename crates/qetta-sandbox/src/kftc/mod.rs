@@ -264,6 +264,7 @@ impl Simulator for KftcSim {
 /// Stats + faults for provider API calls (not for control calls or pages).
 async fn api_middleware(State(sim): State<Arc<KftcSim>>, req: Request, next: Next) -> Response {
     sim.stats.call(req.uri().path());
+    let _in_flight = sim.stats.enter(req.uri().path());
     let (latency, fault) = sim.faults.decide();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -334,6 +335,7 @@ pub fn router(sim: Arc<KftcSim>) -> Router {
     let kftc_control = Router::new()
         .route("/_sandbox/expire-consent", post(expire_consent))
         .route("/_sandbox/quirks", post(set_quirks).get(get_quirks))
+        .route("/_sandbox/grants", post(oauth::seed_grants))
         .with_state(sim.clone());
     Router::new().merge(api).merge(pages).merge(kftc_control).merge(control::router(sim))
 }

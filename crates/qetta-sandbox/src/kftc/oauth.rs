@@ -614,3 +614,49 @@ mod tests {
         assert_eq!(single(&p, "code"), Err(KftcError::o0001("3000103")));
     }
 }
+
+/// Body of `POST /_sandbox/grants`: `count` user grants for sandbox `user` (default the first
+/// user) with `scope` (default `login inquiry`).
+#[derive(serde::Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct SeedGrants {
+    user: Option<String>,
+    count: Option<usize>,
+    scope: Option<String>,
+}
+
+/// The most grants one `POST /_sandbox/grants` issues.
+const MAX_SEEDED_GRANTS: usize = 20_000;
+
+/// `POST /_sandbox/grants`: issues user grants (access and refresh tokens, as a completed consent
+/// would) without a consent, for benchmarks and tests that need many connections at once.
+/// They are not counted in `tokens.issued`, so the stats count only what a client asked for.
+pub(crate) async fn seed_grants(State(sim): State<Arc<KftcSim>>, body: Bytes) -> Response {
+    let req: SeedGrants = if body.iter().all(u8::is_ascii_whitespace) {
+        SeedGrants::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return crate::control::bad_request(format!("invalid JSON body: {e}")),
+        }
+    };
+    let count = req.count.unwrap_or(1);
+    if !(1..=MAX_SEEDED_GRANTS).contains(&count) {
+        return crate::control::bad_request(format!("count must be between 1 and {MAX_SEEDED_GRANTS}"));
+    }
+    let scopes = scope_set(req.scope.as_deref().unwrap_or("login inquiry"));
+    if scopes.is_empty() || !scopes.iter().all(|s| REGISTERED_SCOPES.contains(&s.as_str())) {
+        return crate::control::bad_request(format!("scope must be made of {}", REGISTERED_SCOPES.join(", ")));
+    }
+    let now = sim.clock.now();
+    let mut st = sim.state();
+    let user_id = match req.user.as_deref() {
+        None => st.users.first().map(|u| u.id.clone()).unwrap_or_default(),
+        Some(u) => match st.users.iter().find(|x| x.id == u || x.user_seq_no == u) {
+            Some(x) => x.id.clone(),
+            None => return crate::control::bad_request(format!("no sandbox user {u:?}")),
+        },
+    };
+    let grants: Vec<Value> = (0..count).map(|_| issue_user_tokens(&sim, &mut st, &user_id, scopes.clone(), now)).collect();
+    Json(json!({ "grants": grants })).into_response()
+}

@@ -835,7 +835,7 @@ fn token_settings(src: &Sources) -> Result<TokenSettings, ConfigError> {
         refresher_interval: Duration::from_secs(parse_or(src, "QETTA_REFRESHER_INTERVAL_SECS", 60u64, "a number of seconds")?),
         refresher_lookahead_secs: parse_or(src, "QETTA_REFRESHER_LOOKAHEAD_SECS", 3 * 86400i64, "a number of seconds")?,
         refresher_batch: parse_or(src, "QETTA_REFRESHER_BATCH", 50i64, "a whole number")?,
-        refresher_concurrency: parse_or(src, "QETTA_REFRESHER_CONCURRENCY", 4usize, "a whole number")?,
+        refresher_concurrency: parse_or(src, "QETTA_REFRESHER_CONCURRENCY", 16usize, "a whole number")?,
         backoff_base_secs: parse_or(src, "QETTA_REFRESH_BACKOFF_SECS", 30i64, "a number of seconds")?,
         backoff_max_secs: parse_or(src, "QETTA_REFRESH_BACKOFF_MAX_SECS", 3600i64, "a number of seconds")?,
         upstream_timeout: Duration::from_millis(parse_or(src, "QETTA_UPSTREAM_TIMEOUT_MS", 10_000u64, "a number of milliseconds")?),
@@ -857,8 +857,10 @@ fn token_settings(src: &Sources) -> Result<TokenSettings, ConfigError> {
     if !(1..=1000).contains(&t.refresher_batch) {
         return Err(ConfigError::invalid("QETTA_REFRESHER_BATCH", "must be between 1 and 1000"));
     }
-    if !(1..=64).contains(&t.refresher_concurrency) {
-        return Err(ConfigError::invalid("QETTA_REFRESHER_CONCURRENCY", "must be between 1 and 64"));
+    // Refreshes hold no pooled database connection while the provider answers, so this is not
+    // bounded by the pool size; it is what one replica may ask of a provider at once.
+    if !(1..=256).contains(&t.refresher_concurrency) {
+        return Err(ConfigError::invalid("QETTA_REFRESHER_CONCURRENCY", "must be between 1 and 256"));
     }
     if t.backoff_base_secs < 1 || t.backoff_max_secs < t.backoff_base_secs {
         return Err(ConfigError::invalid("QETTA_REFRESH_BACKOFF_SECS", "must be at least 1 and at most QETTA_REFRESH_BACKOFF_MAX_SECS"));

@@ -297,10 +297,31 @@ pub async fn mark_needs_reauth<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     Ok(done.rows_affected() == 1)
 }
 
-/// Claims up to `limit` active connections that expire before `due_before` and are not in
-/// backoff or claimed by another replica; the claim lasts until `claim_until`. On PostgreSQL
-/// `FOR UPDATE SKIP LOCKED` lets any number of replicas claim concurrently without overlap.
-pub async fn claim_due(db: &Db, due_before: i64, now: i64, claim_until: i64, limit: i64) -> Result<Vec<String>, StoreError> {
+/// Which connections the background refresher wants (Unix seconds): those expiring before
+/// `margin_before` (within the refresh margin: any user would refresh them now), and those
+/// expiring before `before` (the lookahead) that have less than half of their lifetime left,
+/// counted from their last refresh (or creation). The second rule keeps a token whose whole
+/// lifetime is shorter than the lookahead (hours, where the lookahead is days) from being
+/// refreshed again by every pass.
+#[derive(Debug, Clone, Copy)]
+pub struct Due {
+    pub before: i64,
+    pub margin_before: i64,
+}
+
+impl Due {
+    /// [`Due`]'s rule for one row at `now`.
+    pub fn wants(&self, c: &Connection, now: i64) -> bool {
+        let Some(e) = c.expires_at else { return false };
+        let issued = c.last_refreshed_at.unwrap_or(c.created_at);
+        e < self.margin_before || (e < self.before && 2 * (e - now) < e - issued)
+    }
+}
+
+/// Claims up to `limit` active connections that are [`Due`] and not in backoff or claimed by
+/// another replica; the claim lasts until `claim_until`. On PostgreSQL `FOR UPDATE SKIP LOCKED`
+/// lets any number of replicas claim concurrently without overlap.
+pub async fn claim_due(db: &Db, due: Due, now: i64, claim_until: i64, limit: i64) -> Result<Vec<String>, StoreError> {
     let skip_locked = match db.kind() {
         crate::config::DatabaseKind::Postgres => " FOR UPDATE SKIP LOCKED",
         crate::config::DatabaseKind::Sqlite => "",
@@ -312,14 +333,16 @@ pub async fn claim_due(db: &Db, due_before: i64, now: i64, claim_until: i64, lim
     let rows: Vec<(String,)> = sqlx::query_as(&format!(
         "UPDATE connections SET refresh_claimed_until = $1 WHERE id IN (\
             SELECT id FROM connections WHERE status = 'active' AND refresh_token IS NOT NULL AND expires_at IS NOT NULL \
-            AND expires_at < $2 AND (next_refresh_at IS NULL OR next_refresh_at <= $3) \
+            AND (expires_at < $5 OR (expires_at < $2 AND 2 * (expires_at - $3) < expires_at - COALESCE(last_refreshed_at, created_at))) \
+            AND (next_refresh_at IS NULL OR next_refresh_at <= $3) \
             AND (refresh_claimed_until IS NULL OR refresh_claimed_until < $3) \
             ORDER BY expires_at LIMIT $4{skip_locked}) RETURNING id"
     ))
     .bind(claim_until)
-    .bind(due_before)
+    .bind(due.before)
     .bind(now)
     .bind(limit)
+    .bind(due.margin_before)
     .fetch_all(db.pool())
     .await?;
     Ok(rows.into_iter().map(|r| r.0).collect())

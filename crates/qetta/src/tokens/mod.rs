@@ -313,6 +313,11 @@ impl TokenManager {
         row.expires_at.is_some_and(|e| e - self.settings.refresh_margin_secs <= now)
     }
 
+    /// What the background refresher refreshes at `now`.
+    pub fn due_ahead(&self, now: i64) -> connections::Due {
+        connections::Due { before: now + self.settings.refresher_lookahead_secs, margin_before: now + self.settings.refresh_margin_secs }
+    }
+
     fn is_expired(row: &Connection, now: i64) -> bool {
         row.expires_at.is_some_and(|e| e <= now)
     }
@@ -321,7 +326,7 @@ impl TokenManager {
     fn satisfied(&self, row: &Connection, reason: Reason, now: i64) -> bool {
         match reason {
             Reason::Due => !self.is_due(row, now),
-            Reason::Ahead => row.expires_at.is_none_or(|e| e - self.settings.refresher_lookahead_secs > now),
+            Reason::Ahead => !self.due_ahead(now).wants(row, now),
             Reason::Rejected { version } => row.version != version && !Self::is_expired(row, now),
         }
     }

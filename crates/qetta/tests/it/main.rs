@@ -9,6 +9,7 @@ mod support;
 
 mod admin;
 mod auth_api;
+mod background;
 mod connections;
 mod faults;
 mod hardening;

@@ -219,6 +219,9 @@ impl Spawn {
             ("JWT_SECRET", JWT_SECRET.to_string()),
             ("QETTA_ENCRYPTION_KEYS", ENCRYPTION_KEYS.to_string()),
             ("QETTA_ADMIN_ADDR", "127.0.0.1:0".to_string()),
+            // The background refresher wakes when a test moves the clock; tests that want it
+            // running say so (the others drive `refresher::run_once` themselves).
+            ("QETTA_REFRESHER_ENABLED", "false".to_string()),
         ]);
         if self.backend.uses_redis() {
             sources.set("REDIS_URL", redis_url().await.expect("Redis reachable"));
