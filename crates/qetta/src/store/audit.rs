@@ -1,13 +1,43 @@
 //! The append-only audit log. Each entry carries the SHA-256 of the previous entry's hash and its
-//! own content, so any edit or deletion in the middle breaks the chain ([`verify`]).
+//! own content, so any edit, deletion or reordering breaks the chain ([`verify`]).
+//!
+//! The log is [`CHAINS`] chains, not one (migration 0011), so that audited writes do not wait on
+//! each other: an entry goes to the chain of its user ([`chain_of`]), and an append locks only
+//! that chain's head row in `audit_chains` (`SELECT … FOR UPDATE` on PostgreSQL, to the end of the
+//! transaction it is part of; SQLite has one writer anyway). Within a chain ids grow in chain
+//! order (the id is taken while the head is locked), so [`verify`] walks all entries in id order,
+//! each against its own chain, and then checks that every head names its chain's newest entry,
+//! which also catches the newest entries of a chain being removed. Entries of different chains
+//! are not ordered against each other by the hashes (only by their ids and times).
 
 use sha2::{Digest, Sha256};
 
 use super::{Db, StoreError};
 use crate::config::DatabaseKind;
 
-/// The hash that stands before the first entry.
+/// The hash that stands before the first entry of chain 0 (the single chain of old).
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// How many chains the log has (rows of `audit_chains`, made by migration 0011). 16 chains let
+/// 16 audited transactions commit at once; more would need a migration adding head rows.
+pub const CHAINS: i64 = 16;
+
+/// The hash that stands before the first entry of `chain`: `chain` in 64 hex digits.
+pub fn genesis(chain: i64) -> String {
+    format!("{chain:064x}")
+}
+
+/// The chain of an entry: its user's (FNV-1a of the user id, stable across builds), so one user's
+/// entries form one ordered chain; an entry without a user goes to any chain.
+pub fn chain_of(user_id: Option<&str>) -> i64 {
+    match user_id {
+        Some(u) => {
+            let h = u.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+            (h % CHAINS as u64) as i64
+        }
+        None => rand::random::<u64>().rem_euclid(CHAINS as u64) as i64,
+    }
+}
 
 /// What to record. `detail` must never hold a secret.
 #[derive(Debug, Clone, Default)]
@@ -38,9 +68,12 @@ pub struct Entry {
     pub detail: String,
     pub prev_hash: String,
     pub hash: String,
+    /// Which chain it links into (internal: not part of the API's view of an entry).
+    #[serde(skip)]
+    pub chain: i64,
 }
 
-const COLUMNS: &str = "id, at, actor, user_id, provider, connection_id, action, outcome, request_id, ip, detail, prev_hash, hash";
+const COLUMNS: &str = "id, at, actor, user_id, provider, connection_id, action, outcome, request_id, ip, detail, prev_hash, hash, chain";
 
 /// The hashed content of an entry: every field but `id`, `at`, `prev_hash` and `hash`.
 struct Fields<'a> {
@@ -149,32 +182,45 @@ pub async fn append(db: &Db, e: &NewEntry, now: i64) -> Result<i64, StoreError> 
 /// Appends `e` inside `w`, so that it is committed (or rolled back) with the change it records.
 pub async fn append_in(w: &mut super::WriteTx, e: &NewEntry, now: i64) -> Result<i64, StoreError> {
     let detail = if e.detail.is_null() { "{}".to_string() } else { e.detail.to_string() };
-    // The chain needs one writer at a time: a table lock on PostgreSQL (across replicas, held to
-    // the end of the transaction), the process's write lock on SQLite (taken by `begin_write`).
-    if w.kind == DatabaseKind::Postgres {
-        sqlx::query("LOCK TABLE audit_log IN EXCLUSIVE MODE").execute(&mut *w.tx).await?;
-    }
-    let prev: Option<(String,)> = sqlx::query_as("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1").fetch_optional(&mut *w.tx).await?;
-    let prev_hash = prev.map(|p| p.0).unwrap_or_else(|| GENESIS.to_string());
+    let chain = chain_of(e.user_id.as_deref());
+    // One writer per chain: the head row's lock on PostgreSQL (across replicas, held to the end of
+    // the transaction), the process's write lock on SQLite (taken by `begin_write`).
+    let lock = match w.kind {
+        DatabaseKind::Postgres => " FOR UPDATE",
+        DatabaseKind::Sqlite => "",
+    };
+    let head: Option<(String,)> =
+        sqlx::query_as(&format!("SELECT head_hash FROM audit_chains WHERE chain = $1{lock}")).bind(chain).fetch_optional(&mut *w.tx).await?;
+    let prev_hash = head.ok_or(StoreError::NotFound)?.0;
     let hash = entry_hash(&prev_hash, now, &e.fields(&detail));
-    let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO audit_log (at, actor, user_id, provider, connection_id, action, outcome, request_id, ip, detail, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
-    )
-    .bind(now)
-    .bind(&e.actor)
-    .bind(e.user_id.as_ref())
-    .bind(e.provider.as_ref())
-    .bind(e.connection_id.as_ref())
-    .bind(&e.action)
-    .bind(&e.outcome)
-    .bind(e.request_id.as_ref())
-    .bind(e.ip.as_ref())
-    .bind(&detail)
-    .bind(&prev_hash)
-    .bind(&hash)
-    .fetch_one(&mut *w.tx)
-    .await?;
+    let insert = "INSERT INTO audit_log (at, actor, user_id, provider, connection_id, action, outcome, request_id, ip, detail, prev_hash, hash, chain) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id";
+    let sql = match w.kind {
+        // The entry and its chain's new head in one round trip.
+        DatabaseKind::Postgres => {
+            format!("WITH e AS ({insert}) UPDATE audit_chains SET head_id = (SELECT id FROM e), head_hash = $12 WHERE chain = $13 RETURNING head_id")
+        }
+        DatabaseKind::Sqlite => insert.to_string(),
+    };
+    let (id,): (i64,) = sqlx::query_as(&sql)
+        .bind(now)
+        .bind(&e.actor)
+        .bind(e.user_id.as_ref())
+        .bind(e.provider.as_ref())
+        .bind(e.connection_id.as_ref())
+        .bind(&e.action)
+        .bind(&e.outcome)
+        .bind(e.request_id.as_ref())
+        .bind(e.ip.as_ref())
+        .bind(&detail)
+        .bind(&prev_hash)
+        .bind(&hash)
+        .bind(chain)
+        .fetch_one(&mut *w.tx)
+        .await?;
+    if w.kind == DatabaseKind::Sqlite {
+        sqlx::query("UPDATE audit_chains SET head_id = $1, head_hash = $2 WHERE chain = $3").bind(id).bind(&hash).bind(chain).execute(&mut *w.tx).await?;
+    }
     Ok(id)
 }
 
@@ -201,28 +247,62 @@ pub enum Verification {
     },
 }
 
-/// Walks the whole log in id order, recomputing every hash.
+/// Walks the whole log in id order, recomputing every hash and checking each entry against its
+/// chain, then checks every chain's head; all in one snapshot (a repeatable-read transaction on
+/// PostgreSQL, a read transaction on SQLite), so that appends going on meanwhile are not taken
+/// for gaps.
 pub async fn verify(db: &Db) -> Result<Verification, StoreError> {
-    let mut expected_prev = GENESIS.to_string();
+    use sqlx::Executor;
+    let mut conn = db.pool().acquire().await?;
+    let begin = match db.kind() {
+        DatabaseKind::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ",
+        DatabaseKind::Sqlite => "BEGIN",
+    };
+    conn.execute(begin).await?;
+    let result = verify_in(&mut conn).await;
+    if conn.execute("ROLLBACK").await.is_err() {
+        conn.close_on_drop();
+    }
+    result
+}
+
+async fn verify_in(conn: &mut sqlx::AnyConnection) -> Result<Verification, StoreError> {
+    // Per chain: the newest entry seen (id, hash).
+    let mut last: std::collections::HashMap<i64, (i64, String)> = Default::default();
     let mut after = i64::MIN;
     let mut count = 0u64;
     loop {
         let page: Vec<Entry> =
-            sqlx::query_as(&format!("SELECT {COLUMNS} FROM audit_log WHERE id > $1 ORDER BY id LIMIT 1000")).bind(after).fetch_all(db.pool()).await?;
-        if page.is_empty() {
-            return Ok(Verification::Intact { entries: count });
-        }
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM audit_log WHERE id > $1 ORDER BY id LIMIT 1000")).bind(after).fetch_all(&mut *conn).await?;
+        let Some(newest) = page.last().map(|e| e.id) else { break };
         for e in page {
+            let expected_prev = last.get(&e.chain).map_or_else(|| genesis(e.chain), |(_, h)| h.clone());
             if e.prev_hash != expected_prev {
-                return Ok(Verification::Broken { id: e.id, reason: "an entry before it was changed or removed" });
+                return Ok(Verification::Broken { id: e.id, reason: "an entry before it was changed, removed or moved" });
             }
             let recomputed = entry_hash(&e.prev_hash, e.at, &e.fields());
             if recomputed != e.hash {
                 return Ok(Verification::Broken { id: e.id, reason: "its content was changed" });
             }
-            expected_prev = e.hash;
-            after = e.id;
+            last.insert(e.chain, (e.id, e.hash));
             count += 1;
         }
+        after = newest;
     }
+    let heads: Vec<(i64, Option<i64>, String)> =
+        sqlx::query_as("SELECT chain, head_id, head_hash FROM audit_chains ORDER BY chain").fetch_all(&mut *conn).await?;
+    if let Some(id) = last.iter().filter(|(c, _)| !heads.iter().any(|h| h.0 == **c)).map(|(_, (id, _))| *id).min() {
+        return Ok(Verification::Broken { id, reason: "it names a chain that does not exist" });
+    }
+    for (chain, head_id, head_hash) in heads {
+        let (seen_id, seen_hash) = match last.remove(&chain) {
+            Some((id, hash)) => (Some(id), hash),
+            None => (None, genesis(chain)),
+        };
+        if head_id != seen_id || head_hash != seen_hash {
+            // The newest entries of the chain are gone (or its head row was altered).
+            return Ok(Verification::Broken { id: head_id.or(seen_id).unwrap_or(0), reason: "the newest entries of its chain were removed" });
+        }
+    }
+    Ok(Verification::Intact { entries: count })
 }
