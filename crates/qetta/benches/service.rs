@@ -6,6 +6,8 @@
 //! rejected, 200 concurrent requests); resident memory idle and after load. Appends the results,
 //! with the date and machine, to `docs/BENCHMARKS.md`.
 
+mod background;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -195,4 +197,5 @@ async fn main() {
         f.write_all(b"# Benchmarks\n\nMade by `cargo bench -p qetta --bench service`; each run appends a section.\n").unwrap();
     }
     f.write_all(report.as_bytes()).unwrap();
+    background::run(std::path::Path::new(env!("CARGO_BIN_EXE_qetta"))).await;
 }
