@@ -4,7 +4,8 @@
 //! The log is [`CHAINS`] chains, not one (migration 0011), so that audited writes do not wait on
 //! each other: an entry goes to the chain of its user ([`chain_of`]), and an append locks only
 //! that chain's head row in `audit_chains` (`SELECT … FOR UPDATE` on PostgreSQL, to the end of the
-//! transaction it is part of; SQLite has one writer anyway). Within a chain ids grow in chain
+//! transaction it is part of, and an entry of its own is one statement in autocommit; SQLite has
+//! one writer anyway). Within a chain ids grow in chain
 //! order (the id is taken while the head is locked), so [`verify`] walks all entries in id order,
 //! each against its own chain, and then checks that every head names its chain's newest entry,
 //! which also catches the newest entries of a chain being removed. Entries of different chains
@@ -18,9 +19,10 @@ use crate::config::DatabaseKind;
 /// The hash that stands before the first entry of chain 0 (the single chain of old).
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// How many chains the log has (rows of `audit_chains`, made by migration 0011). 16 chains let
-/// 16 audited transactions commit at once; more would need a migration adding head rows.
-pub const CHAINS: i64 = 16;
+/// How many chains the log has (rows of `audit_chains`, made by migration 0011): as many audited
+/// transactions can commit at once (when their users' chains differ). More would need a
+/// migration adding head rows.
+pub const CHAINS: i64 = 256;
 
 /// The hash that stands before the first entry of `chain`: `chain` in 64 hex digits.
 pub fn genesis(chain: i64) -> String {
@@ -172,37 +174,41 @@ fn entry_hash(prev_hash: &str, at: i64, f: &Fields<'_>) -> String {
     hex::encode(h.finalize())
 }
 
-/// Appends `e` in a transaction of its own.
+/// Appends `e` in a transaction of its own: on PostgreSQL one statement ([`PG_APPEND`]) in
+/// autocommit, so that its chain's head is locked only for that statement and its commit.
 pub async fn append(db: &Db, e: &NewEntry, now: i64) -> Result<i64, StoreError> {
+    if db.kind() == DatabaseKind::Postgres {
+        return append_pg(db.pool(), e, now).await;
+    }
     let mut w = db.begin_write().await?;
     let id = append_in(&mut w, e, now).await;
     w.finish(id).await
 }
 
-/// Appends `e` inside `w`, so that it is committed (or rolled back) with the change it records.
-pub async fn append_in(w: &mut super::WriteTx, e: &NewEntry, now: i64) -> Result<i64, StoreError> {
+/// One append on PostgreSQL: locks the chain's head row, computes the entry's hash in the
+/// database (the same bytes as [`entry_hash`]: each field length-prefixed as a big-endian u64,
+/// `-` for a missing one; `verify` recomputes it in Rust, so the two cannot drift unnoticed),
+/// inserts the entry and moves the head, in a single round trip.
+const PG_APPEND: &str = "WITH h AS (SELECT head_hash AS prev FROM audit_chains WHERE chain = $11 FOR UPDATE), \
+    v AS (SELECT prev, encode(sha256( \
+        int8send(octet_length(prev)::int8) || convert_to(prev, 'UTF8') \
+        || int8send(octet_length($1::int8::text)::int8) || convert_to($1::int8::text, 'UTF8') \
+        || int8send(octet_length($2::text)::int8) || convert_to($2::text, 'UTF8') \
+        || COALESCE(int8send(octet_length($3::text)::int8) || convert_to($3::text, 'UTF8'), '\\x2d'::bytea) \
+        || COALESCE(int8send(octet_length($4::text)::int8) || convert_to($4::text, 'UTF8'), '\\x2d'::bytea) \
+        || COALESCE(int8send(octet_length($5::text)::int8) || convert_to($5::text, 'UTF8'), '\\x2d'::bytea) \
+        || int8send(octet_length($6::text)::int8) || convert_to($6::text, 'UTF8') \
+        || int8send(octet_length($7::text)::int8) || convert_to($7::text, 'UTF8') \
+        || COALESCE(int8send(octet_length($8::text)::int8) || convert_to($8::text, 'UTF8'), '\\x2d'::bytea) \
+        || COALESCE(int8send(octet_length($9::text)::int8) || convert_to($9::text, 'UTF8'), '\\x2d'::bytea) \
+        || int8send(octet_length($10::text)::int8) || convert_to($10::text, 'UTF8')), 'hex') AS hash FROM h), \
+    e AS (INSERT INTO audit_log (at, actor, user_id, provider, connection_id, action, outcome, request_id, ip, detail, prev_hash, hash, chain) \
+        SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, prev, hash, $11 FROM v RETURNING id, hash) \
+    UPDATE audit_chains SET head_id = e.id, head_hash = e.hash FROM e WHERE chain = $11 RETURNING e.id";
+
+async fn append_pg<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, e: &NewEntry, now: i64) -> Result<i64, StoreError> {
     let detail = if e.detail.is_null() { "{}".to_string() } else { e.detail.to_string() };
-    let chain = chain_of(e.user_id.as_deref());
-    // One writer per chain: the head row's lock on PostgreSQL (across replicas, held to the end of
-    // the transaction), the process's write lock on SQLite (taken by `begin_write`).
-    let lock = match w.kind {
-        DatabaseKind::Postgres => " FOR UPDATE",
-        DatabaseKind::Sqlite => "",
-    };
-    let head: Option<(String,)> =
-        sqlx::query_as(&format!("SELECT head_hash FROM audit_chains WHERE chain = $1{lock}")).bind(chain).fetch_optional(&mut *w.tx).await?;
-    let prev_hash = head.ok_or(StoreError::NotFound)?.0;
-    let hash = entry_hash(&prev_hash, now, &e.fields(&detail));
-    let insert = "INSERT INTO audit_log (at, actor, user_id, provider, connection_id, action, outcome, request_id, ip, detail, prev_hash, hash, chain) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id";
-    let sql = match w.kind {
-        // The entry and its chain's new head in one round trip.
-        DatabaseKind::Postgres => {
-            format!("WITH e AS ({insert}) UPDATE audit_chains SET head_id = (SELECT id FROM e), head_hash = $12 WHERE chain = $13 RETURNING head_id")
-        }
-        DatabaseKind::Sqlite => insert.to_string(),
-    };
-    let (id,): (i64,) = sqlx::query_as(&sql)
+    let id: Option<(i64,)> = sqlx::query_as(PG_APPEND)
         .bind(now)
         .bind(&e.actor)
         .bind(e.user_id.as_ref())
@@ -213,14 +219,45 @@ pub async fn append_in(w: &mut super::WriteTx, e: &NewEntry, now: i64) -> Result
         .bind(e.request_id.as_ref())
         .bind(e.ip.as_ref())
         .bind(&detail)
-        .bind(&prev_hash)
-        .bind(&hash)
-        .bind(chain)
-        .fetch_one(&mut *w.tx)
+        .bind(chain_of(e.user_id.as_deref()))
+        .fetch_optional(ex)
         .await?;
-    if w.kind == DatabaseKind::Sqlite {
-        sqlx::query("UPDATE audit_chains SET head_id = $1, head_hash = $2 WHERE chain = $3").bind(id).bind(&hash).bind(chain).execute(&mut *w.tx).await?;
+    // No head row: the chains migration has not run.
+    Ok(id.ok_or(StoreError::NotFound)?.0)
+}
+
+/// Appends `e` inside `w`, so that it is committed (or rolled back) with the change it records.
+pub async fn append_in(w: &mut super::WriteTx, e: &NewEntry, now: i64) -> Result<i64, StoreError> {
+    if w.kind == DatabaseKind::Postgres {
+        // The head row's lock is held to the end of `w` (across replicas, one writer per chain).
+        return append_pg(&mut *w.tx, e, now).await;
     }
+    // SQLite: one writer anyway (the process's write lock, taken by `begin_write`).
+    let detail = if e.detail.is_null() { "{}".to_string() } else { e.detail.to_string() };
+    let chain = chain_of(e.user_id.as_deref());
+    let head: Option<(String,)> = sqlx::query_as("SELECT head_hash FROM audit_chains WHERE chain = $1").bind(chain).fetch_optional(&mut *w.tx).await?;
+    let prev_hash = head.ok_or(StoreError::NotFound)?.0;
+    let hash = entry_hash(&prev_hash, now, &e.fields(&detail));
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO audit_log (at, actor, user_id, provider, connection_id, action, outcome, request_id, ip, detail, prev_hash, hash, chain) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+    )
+    .bind(now)
+    .bind(&e.actor)
+    .bind(e.user_id.as_ref())
+    .bind(e.provider.as_ref())
+    .bind(e.connection_id.as_ref())
+    .bind(&e.action)
+    .bind(&e.outcome)
+    .bind(e.request_id.as_ref())
+    .bind(e.ip.as_ref())
+    .bind(&detail)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .bind(chain)
+    .fetch_one(&mut *w.tx)
+    .await?;
+    sqlx::query("UPDATE audit_chains SET head_id = $1, head_hash = $2 WHERE chain = $3").bind(id).bind(&hash).bind(chain).execute(&mut *w.tx).await?;
     Ok(id)
 }
 
