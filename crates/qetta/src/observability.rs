@@ -55,7 +55,7 @@ pub fn handle() -> &'static PrometheusHandle {
 /// balance/{fintech_use_num}`, never the concrete path, which would carry ids into labels).
 pub async fn record_request(req: Request, next: Next) -> Response {
     let _ = handle();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let route = route_of(&req);
     let method = req.method().as_str().to_string();
     let started = std::time::Instant::now();
     let response = next.run(req).await;
@@ -63,6 +63,20 @@ pub async fn record_request(req: Request, next: Next) -> Response {
     metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
     metrics::histogram!(HTTP_DURATION, &labels).record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The route template of a request (`/api/v1/connections/{id}`), never its concrete path; a
+/// nested service (the embedded sandbox) by its mount point (`/sandbox/kftc/*`); `unmatched`
+/// for the rest.
+pub fn route_of(req: &Request) -> String {
+    if let Some(p) = req.extensions().get::<MatchedPath>() {
+        return p.as_str().to_string();
+    }
+    let path = req.uri().path();
+    match path.strip_prefix("/sandbox/").and_then(|rest| rest.split_once('/')) {
+        Some((provider, _)) if !provider.is_empty() && provider.bytes().all(|b| b.is_ascii_lowercase()) => format!("/sandbox/{provider}/*"),
+        _ => "unmatched".into(),
+    }
 }
 
 /// Records how long a write transaction waited for a pooled connection.

@@ -39,8 +39,8 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let header = HeaderValue::from_str(&id).expect("request ids are ASCII");
     req.headers_mut().insert(HEADER, header.clone());
-    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_string());
-    let route = route.as_deref().unwrap_or("unmatched");
+    let route = crate::observability::route_of(&req);
+    let route = route.as_str();
     let method = req.method().as_str().to_string();
     // The route template, never the concrete path (it carries account numbers and transaction
     // ids). With OpenTelemetry on, this is the server span, named `GET /api/v1/connections/{id}`.

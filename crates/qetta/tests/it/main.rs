@@ -25,6 +25,7 @@ mod secrets;
 mod startup;
 mod store_suite;
 mod sync;
+mod telemetry;
 mod token_core;
 mod toss_flow;
 mod web_e2e;
