@@ -5,6 +5,7 @@
 //! and of KFTC balance reads (token manager + sandbox round trip); a refresh storm (every token
 //! rejected, 200 concurrent requests); resident memory idle and after load. Appends the results,
 //! with the date and machine, to `docs/BENCHMARKS.md`.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // the report is the output
 
 use std::io::Write;
 use std::process::{Command, Stdio};

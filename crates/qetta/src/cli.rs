@@ -1,5 +1,8 @@
 //! The `qetta` command line.
 
+// The command line talks to the terminal: banners, `config show`, command results.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::process::ExitCode;
 use std::sync::Arc;
 

@@ -8,6 +8,9 @@
 //! fields are the route template, status, request id, provider and endpoint: no token, secret or
 //! personal data. `RUST_LOG` filters the log only, so a quiet log does not blind the traces.
 
+// Before (or instead of) a working subscriber, stderr is the only way to say so.
+#![allow(clippy::print_stderr)]
+
 use std::sync::OnceLock;
 
 use opentelemetry::trace::TracerProvider as _;

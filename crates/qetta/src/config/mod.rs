@@ -1072,10 +1072,11 @@ mod tests {
         let o = cfg(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]).unwrap().otel.unwrap();
         assert_eq!(o.traces_endpoint, "http://collector:4318/v1/traces");
         assert_eq!((o.protocol, o.service_name.as_str()), (OtlpProtocol::HttpProtobuf, "qetta"));
-        let o = cfg(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c.example/otlp"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"), ("OTEL_SERVICE_NAME", "qetta-eu")])
-            .unwrap()
-            .otel
-            .unwrap();
+        let o =
+            cfg(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c.example/otlp"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"), ("OTEL_SERVICE_NAME", "qetta-eu")])
+                .unwrap()
+                .otel
+                .unwrap();
         assert_eq!((o.traces_endpoint.as_str(), o.protocol, o.service_name.as_str()), ("https://c.example/otlp/v1/traces", OtlpProtocol::HttpJson, "qetta-eu"));
         for (pairs, var) in [
             (vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")], "OTEL_EXPORTER_OTLP_ENDPOINT"),

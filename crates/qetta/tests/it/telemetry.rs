@@ -102,9 +102,12 @@ async fn connected_user(base: &str) -> (String, String, String, String) {
     (token, user, fin, access)
 }
 
-/// An OTLP/HTTP receiver: every body POSTed to `/v1/traces`, with its content type.
-async fn receiver() -> (String, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
-    let got: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+/// Every body POSTed to the receiver, with its content type.
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// An OTLP/HTTP receiver of `/v1/traces`.
+async fn receiver() -> (String, Received) {
+    let got: Received = Arc::default();
     let keep = got.clone();
     let app = axum::Router::new().route(
         "/v1/traces",
@@ -127,7 +130,11 @@ async fn receiver() -> (String, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
 fn attr(span: &Value, key: &str) -> Option<String> {
     let a = span["attributes"].as_array()?.iter().find(|a| a["key"] == key)?;
     let v = &a["value"];
-    v["stringValue"].as_str().map(str::to_string).or_else(|| v["intValue"].as_i64().map(|i| i.to_string())).or_else(|| v["intValue"].as_str().map(str::to_string))
+    v["stringValue"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| v["intValue"].as_i64().map(|i| i.to_string()))
+        .or_else(|| v["intValue"].as_str().map(str::to_string))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

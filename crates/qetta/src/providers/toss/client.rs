@@ -16,8 +16,8 @@ use chrono::{DateTime, FixedOffset};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
-use tracing::Instrument as _;
 use serde::{Deserialize, Deserializer, Serialize};
+use tracing::Instrument as _;
 
 use super::crypto::{CryptoError, TossPublicKey, TossSession};
 
