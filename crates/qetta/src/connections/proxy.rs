@@ -130,7 +130,24 @@ impl ConnectionService {
             }
             h.insert(header::AUTHORIZATION, format!("Bearer {}", t.token.expose_secret()).parse().expect("a token is a header value"));
             let sent = http.request(method.clone(), url.clone()).headers(h).body(body.clone()).timeout(timeout).send();
-            tracing::Instrument::instrument(sent, span)
+            let traced = span.clone();
+            tracing::Instrument::instrument(
+                async move {
+                    let answer = sent.await;
+                    let outcome = match &answer {
+                        Ok(a) if a.status().as_u16() < 400 => "ok".to_string(),
+                        Ok(a) => format!("http_{}", a.status().as_u16()),
+                        Err(e) if e.is_timeout() => "timeout".into(),
+                        Err(_) => "network".into(),
+                    };
+                    traced.record("outcome", outcome.as_str());
+                    if outcome != "ok" {
+                        traced.record("otel.status_code", "error");
+                    }
+                    answer
+                },
+                span,
+            )
         };
         let mut answer = send(&token).await;
         // One more try, for idempotent calls only, when the request may not have been handled.
