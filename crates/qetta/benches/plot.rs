@@ -12,7 +12,7 @@ fn esc(s: &str) -> String {
 }
 
 /// The chart, with the concurrencies evenly spaced on the x axis.
-pub fn svg(title: &str, series: &[Series]) -> String {
+pub fn svg(title: &str, series: &[Series<'_>]) -> String {
     let (w, h, left, right, top, bottom) = (720.0, 420.0, 70.0, 230.0, 40.0, 50.0);
     let xs: Vec<usize> = {
         let mut v: Vec<usize> = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).collect();

@@ -8,6 +8,7 @@
 //! FAIL; throughput targets are ratios against a direct call to the simulator measured in the same
 //! run, so that they hold on a noisy machine. The results are appended to `docs/BENCHMARKS.md`
 //! and the throughput plot is written to `docs/bench-throughput.svg`.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // the report is the output
 
 mod plot;
 mod wrk;

@@ -364,6 +364,21 @@ pub async fn claim_due(db: &Db, due_before: i64, now: i64, claim_until: i64, lim
     Ok(rows.into_iter().map(|r| r.0).collect())
 }
 
+/// How many connections [`claim_due`] would claim now, without a limit or the claims (the
+/// refresher's queue, for the metrics): one count on the `connections_due` index.
+pub async fn count_due(db: &Db, due_before: i64, now: i64) -> Result<i64, StoreError> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM connections WHERE status = 'active' AND refresh_token IS NOT NULL AND expires_at IS NOT NULL \
+         AND expires_at < $1 AND (next_refresh_at IS NULL OR next_refresh_at <= $2) \
+         AND (refresh_claimed_until IS NULL OR refresh_claimed_until < $2)",
+    )
+    .bind(due_before)
+    .bind(now)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(n)
+}
+
 /// Rows sealed with a key other than `active_key`, for rotation.
 pub async fn ids_not_on_key(db: &Db, active_key: &str, limit: i64) -> Result<Vec<String>, StoreError> {
     let rows: Vec<(String,)> = sqlx::query_as("SELECT id FROM connections WHERE key_id IS NOT NULL AND key_id <> $1 ORDER BY id LIMIT $2")

@@ -239,6 +239,11 @@ impl Db {
         self.inline.as_deref()
     }
 
+    /// The pool's size limit (for the metrics).
+    pub fn max_connections(&self) -> u32 {
+        self.pool.options().get_max_connections()
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -255,7 +260,9 @@ impl Db {
             DatabaseKind::Sqlite => Some(self.local_write_lock.clone().lock_owned().await),
             DatabaseKind::Postgres => None,
         };
+        let waited = std::time::Instant::now();
         let mut conn = self.pool.acquire().await?;
+        crate::observability::db_acquired(waited.elapsed());
         let begin = match self.kind {
             DatabaseKind::Sqlite => "BEGIN IMMEDIATE",
             DatabaseKind::Postgres => "BEGIN",
