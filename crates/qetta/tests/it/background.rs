@@ -121,7 +121,5 @@ async fn the_refresher_drains_due_connections_back_to_back_within_its_concurrenc
     // claimed, nothing refreshed twice.
     let again = qetta::tokens::refresher::run_once(&app.state.tokens, &app.state.refresher_stats).await.unwrap();
     assert_eq!(again.claimed, 0, "{again:?}");
-    let refreshed = app.state.refresher_stats.refreshed.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(refreshed, N as u64);
     assert_eq!(count(&app.sandbox_stats("kftc").await, &["tokens", "issued", "refresh_token"]), N);
 }
