@@ -12,12 +12,21 @@ pub struct LocalFlights {
 
 impl LocalFlights {
     pub async fn acquire(&self, key: &str) -> LocalGuard<'_> {
+        self.acquire_noting(key).await.0
+    }
+
+    /// [`Self::acquire`], and whether another caller held it first (then the row may have changed
+    /// while this one waited).
+    pub async fn acquire_noting(&self, key: &str) -> (LocalGuard<'_>, bool) {
         let lock = {
             let mut map = self.locks.lock().expect("flights map");
             map.entry(key.to_string()).or_default().clone()
         };
-        let guard = lock.clone().lock_owned().await;
-        LocalGuard { flights: self, key: key.to_string(), lock, _guard: Some(guard) }
+        let (guard, waited) = match lock.clone().try_lock_owned() {
+            Ok(g) => (g, false),
+            Err(_) => (lock.clone().lock_owned().await, true),
+        };
+        (LocalGuard { flights: self, key: key.to_string(), lock, _guard: Some(guard) }, waited)
     }
 }
 

@@ -375,14 +375,21 @@ impl TokenManager {
         if let Some(answer) = self.answer_without_refresh(&row, reason) {
             return answer;
         }
-        let _local = self.flights.acquire(&row.id).await;
-        let id = row.id;
+        let (_local, waited) = self.flights.acquire_noting(&row.id).await;
+        // Nobody in this process refreshed while we waited for the lock: the caller's row is as
+        // good as a re-read here (the row is read again under the lease anyway, before any
+        // provider call), which saves a round trip per refresh.
+        let id = row.id.clone();
+        let mut known = (!waited).then_some(row);
         let owner = format!("{}:{}", self.instance, uuid::Uuid::new_v4().simple());
         let deadline = tokio::time::Instant::now() + self.wait_budget();
         let mut pause = Duration::from_millis(10);
         loop {
             // Someone (in this process or another) may have refreshed while we waited.
-            let row = connections::get_by_id(&self.db, &id).await?.ok_or(TokenError::NotConnected)?;
+            let row = match known.take() {
+                Some(row) => row,
+                None => connections::get_by_id(&self.db, &id).await?.ok_or(TokenError::NotConnected)?,
+            };
             if let Some(answer) = self.answer_without_refresh(&row, reason) {
                 return answer;
             }
