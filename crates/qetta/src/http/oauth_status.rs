@@ -11,6 +11,19 @@ use crate::error::ApiError;
 use crate::http::rfc3339;
 use crate::store::connections;
 
+/// `GET /api/v1/oauth/status` (documentation of the body built below).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct StatusBody {
+    /// One entry per provider of the catalogue: `{provider, configured, connected, status,
+    /// scope, expires_at, connected_at, last_refreshed_at, connection_id?, connections}`; Toss's
+    /// entry has `verified`, `identity` (masked) and `last_test` instead of the connection fields.
+    #[schema(value_type = Vec<Object>)]
+    providers: Vec<Value>,
+}
+
+/// Every provider with the caller's connection state
+#[utoipa::path(get, path = "/api/v1/oauth/status", tag = "oauth", responses((status = 200, description = "OK", body = StatusBody)))]
 pub async fn status(State(state): State<AppState>, user: AuthUser) -> Result<Json<Value>, ApiError> {
     let rows = connections::list_for_user(&state.db, &user.id).await?;
     let mut providers = Vec::new();
