@@ -19,7 +19,7 @@ use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::connections::{Actor, ConnectionError, Listed, StartRequest};
 use crate::error::{ApiError, ErrorBody};
-use crate::http::openapi::{ConnectionPath, ProviderPath};
+use crate::http::openapi::{ConnectableProviderPath, ConnectionPath};
 use crate::http::oauth_flow::{ConfirmForm, Flow};
 use crate::http::rfc3339;
 use crate::mask::mask_token;
@@ -273,7 +273,7 @@ pub struct AuthorizeAnswer {
 /// Start connecting an account at a provider: {authorize_url, expires_at}
 ///
 /// Stores a single-use state (10 minutes) with the flow's data (PKCE S256 verifier sealed, OIDC nonce) and answers the launch URL on this service (`GET /api/v1/oauth/{provider}/launch`); the provider returns the browser to `GET /api/v1/oauth/{provider}/callback`, the one redirect URI to register. Sets the initiator cookie `qetta_{provider}_init` like KFTC's authorize. Connecting an account you already connected (same provider account) updates that connection.
-#[utoipa::path(post, path = "/api/v1/connections/{provider}/authorize", tag = "connections", params(ProviderPath), security(("bearer" = []), ("bearer" = [], "serviceKey" = [])),
+#[utoipa::path(post, path = "/api/v1/connections/{provider}/authorize", tag = "connections", params(ConnectableProviderPath), security(("bearer" = []), ("bearer" = [], "serviceKey" = [])),
     request_body(content = Option<AuthorizeBody>), responses(
     (status = 200, description = "OK", body = AuthorizeAnswer, headers(("Set-Cookie" = String, description = "qetta_{provider}_init=<secret>; HttpOnly; SameSite=Lax"))),
     (status = 400, description = "provider_not_connectable (Toss)", body = ErrorBody),
@@ -350,7 +350,7 @@ pub struct LaunchQuery {
 /// Opens a provider connection in the browser: straight to the provider for the browser that started it, a confirmation page for any other
 ///
 /// With the initiator cookie set by authorize in this browser: binds the state to the browser (cookie qetta_{provider}_bind) and redirects (303) to the provider's consent page. Without it: a confirmation page (200, HTML) naming the Qetta account being connected (masked email, or masked user id for users minted by the app's backend), with a form that POSTs here; nothing is bound. It sets the CSRF cookie qetta_{provider}_csrf (HttpOnly, SameSite=Strict).
-#[utoipa::path(get, path = "/api/v1/oauth/{provider}/launch", tag = "connections", security(()), params(ProviderPath, LaunchQuery), responses(
+#[utoipa::path(get, path = "/api/v1/oauth/{provider}/launch", tag = "connections", security(()), params(ConnectableProviderPath, LaunchQuery), responses(
     (status = 200, description = "the confirmation page (HTML), for a browser that did not start the flow", content_type = "text/html", body = String),
     (status = 303, description = "to the provider's consent page (this browser started the flow)"),
     (status = 400, description = "HTML refusal page: state_invalid, state_unknown, state_expired (a malformed query string: the JSON error body); JSON provider_not_connectable for Toss", content((String = "text/html"), (ErrorBody = "application/json"))),
@@ -374,7 +374,7 @@ pub async fn launch(
 /// Confirms (or cancels) a provider connection from the confirmation page
 ///
 /// The confirmation page's form. Refused when Sec-Fetch-Site or Origin (when sent) name another site, or when csrf_token does not match this browser's qetta_{provider}_csrf cookie and the state. action=confirm binds this browser (once per state) and redirects to the provider; action=cancel spends the state.
-#[utoipa::path(post, path = "/api/v1/oauth/{provider}/launch", tag = "connections", security(()), params(ProviderPath),
+#[utoipa::path(post, path = "/api/v1/oauth/{provider}/launch", tag = "connections", security(()), params(ConnectableProviderPath),
     request_body(content = ConfirmForm, content_type = "application/x-www-form-urlencoded"), responses(
     (status = 200, description = "cancelled (HTML result page, code launch_cancelled)", content_type = "text/html", body = String),
     (status = 303, description = "to the provider's consent page, this browser bound (cookie qetta_{provider}_bind)"),
@@ -422,7 +422,7 @@ pub struct CallbackQuery {
 /// Where the provider returns the user: the state and browser binding checked first, then the provider's answer (RFC 9207 iss, the code exchanged with PKCE, the ID token validated)
 ///
 /// Reports to the opener window.
-#[utoipa::path(get, path = "/api/v1/oauth/{provider}/callback", tag = "connections", security(()), params(ProviderPath, CallbackQuery), responses(
+#[utoipa::path(get, path = "/api/v1/oauth/{provider}/callback", tag = "connections", security(()), params(ConnectableProviderPath, CallbackQuery), responses(
     (status = 200, description = "An HTML result page (data-ok, data-code: connected, reconnected, consent_denied) that reports to the opener window", content_type = "text/html", body = String),
     (status = 400, description = "HTML refusal page: state_missing, state_unknown, state_expired; issuer_mismatch, issuer_missing, code_rejected, callback_invalid", content((String = "text/html"), (ErrorBody = "application/json"))),
     (status = 403, description = "HTML refusal page: state_browser_mismatch (not the browser bound at launch)", content_type = "text/html", body = String),

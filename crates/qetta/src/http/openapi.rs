@@ -111,13 +111,13 @@ pub struct KftcConnectionPath {
     pub id: String,
 }
 
-/// `{provider}` of the path.
+/// `{provider}` of the browser flow's paths: a provider that users connect accounts at.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)]
-pub struct ProviderPath {
-    #[doc = "a provider of the catalogue (`GET /api/v1/providers`): kftc, kakao, naver, or one of QETTA_PROVIDERS_FILE"]
-    #[param(pattern = "^[a-z0-9_-]{1,32}$")]
+pub struct ConnectableProviderPath {
+    /// a provider of the catalogue (`GET /api/v1/providers`) that users connect accounts at: kftc, kakao, naver, or one of QETTA_PROVIDERS_FILE; not toss (one service token, no per-user connection: 400 provider_not_connectable)
+    #[param(pattern = "^(?!toss$)[a-z0-9_-]{1,32}$")]
     pub provider: String,
 }
 
