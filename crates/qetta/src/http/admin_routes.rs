@@ -284,7 +284,12 @@ pub async fn disconnect_connection(
     let c = admin_connection(&state, &id).await?;
     let actor = crate::connections::Actor { name: admin.actor(), ip: Some(peer.ip().to_string()) };
     let done = state.connections.disconnect(c, &actor).await?;
-    Ok(Json(crate::http::connections::DisconnectedBody { disconnected: true, id: done.connection.id, provider: done.connection.provider, revocation: done.revoked }))
+    Ok(Json(crate::http::connections::DisconnectedBody {
+        disconnected: true,
+        id: done.connection.id,
+        provider: done.connection.provider,
+        revocation: done.revoked,
+    }))
 }
 
 async fn admin_connection(state: &AppState, id: &str) -> Result<crate::store::connections::Connection, ApiError> {

@@ -104,7 +104,8 @@ pub async fn authorize(
     let mut resp = if matches!(q.redirect.as_deref(), Some("1") | Some("true")) {
         Redirect::to(&answer.authorize_url).into_response()
     } else {
-        Json(KftcAuthorizeAnswer { authorize_url: answer.authorize_url, expires_at: answer.expires_at, auth_type: answer.auth_type.unwrap_or(0) }).into_response()
+        Json(KftcAuthorizeAnswer { authorize_url: answer.authorize_url, expires_at: answer.expires_at, auth_type: answer.auth_type.unwrap_or(0) })
+            .into_response()
     };
     started.attach(&mut resp);
     Ok(resp)
@@ -290,6 +291,49 @@ fn parse_amount(s: &str, field: &str) -> Result<Option<i64>, ApiError> {
     model::amount(s).map_err(|e| ApiError::Upstream { code: "upstream_invalid", message: format!("KFTC sent an unreadable {field}: {e}"), provider_code: None })
 }
 
+/// `GET /api/v1/oauth/kftc/balance/{fintech_use_num}`: amounts as integers (KRW).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Balance {
+    pub fintech_use_num: String,
+    pub balance: Option<i64>,
+    pub available: Option<i64>,
+    /// Always `KRW`.
+    pub currency: &'static str,
+    pub product_name: String,
+    pub bank_name: String,
+    pub bank_code: String,
+    pub account_num_masked: String,
+    pub account_type: String,
+    /// `YYYYMMDD` as KFTC sends it; `null` when KFTC sends none.
+    pub account_issue_date: Option<String>,
+    pub maturity_date: Option<String>,
+    pub last_tran_date: Option<String>,
+}
+
+/// `POST /api/v1/oauth/kftc/transactions`: one page.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TransactionPage {
+    pub fintech_use_num: String,
+    /// The balance KFTC reported with the first page read.
+    pub balance: Option<i64>,
+    pub transactions: Vec<Transaction>,
+    /// Pass as `cursor` (with the same query) for the next page; `null` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// A transaction as KFTC reported it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Transaction {
+    pub at: String,
+    /// `in`, `out` or `other`.
+    pub direction: &'static str,
+    pub amount: i64,
+    pub balance_after: Option<i64>,
+    pub description: String,
+    pub kind: String,
+    pub branch: String,
+}
+
 /// `{fintech_use_num}` of the path.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
@@ -304,7 +348,7 @@ pub struct FintechPath {
 ///
 /// 409 consent_expired when the inquiry consent expired at KFTC (provider_code A0316, A0334 or A0002/468; the user renews it), 409 scope_not_granted, 409 account_not_registered (bank 551/555/556).
 #[utoipa::path(get, path = "/api/v1/oauth/kftc/balance/{fintech_use_num}", tag = "kftc", params(FintechPath, Which), responses(
-    (status = 200, description = "{fintech_use_num, balance, available, currency, product_name, bank_name, bank_code, account_num_masked, account_type, account_issue_date, maturity_date, last_tran_date}", body = Object),
+    (status = 200, description = "OK", body = Balance),
     (status = 409, description = "consent_expired, scope_not_granted, account_not_registered", body = ErrorBody),
     (status = 503, response = crate::http::openapi::responses::UpstreamUnavailable),
     (status = 504, response = crate::http::openapi::responses::UpstreamTimeout),
@@ -314,7 +358,7 @@ pub async fn balance(
     user: AuthUser,
     Path(fintech_use_num): Path<String>,
     Query(which): Query<Which>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Balance>, ApiError> {
     let (conn, account) = own_account(&state, &user.id, &fintech_use_num, &which).await?;
     let kftc = state.kftc()?.clone();
     let fin = fintech_use_num.clone();
@@ -324,21 +368,29 @@ pub async fn balance(
         async move { kftc.balance(&t.token, &fin).await }
     })
     .await?;
-    let date = |d: &str| if d.is_empty() || d.chars().all(|c| c == '0') { Value::Null } else { json!(d) };
-    Ok(Json(json!({
-        "fintech_use_num": fintech_use_num,
-        "balance": parse_amount(&b.balance_amt, "balance_amt")?,
-        "available": parse_amount(&b.available_amt, "available_amt")?,
-        "currency": "KRW",
-        "product_name": b.product_name,
-        "bank_name": if b.savings_bank_name.is_empty() { if b.bank_name.is_empty() { account.bank_name } else { b.bank_name } } else { b.savings_bank_name },
-        "bank_code": account.bank_code,
-        "account_num_masked": account.account_num_masked,
-        "account_type": b.account_type,
-        "account_issue_date": date(&b.account_issue_date),
-        "maturity_date": date(&b.maturity_date),
-        "last_tran_date": date(&b.last_tran_date),
-    })))
+    let date = |d: &str| if d.is_empty() || d.chars().all(|c| c == '0') { None } else { Some(d.to_string()) };
+    Ok(Json(Balance {
+        balance: parse_amount(&b.balance_amt, "balance_amt")?,
+        available: parse_amount(&b.available_amt, "available_amt")?,
+        fintech_use_num,
+        currency: "KRW",
+        product_name: b.product_name,
+        bank_name: if b.savings_bank_name.is_empty() {
+            if b.bank_name.is_empty() {
+                account.bank_name
+            } else {
+                b.bank_name
+            }
+        } else {
+            b.savings_bank_name
+        },
+        bank_code: account.bank_code,
+        account_num_masked: account.account_num_masked,
+        account_type: b.account_type,
+        account_issue_date: date(&b.account_issue_date),
+        maturity_date: date(&b.maturity_date),
+        last_tran_date: date(&b.last_tran_date),
+    }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -464,7 +516,7 @@ pub(crate) fn direction(inout: &str) -> &'static str {
 ///
 /// At most 12 KFTC pages and 20 s per request: 502 upstream_paging when a bank announces pages without rows. 410 cursor_expired when KFTC no longer accepts the cursor's paging position (start again without a cursor). 409 consent_expired as for the balance.
 #[utoipa::path(post, path = "/api/v1/oauth/kftc/transactions", tag = "kftc", request_body = TransactionsBody, responses(
-    (status = 200, description = "{fintech_use_num, balance, transactions: [{at, direction, amount, balance_after, description, kind, branch}], next_cursor}", body = Object),
+    (status = 200, description = "OK", body = TransactionPage),
     (status = 400, description = "invalid_cursor (or malformed_json)", body = ErrorBody),
     (status = 409, description = "consent_expired, scope_not_granted", body = ErrorBody),
     (status = 410, description = "cursor_expired", body = ErrorBody),
@@ -473,7 +525,7 @@ pub(crate) fn direction(inout: &str) -> &'static str {
     (status = 503, response = crate::http::openapi::responses::UpstreamUnavailable),
     (status = 504, response = crate::http::openapi::responses::UpstreamTimeout),
 ))]
-pub async fn transactions(State(state): State<AppState>, user: AuthUser, ApiJson(body): ApiJson<TransactionsBody>) -> Result<Json<Value>, ApiError> {
+pub async fn transactions(State(state): State<AppState>, user: AuthUser, ApiJson(body): ApiJson<TransactionsBody>) -> Result<Json<TransactionPage>, ApiError> {
     // Whose account first: about an account that is not the caller's, nothing else is said.
     let (conn, _) = own_account(&state, &user.id, &body.fintech_use_num, &Which { connection_id: body.connection_id.clone() }).await?;
     let from = parse_date(&body.from_date, "from_date")?;
@@ -601,17 +653,12 @@ pub async fn transactions(State(state): State<AppState>, user: AuthUser, ApiJson
             offset = 0;
         }
         let next_cursor = next_cursor.map(|c| c.seal(cursor_key, &user.id));
-        Ok(Json(json!({
-            "fintech_use_num": body.fintech_use_num,
-            "balance": balance,
-            "transactions": out,
-            "next_cursor": next_cursor,
-        })))
+        Ok(Json(TransactionPage { fintech_use_num: body.fintech_use_num, balance, transactions: out, next_cursor }))
     })
     .await
 }
 
-fn transaction_json(t: &model::TransactionItem) -> Result<Value, ApiError> {
+fn transaction_json(t: &model::TransactionItem) -> Result<Transaction, ApiError> {
     let at = NaiveDate::parse_from_str(&t.tran_date, "%Y%m%d")
         .ok()
         .and_then(|d| {
@@ -619,15 +666,15 @@ fn transaction_json(t: &model::TransactionItem) -> Result<Value, ApiError> {
             Seoul.from_local_datetime(&d.and_time(time)).single()
         })
         .ok_or_else(|| ApiError::Upstream { code: "upstream_invalid", message: "KFTC sent an unreadable transaction date.".into(), provider_code: None })?;
-    Ok(json!({
-        "at": at.to_rfc3339(),
-        "direction": direction(&t.inout_type),
-        "amount": parse_amount(&t.tran_amt, "tran_amt")?.unwrap_or(0),
-        "balance_after": parse_amount(&t.after_balance_amt, "after_balance_amt")?,
-        "description": t.print_content,
-        "kind": t.tran_type,
-        "branch": t.branch_name,
-    }))
+    Ok(Transaction {
+        at: at.to_rfc3339(),
+        direction: direction(&t.inout_type),
+        amount: parse_amount(&t.tran_amt, "tran_amt")?.unwrap_or(0),
+        balance_after: parse_amount(&t.after_balance_amt, "after_balance_amt")?,
+        description: t.print_content.clone(),
+        kind: t.tran_type.clone(),
+        branch: t.branch_name.clone(),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -291,7 +291,8 @@ fn normalize(op: &mut Operation) {
     if let Some(body) = op.request_body.as_mut() {
         for content in body.content.values_mut() {
             if let Some(RefOr::T(Schema::OneOf(one))) = &content.schema {
-                let not_null: Vec<_> = one.items.iter().filter(|s| !matches!(s, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null))).cloned().collect();
+                let not_null: Vec<_> =
+                    one.items.iter().filter(|s| !matches!(s, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null))).cloned().collect();
                 if not_null.len() == 1 && one.items.len() == 2 {
                     content.schema = not_null.into_iter().next();
                     body.required = Some(Required::False);

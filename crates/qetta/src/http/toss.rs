@@ -308,31 +308,49 @@ async fn own_verification(state: &AppState, user_id: &str, tx_id: &str) -> Resul
     store::get_verification(&state.db, tx_id, user_id).await?.ok_or_else(|| ApiError::NotFound("No such verification among yours.".into()))
 }
 
-async fn verification_body(state: &AppState, v: &Verification) -> Result<Value, ApiError> {
+/// A verification as the API shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TossVerification)]
+pub struct VerificationBody {
+    pub tx_id: String,
+    /// `USER_PERSONAL` or `USER_NONE`.
+    pub request_type: String,
+    /// `requested`, `in_progress`, `completed` or `expired`.
+    pub status: String,
+    pub requested_at: String,
+    pub completed_at: Option<String>,
+    /// How many times the result was fetched (Toss allows two).
+    pub result_calls: i64,
+    pub verified: bool,
+    /// Once completed: the verified identity, masked (`{name_masked, birth_year, gender,
+    /// nationality, age_group, verified_at, tx_id}`).
+    #[schema(value_type = Option<Object>)]
+    pub identity: Option<Value>,
+}
+
+async fn verification_body(state: &AppState, v: &Verification) -> Result<VerificationBody, ApiError> {
     let identity = match store::get_identity(&state.db, &v.user_id).await? {
         Some(i) if i.tx_id == v.tx_id => Some(state.toss()?.identity_summary(&i)?),
         _ => None,
     };
-    Ok(json!({
-        "tx_id": v.tx_id,
-        "request_type": v.request_type,
-        "status": v.status,
-        "requested_at": rfc3339(v.requested_at),
-        "completed_at": v.completed_at.map(rfc3339),
-        "result_calls": v.result_calls,
-        "verified": identity.is_some(),
-        "identity": identity,
-    }))
+    Ok(VerificationBody {
+        tx_id: v.tx_id.clone(),
+        request_type: v.request_type.clone(),
+        status: v.status.clone(),
+        requested_at: rfc3339(v.requested_at),
+        completed_at: v.completed_at.map(rfc3339),
+        result_calls: v.result_calls,
+        verified: identity.is_some(),
+        identity,
+    })
 }
 
 /// Toss status calls per txId: at most one per this many seconds (see [`get_verification`]).
 pub const STATUS_POLL_WINDOW_SECS: i64 = 3;
 
-const VERIFICATION_BODY: &str = "{tx_id, request_type, status, requested_at, completed_at, result_calls, verified, identity}";
-
 #[utoipa::path(get, path = "/api/v1/oauth/toss/verifications/{tx_id}", tag = "toss", summary = "Status; once completed, the masked verified identity",
     params(crate::http::openapi::TxIdPath), responses(
-    (status = 200, description = VERIFICATION_BODY, body = Object),
+    (status = 200, description = "OK", body = VerificationBody),
     (status = 404, description = "not_found: not one of yours", body = ErrorBody),
     (status = 422, description = "invalid_tx_id", body = ErrorBody),
     (status = 503, response = crate::http::openapi::responses::UpstreamUnavailable),
@@ -343,7 +361,7 @@ pub async fn get_verification(
     user: AuthUser,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(tx_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VerificationBody>, ApiError> {
     let mut v = own_verification(&state, &user.id, &tx_id).await?;
     // Final states need no call to Toss (and a result already fetched is not fetched again).
     if v.status == store::EXPIRED || (v.status == store::COMPLETED && v.result_calls > 0) {
@@ -384,7 +402,7 @@ pub async fn get_verification(
 /// completion).
 #[utoipa::path(post, path = "/api/v1/oauth/toss/verifications/{tx_id}/result", tag = "toss", summary = "Fetch the result again explicitly (Toss allows two)",
     params(crate::http::openapi::TxIdPath), responses(
-    (status = 200, description = VERIFICATION_BODY, body = Object),
+    (status = 200, description = "OK", body = VerificationBody),
     (status = 404, description = "not_found: not one of yours", body = ErrorBody),
     (status = 422, description = "invalid_tx_id", body = ErrorBody),
     (status = 503, response = crate::http::openapi::responses::UpstreamUnavailable),
@@ -395,12 +413,12 @@ pub async fn fetch_result_route(
     user: AuthUser,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(tx_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VerificationBody>, ApiError> {
     let v = own_verification(&state, &user.id, &tx_id).await?;
     fetch_result(&state, &user, &peer, v).await
 }
 
-async fn fetch_result(state: &AppState, user: &AuthUser, peer: &SocketAddr, mut v: Verification) -> Result<Json<Value>, ApiError> {
+async fn fetch_result(state: &AppState, user: &AuthUser, peer: &SocketAddr, mut v: Verification) -> Result<Json<VerificationBody>, ApiError> {
     let now = state.clock.now();
     let result = match state.toss()?.result(&v.tx_id).await {
         Ok(r) if r.tx_id == v.tx_id => r,

@@ -16,10 +16,10 @@ use super::rfc3339;
 use crate::app::AppState;
 use crate::auth::AppBackend;
 use crate::error::{ApiError, ErrorBody};
-use crate::http::openapi::EndpointPath;
 use crate::events::delivery::secret_aad;
 use crate::events::url_guard::{self, UrlError};
 use crate::events::{signing, Event, EVENT_TYPES};
+use crate::http::openapi::EndpointPath;
 use crate::store::audit::NewEntry;
 use crate::store::webhooks::{self as store, Delivery, Endpoint};
 
@@ -417,7 +417,12 @@ fn delivery_view(d: &Delivery) -> DeliveryView {
     (status = 400, description = "invalid_query", body = ErrorBody),
     (status = 422, description = "invalid_status, invalid_limit", body = ErrorBody),
 ))]
-pub async fn deliveries(State(state): State<AppState>, _backend: AppBackend, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Json<DeliveryList>, ApiError> {
+pub async fn deliveries(
+    State(state): State<AppState>,
+    _backend: AppBackend,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<DeliveryList>, ApiError> {
     let q: DeliveryQuery = serde_urlencoded::from_str(q.as_deref().unwrap_or(""))
         .map_err(|_| ApiError::bad_request("invalid_query", "Query parameters: status (failed, pending or delivered), limit (1-200), before (a cursor)."))?;
     let status = match q.status.as_deref() {
