@@ -532,12 +532,46 @@ pub async fn disconnect(State(state): State<AppState>, user: AuthUser, ConnectIn
 }
 
 /// The Toss entry of `GET /api/v1/oauth/status`: connected = identity verified.
-pub async fn status_entry(state: &AppState, user_id: &str) -> Result<Value, ApiError> {
+/// Toss's entry of `GET /api/v1/oauth/status`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TossStatus {
+    /// Always `toss`.
+    pub provider: &'static str,
+    pub configured: bool,
+    /// The user's identity is verified.
+    pub connected: bool,
+    /// `active` once verified; `not_configured` when Toss is disabled; else `null`.
+    pub status: Option<&'static str>,
+    /// The shared service token's scopes.
+    pub scope: Option<Vec<String>>,
+    pub expires_at: Option<String>,
+    /// When the identity was verified.
+    pub connected_at: Option<String>,
+    pub last_refreshed_at: Option<String>,
+    pub verified: bool,
+    /// The verified identity, masked (`{name_masked, birth_year, gender, nationality, age_group, verified_at, tx_id}`).
+    #[schema(value_type = Option<Object>)]
+    pub identity: Option<Value>,
+    /// The last `POST /api/v1/oauth/toss/test`: `{ok, step, latency_ms, at, provider_code?}`.
+    #[schema(value_type = Option<Object>)]
+    pub last_test: Option<Value>,
+}
+
+pub async fn status_entry(state: &AppState, user_id: &str) -> Result<TossStatus, ApiError> {
     let Ok(toss) = state.toss() else {
-        return Ok(json!({
-            "provider": PROVIDER, "configured": false, "connected": false, "status": "not_configured", "scope": null,
-            "expires_at": null, "connected_at": null, "last_refreshed_at": null, "verified": false, "identity": null, "last_test": null,
-        }));
+        return Ok(TossStatus {
+            provider: PROVIDER,
+            configured: false,
+            connected: false,
+            status: Some("not_configured"),
+            scope: None,
+            expires_at: None,
+            connected_at: None,
+            last_refreshed_at: None,
+            verified: false,
+            identity: None,
+            last_test: None,
+        });
     };
     let identity = store::get_identity(&state.db, user_id).await?;
     let summary = match &identity {
@@ -552,17 +586,17 @@ pub async fn status_entry(state: &AppState, user_id: &str) -> Result<Value, ApiE
         }
         v
     });
-    Ok(json!({
-        "provider": PROVIDER,
-        "configured": true,
-        "connected": identity.is_some(),
-        "status": identity.as_ref().map(|_| "active"),
-        "scope": token.as_ref().map(|t| scope_list(&t.scope)),
-        "expires_at": token.as_ref().and_then(|t| t.expires_at).map(rfc3339),
-        "connected_at": identity.as_ref().map(|i| rfc3339(i.verified_at)),
-        "last_refreshed_at": token.as_ref().map(|t| rfc3339(t.updated_at)),
-        "verified": identity.is_some(),
-        "identity": summary,
-        "last_test": last_test,
-    }))
+    Ok(TossStatus {
+        provider: PROVIDER,
+        configured: true,
+        connected: identity.is_some(),
+        status: identity.as_ref().map(|_| "active"),
+        scope: token.as_ref().map(|t| scope_list(&t.scope).into_iter().map(str::to_string).collect()),
+        expires_at: token.as_ref().and_then(|t| t.expires_at).map(rfc3339),
+        connected_at: identity.as_ref().map(|i| rfc3339(i.verified_at)),
+        last_refreshed_at: token.as_ref().map(|t| rfc3339(t.updated_at)),
+        verified: identity.is_some(),
+        identity: summary,
+        last_test,
+    })
 }
