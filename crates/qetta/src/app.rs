@@ -29,9 +29,19 @@ use crate::tokens::TokenManager;
 use crate::toss_service::TossService;
 use crate::vault::Vault;
 
-/// What every handler can reach. Cheap to clone.
+/// What every handler can reach. Cheap to clone: one shared [`AppParts`] (axum clones the state
+/// for every extractor and middleware of every request).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+pub struct AppParts {
     pub config: Arc<Config>,
     pub db: Db,
     pub jwt: JwtKeys,
@@ -56,7 +66,7 @@ pub struct AppState {
     pub http: reqwest::Client,
 }
 
-impl AppState {
+impl AppParts {
     /// The KFTC client, or the error every KFTC route answers when KFTC is disabled.
     pub fn kftc(&self) -> Result<&Arc<KftcClient>, ApiError> {
         self.kftc_client.as_ref().ok_or_else(|| not_configured("kftc"))
@@ -427,7 +437,7 @@ impl App {
         let webhooks = tokens.webhooks().clone();
         let connections = Arc::new(ConnectionService::new(catalogue, tokens.clone(), db.clone(), vault.clone(), clock.clone()));
 
-        let state = AppState {
+        let state = AppState(Arc::new(AppParts {
             shared: Arc::new(SharedState::new(db.clone(), redis, &config.redis_prefix)),
             hasher: Hasher::new(config.hash_concurrency, config.hash_queue_wait),
             config: Arc::new(config),
@@ -444,7 +454,7 @@ impl App {
             refresher_stats: Arc::new(RefresherStats::default()),
             sandbox,
             webhooks,
-        };
+        }));
         Ok(Self { listener, admin_listener, state, banner })
     }
 

@@ -1,5 +1,8 @@
 //! The `qetta` command line.
 
+// The command line talks to the terminal: banners, `config show`, command results.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -152,7 +155,7 @@ pub fn main() -> ExitCode {
             return health(url.as_deref(), ignore, *timeout_secs).await;
         }
         let config = load_config()?;
-        crate::telemetry::init(config.log_format);
+        crate::telemetry::init(config.log_format, config.otel.as_ref());
         match command {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(config).await,
@@ -168,6 +171,8 @@ pub fn main() -> ExitCode {
             }
         }
     });
+    // Outside the runtime: the exporter's last export blocks.
+    crate::telemetry::shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<DoctorFailed>().is_some() => ExitCode::FAILURE,

@@ -3,18 +3,26 @@
 //! listener's `/metrics` together with the gauges read from the service's state at that moment.
 //!
 //! The recorder is process-wide (installed once); in production a process is one service.
+//!
+//! Also the span helpers of the OpenTelemetry traces (see `telemetry`): without an exporter they
+//! cost a field lookup and do nothing.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use opentelemetry::trace::TraceContextExt as _;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 pub const HTTP_REQUESTS: &str = "qetta_http_requests_total";
 pub const HTTP_DURATION: &str = "qetta_http_request_duration_seconds";
 pub const UPSTREAM_DURATION: &str = "qetta_upstream_request_duration_seconds";
+pub const DB_ACQUIRE_DURATION: &str = "qetta_db_pool_acquire_duration_seconds";
 
 /// Seconds: from 1 ms (a cached answer) to 30 s (the request timeout).
 const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -34,6 +42,11 @@ pub fn handle() -> &'static PrometheusHandle {
         metrics::describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by route template, method and status.");
         metrics::describe_histogram!(HTTP_DURATION, metrics::Unit::Seconds, "Time to answer an HTTP request, by route template, method and status.");
         metrics::describe_histogram!(UPSTREAM_DURATION, metrics::Unit::Seconds, "Provider calls, by provider, endpoint and outcome (ok, or an error kind).");
+        metrics::describe_histogram!(
+            DB_ACQUIRE_DURATION,
+            metrics::Unit::Seconds,
+            "Waits for a database connection of the pool, for write transactions (reads wait in the same queue)."
+        );
         handle
     })
 }
@@ -42,7 +55,7 @@ pub fn handle() -> &'static PrometheusHandle {
 /// balance/{fintech_use_num}`, never the concrete path, which would carry ids into labels).
 pub async fn record_request(req: Request, next: Next) -> Response {
     let _ = handle();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let route = route_of(&req);
     let method = req.method().as_str().to_string();
     let started = std::time::Instant::now();
     let response = next.run(req).await;
@@ -52,10 +65,112 @@ pub async fn record_request(req: Request, next: Next) -> Response {
     response
 }
 
-/// Records one provider call (also into the admin dashboard's rolling recorder).
-pub fn upstream_call(provider: &'static str, endpoint: &str, outcome: &str, took: Duration) {
+/// The route template of a request (`/api/v1/connections/{id}`), never its concrete path; a
+/// nested service (the embedded sandbox) by its mount point (`/sandbox/kftc/*`); `unmatched`
+/// for the rest.
+pub fn route_of(req: &Request) -> String {
+    if let Some(p) = req.extensions().get::<MatchedPath>() {
+        return p.as_str().to_string();
+    }
+    let path = req.uri().path();
+    match path.strip_prefix("/sandbox/").and_then(|rest| rest.split_once('/')) {
+        Some((provider, _)) if !provider.is_empty() && provider.bytes().all(|b| b.is_ascii_lowercase()) => format!("/sandbox/{provider}/*"),
+        _ => "unmatched".into(),
+    }
+}
+
+/// Records how long a write transaction waited for a pooled connection.
+pub fn db_acquired(took: Duration) {
     let _ = handle();
+    metrics::histogram!(DB_ACQUIRE_DURATION).record(took.as_secs_f64());
+}
+
+/// Records one provider call (also into the admin dashboard's rolling recorder), and its outcome
+/// on its span ([`upstream_span`]).
+pub fn upstream_call(span: &Span, provider: &'static str, endpoint: &str, outcome: &str, took: Duration) {
+    let _ = handle();
+    span.record("outcome", outcome);
+    if outcome != "ok" {
+        span.record("otel.status_code", "error");
+    }
     crate::admin::recorder::global().record(provider, outcome, took);
     metrics::histogram!(UPSTREAM_DURATION, "provider" => provider, "endpoint" => endpoint.to_string(), "outcome" => outcome.to_string())
         .record(took.as_secs_f64());
+}
+
+/// The span of one provider call, a child of the request's: named `{provider} {endpoint}`
+/// (`kftc /v2.0/account/balance/fin_num`), with the provider and the endpoint template; the
+/// outcome is recorded by [`upstream_call`]. Run the call inside it (`.instrument(span)`) and
+/// send [`traceparent`] with it.
+pub fn upstream_span(provider: &str, endpoint: &str) -> Span {
+    tracing::info_span!(
+        "upstream",
+        provider,
+        endpoint,
+        outcome = tracing::field::Empty,
+        otel.name = %format_args!("{provider} {endpoint}"),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+/// The W3C `traceparent` (and `tracestate`) of the current span, for a provider call: the
+/// provider's side of the trace joins ours. Nothing when traces are off.
+pub fn trace_headers() -> Vec<(HeaderName, HeaderValue)> {
+    let cx = Span::current().context();
+    if !cx.span().span_context().is_valid() {
+        return Vec::new();
+    }
+    let mut headers = HeaderMap::new();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut Injector(&mut headers)));
+    headers.into_iter().filter_map(|(k, v)| Some((k?, v))).collect()
+}
+
+/// [`trace_headers`] added to a request.
+pub fn traceparent(mut req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    for (k, v) in trace_headers() {
+        req = req.header(k, v);
+    }
+    req
+}
+
+/// Makes the request's span continue the caller's trace when it sent a `traceparent`, and gives
+/// it the HTTP semantic-convention attributes (exported only, not logged).
+pub fn continue_trace(span: &Span, headers: &HeaderMap, route: &str, method: &str) {
+    let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&Extractor(headers)));
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+    span.set_attribute("http.route", route.to_string());
+    span.set_attribute("http.request.method", method.to_string());
+}
+
+/// Records the final status on the request's span (5xx marks it failed).
+pub fn end_request_span(span: &Span, status: u16) {
+    span.record("status", status);
+    span.set_attribute("http.response.status_code", i64::from(status));
+    if status >= 500 {
+        span.record("otel.status_code", "error");
+    }
+}
+
+struct Injector<'a>(&'a mut HeaderMap);
+
+impl opentelemetry::propagation::Injector for Injector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(key.as_bytes()), HeaderValue::from_str(&value)) {
+            self.0.insert(k, v);
+        }
+    }
+}
+
+struct Extractor<'a>(&'a HeaderMap);
+
+impl opentelemetry::propagation::Extractor for Extractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
 }

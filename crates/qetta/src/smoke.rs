@@ -3,6 +3,9 @@
 //! test, and — when the deployment runs the embedded sandbox — a whole KFTC connect, balance and
 //! disconnect. Prints one line a step; fails on the first broken step.
 
+// One line a step on the operator's terminal.
+#![allow(clippy::print_stdout)]
+
 use std::time::Instant;
 
 use serde_json::{json, Value};

@@ -187,6 +187,10 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "QETTA_HASH_CONCURRENCY",
     "QETTA_HASH_QUEUE_WAIT_MS",
     "QETTA_LOG_FORMAT",
+    // OpenTelemetry's standard names (traces over OTLP/HTTP; off without the endpoint).
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_SERVICE_NAME",
     "QETTA_ENCRYPTION_KEYS",
     "QETTA_ENCRYPTION_KEYS_FILE",
     "QETTA_REFRESH_MARGIN_SECS",
@@ -294,6 +298,54 @@ fn read_toml(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
     Ok(out)
 }
 
+/// How traces are exported (the OpenTelemetry SDK's standard variables, read from the same
+/// sources as ours, so `.env` and `qetta.toml` work too).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtelSettings {
+    /// Where spans are POSTed: `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces` (the OTLP/HTTP rule).
+    pub traces_endpoint: String,
+    pub protocol: OtlpProtocol,
+    /// `OTEL_SERVICE_NAME`, default `qetta`.
+    pub service_name: String,
+}
+
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`: the HTTP encodings only (no gRPC stack is built in).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// `http/protobuf` (the OTLP default).
+    HttpProtobuf,
+    /// `http/json`.
+    HttpJson,
+}
+
+impl OtelSettings {
+    fn from_sources(src: &Sources) -> Result<Option<Self>, ConfigError> {
+        let Some(endpoint) = src.get("OTEL_EXPORTER_OTLP_ENDPOINT") else { return Ok(None) };
+        match url::Url::parse(&endpoint) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() && u.query().is_none() => {}
+            _ => {
+                return Err(ConfigError::invalid(
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    format!("expected the collector's base URL, like http://127.0.0.1:4318, got {endpoint:?}"),
+                ))
+            }
+        }
+        let protocol = match src.get("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref() {
+            None | Some("http/protobuf") => OtlpProtocol::HttpProtobuf,
+            Some("http/json") => OtlpProtocol::HttpJson,
+            Some("grpc") => {
+                return Err(ConfigError::invalid("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc is not built in; use http/protobuf (the collector's port 4318)"))
+            }
+            Some(other) => return Err(ConfigError::invalid("OTEL_EXPORTER_OTLP_PROTOCOL", format!("expected http/protobuf or http/json, got {other:?}"))),
+        };
+        Ok(Some(Self {
+            traces_endpoint: format!("{}/v1/traces", endpoint.trim_end_matches('/')),
+            protocol,
+            service_name: src.get("OTEL_SERVICE_NAME").unwrap_or_else(|| "qetta".into()),
+        }))
+    }
+}
+
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -356,6 +408,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub body_limit_bytes: usize,
     pub log_format: LogFormat,
+    /// OpenTelemetry traces (`OTEL_EXPORTER_OTLP_ENDPOINT`); `None`: off.
+    pub otel: Option<OtelSettings>,
     pub login_max_failures: u32,
     pub login_lockout: Duration,
     /// Password hashes computed at once (`QETTA_HASH_CONCURRENCY`, default: the number of cores).
@@ -613,6 +667,8 @@ impl Config {
             Some(other) => return Err(ConfigError::invalid("QETTA_LOG_FORMAT", format!("expected text or json, got {other:?}"))),
         };
 
+        let otel = OtelSettings::from_sources(src)?;
+
         let request_timeout = Duration::from_secs(parse_or(src, "QETTA_REQUEST_TIMEOUT_SECS", 30u64, "a number of seconds")?);
         if request_timeout.is_zero() {
             return Err(ConfigError::invalid("QETTA_REQUEST_TIMEOUT_SECS", "must be at least 1"));
@@ -677,6 +733,7 @@ impl Config {
             request_timeout,
             body_limit_bytes,
             log_format,
+            otel,
             login_max_failures: parse_or(src, "QETTA_LOGIN_MAX_FAILURES", 5u32, "a whole number")?,
             login_lockout: Duration::from_secs(parse_or(src, "QETTA_LOGIN_LOCKOUT_SECS", 900u64, "a number of seconds")?),
             hash_concurrency: match parse_or(src, "QETTA_HASH_CONCURRENCY", 0usize, "a whole number")? {
@@ -1006,6 +1063,30 @@ mod tests {
         let waits: Vec<u64> = c.webhooks.retry_schedule.iter().map(|d| d.as_secs()).collect();
         assert_eq!(waits, vec![5, 300, 1800, 7200, 18000, 36000, 36000, 36000]);
         assert!(!c.webhooks.allow_private);
+    }
+
+    #[test]
+    fn traces_are_off_without_an_endpoint_and_follow_the_otlp_http_rules() {
+        assert_eq!(cfg(&[]).unwrap().otel, None, "off by default");
+        assert_eq!(cfg(&[("OTEL_SERVICE_NAME", "x"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]).unwrap().otel, None, "the endpoint turns it on");
+        let o = cfg(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]).unwrap().otel.unwrap();
+        assert_eq!(o.traces_endpoint, "http://collector:4318/v1/traces");
+        assert_eq!((o.protocol, o.service_name.as_str()), (OtlpProtocol::HttpProtobuf, "qetta"));
+        let o =
+            cfg(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c.example/otlp"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"), ("OTEL_SERVICE_NAME", "qetta-eu")])
+                .unwrap()
+                .otel
+                .unwrap();
+        assert_eq!((o.traces_endpoint.as_str(), o.protocol, o.service_name.as_str()), ("https://c.example/otlp/v1/traces", OtlpProtocol::HttpJson, "qetta-eu"));
+        for (pairs, var) in [
+            (vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")], "OTEL_EXPORTER_OTLP_ENDPOINT"),
+            (vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://c/")], "OTEL_EXPORTER_OTLP_ENDPOINT"),
+            (vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")], "OTEL_EXPORTER_OTLP_PROTOCOL"),
+            (vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift")], "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        ] {
+            let e = cfg(&pairs).err().unwrap_or_else(|| panic!("{pairs:?} accepted")).to_string();
+            assert!(e.starts_with(var), "{pairs:?}: {e}");
+        }
     }
 
     #[test]

@@ -118,11 +118,36 @@ impl ConnectionService {
         let base = provider.info().api_base.clone().ok_or(ProxyError::NoApi)?;
         let url = target(&base, path, query)?;
         let headers = forwarded(headers);
+        let provider_name = connection.provider.clone();
         let token = self.access_token(connection).await?;
+        // One span per attempt; the path is the caller's and may carry ids: the span names the
+        // provider only.
         let send = |t: &AccessToken| {
+            let span = crate::observability::upstream_span(&provider_name, "proxy");
             let mut h = headers.clone();
+            for (k, v) in span.in_scope(crate::observability::trace_headers) {
+                h.insert(k, v);
+            }
             h.insert(header::AUTHORIZATION, format!("Bearer {}", t.token.expose_secret()).parse().expect("a token is a header value"));
-            http.request(method.clone(), url.clone()).headers(h).body(body.clone()).timeout(timeout).send()
+            let sent = http.request(method.clone(), url.clone()).headers(h).body(body.clone()).timeout(timeout).send();
+            let traced = span.clone();
+            tracing::Instrument::instrument(
+                async move {
+                    let answer = sent.await;
+                    let outcome = match &answer {
+                        Ok(a) if a.status().as_u16() < 400 => "ok".to_string(),
+                        Ok(a) => format!("http_{}", a.status().as_u16()),
+                        Err(e) if e.is_timeout() => "timeout".into(),
+                        Err(_) => "network".into(),
+                    };
+                    traced.record("outcome", outcome.as_str());
+                    if outcome != "ok" {
+                        traced.record("otel.status_code", "error");
+                    }
+                    answer
+                },
+                span,
+            )
         };
         let mut answer = send(&token).await;
         // One more try, for idempotent calls only, when the request may not have been handled.

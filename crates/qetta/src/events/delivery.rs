@@ -42,8 +42,6 @@ const MAX_RESPONSE_BYTES: usize = 4096;
 
 pub const DELIVERIES: &str = "qetta_webhook_deliveries_total";
 pub const ATTEMPT_DURATION: &str = "qetta_webhook_attempt_duration_seconds";
-pub const QUEUE_DEPTH: &str = "qetta_webhook_queue_depth";
-pub const OLDEST_AGE: &str = "qetta_webhook_oldest_pending_age_seconds";
 
 /// The vault address of an endpoint's secret (`secret` or `previous_secret`).
 pub fn secret_aad<'a>(endpoint_id: &'a str, field: &'a str) -> Aad<'a> {
@@ -76,10 +74,7 @@ pub async fn run(w: Worker, mut stop: tokio::sync::watch::Receiver<bool>) {
     let _ = crate::observability::handle();
     metrics::describe_counter!(DELIVERIES, "Webhook delivery attempts, by outcome.");
     metrics::describe_histogram!(ATTEMPT_DURATION, metrics::Unit::Seconds, "Time of one webhook delivery attempt, by outcome.");
-    metrics::describe_gauge!(QUEUE_DEPTH, "Webhook deliveries waiting (pending, due or in backoff).");
-    metrics::describe_gauge!(OLDEST_AGE, metrics::Unit::Seconds, "Age of the oldest pending webhook delivery.");
     let mut in_flight: JoinSet<()> = JoinSet::new();
-    let mut last_stats = Instant::now() - Duration::from_secs(60);
     let mut last_prune = Instant::now();
     // A claim scans the pending queue, so slots are refilled in batches (a quarter of the
     // concurrency at least) rather than one by one as each delivery finishes.
@@ -103,10 +98,6 @@ pub async fn run(w: Worker, mut stop: tokio::sync::watch::Receiver<bool>) {
                 }
                 Err(e) => tracing::warn!(error = %e, "webhooks: cannot claim deliveries; retrying"),
             }
-        }
-        if last_stats.elapsed() >= POLL {
-            last_stats = Instant::now();
-            record_queue_stats(&w).await;
         }
         if last_prune.elapsed() >= PRUNE_EVERY {
             last_prune = Instant::now();
@@ -135,13 +126,6 @@ async fn idle_wait(w: &Worker) -> Duration {
     match store::next_due(&w.db).await {
         Ok(Some(at)) => Duration::from_secs((at - w.clock.now()).clamp(0, POLL.as_secs() as i64) as u64).max(Duration::from_millis(50)),
         _ => POLL,
-    }
-}
-
-async fn record_queue_stats(w: &Worker) {
-    if let Ok((depth, oldest)) = store::queue_stats(&w.db).await {
-        metrics::gauge!(QUEUE_DEPTH).set(depth as f64);
-        metrics::gauge!(OLDEST_AGE).set(oldest.map(|t| (w.clock.now() - t).max(0)).unwrap_or(0) as f64);
     }
 }
 

@@ -51,11 +51,39 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         out.push_str(&format!("qetta_redis_up {}\n", u8::from(h.is_up())));
         out.push_str(&format!("# HELP qetta_redis_failures_total Redis calls that failed or timed out (each answered by a fallback).\n# TYPE qetta_redis_failures_total counter\nqetta_redis_failures_total {}\n", h.failures_total()));
     }
-    // The database pool: connections open and idle (waits show in the request latencies).
+    // The database pool: connections open and idle, its limit, and how long this scrape waited
+    // for a connection (the queue every query joins; write transactions' waits are a histogram).
     let pool = state.db.pool();
-    out.push_str("# HELP qetta_db_pool_connections Database connections of this replica's pool, by state.\n# TYPE qetta_db_pool_connections gauge\n");
     let (size, idle) = (pool.size() as usize, pool.num_idle());
+    let waited = std::time::Instant::now();
+    let probe = tokio::time::timeout(std::time::Duration::from_secs(5), pool.acquire()).await;
+    let wait_secs = waited.elapsed().as_secs_f64();
+    let probe = probe.ok().and_then(Result::ok);
+    out.push_str("# HELP qetta_db_pool_connections Database connections of this replica's pool, by state.\n# TYPE qetta_db_pool_connections gauge\n");
     out.push_str(&format!("qetta_db_pool_connections{{state=\"in_use\"}} {}\nqetta_db_pool_connections{{state=\"idle\"}} {idle}\n", size.saturating_sub(idle)));
+    out.push_str(&format!(
+        "# HELP qetta_db_pool_max_connections The pool's size limit.\n# TYPE qetta_db_pool_max_connections gauge\nqetta_db_pool_max_connections {}\n",
+        state.db.max_connections()
+    ));
+    out.push_str(&format!(
+        "# HELP qetta_db_pool_acquire_wait_seconds How long this scrape waited for a pooled connection (5 when none came within 5 s).\n# TYPE qetta_db_pool_acquire_wait_seconds gauge\nqetta_db_pool_acquire_wait_seconds {wait_secs}\n"
+    ));
+    drop(probe);
+    // Work waiting, read now with one cheap query each (a failed query leaves its series out).
+    let tokens = state.tokens.settings();
+    let now = state.clock.now();
+    if let Ok(due) = crate::store::connections::count_due(&state.db, now + tokens.refresher_lookahead_secs, now).await {
+        out.push_str(&format!(
+            "# HELP qetta_refresher_due_connections Connections the refresher would claim now (expiring within the lookahead, not in backoff).\n# TYPE qetta_refresher_due_connections gauge\nqetta_refresher_due_connections {due}\n"
+        ));
+    }
+    if let Ok((depth, oldest)) = crate::store::webhooks::queue_stats(&state.db).await {
+        let age = oldest.map(|t| (now - t).max(0)).unwrap_or(0);
+        out.push_str(&format!(
+            "# HELP qetta_webhook_queue_depth Webhook deliveries waiting (pending, due or in backoff).\n# TYPE qetta_webhook_queue_depth gauge\nqetta_webhook_queue_depth {depth}\n\
+             # HELP qetta_webhook_oldest_pending_age_seconds Age of the oldest pending webhook delivery (0 when none).\n# TYPE qetta_webhook_oldest_pending_age_seconds gauge\nqetta_webhook_oldest_pending_age_seconds {age}\n"
+        ));
+    }
     // Request and provider-call latencies, recorded as they happen.
     out.push_str(&crate::observability::handle().render());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)

@@ -39,20 +39,39 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let header = HeaderValue::from_str(&id).expect("request ids are ASCII");
     req.headers_mut().insert(HEADER, header.clone());
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let route = crate::observability::route_of(&req);
+    let route = route.as_str();
+    let method = req.method().as_str().to_string();
+    // The route template, never the concrete path (it carries account numbers and transaction
+    // ids). With OpenTelemetry on, this is the server span, named `GET /api/v1/connections/{id}`.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %method,
+        route,
+        status = tracing::field::Empty,
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+    );
+    crate::observability::continue_trace(&span, req.headers(), route, &method);
     // Probes are frequent and say nothing: no access-log line for them.
     let probe = matches!(req.uri().path(), "/health" | "/ready" | "/metrics");
-    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_string());
     let started = std::time::Instant::now();
+    let logged_id = id.clone();
+    let request_span = span.clone();
     let served = async move {
         let response = next.run(req).await;
+        let status = response.status().as_u16();
+        crate::observability::end_request_span(&request_span, status);
         if !probe {
-            // One line per request: the route template (never ids), the status, the latency and
-            // the user, with the request id from the span. Never a token or a query string.
+            // One line per request: the request id, the route template (never ids), the status,
+            // the latency and the user. Never a token or a query string.
             let user = REQUEST_USER.try_with(|u| u.lock().expect("request user").clone()).ok().flatten();
             tracing::info!(
-                route = route.as_deref().unwrap_or("unmatched"),
-                status = response.status().as_u16(),
+                request_id = %logged_id,
+                route,
+                status,
                 latency_ms = started.elapsed().as_secs_f64() * 1000.0,
                 user_id = user.as_deref().unwrap_or(""),
                 "request"

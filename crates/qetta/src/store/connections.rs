@@ -43,6 +43,35 @@ pub struct Connection {
     pub account_display: Option<String>,
 }
 
+impl super::inline_sqlite::FromInline for Connection {
+    fn from_inline(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        // The order of COLUMNS.
+        Ok(Self {
+            id: r.get(0)?,
+            user_id: r.get(1)?,
+            provider: r.get(2)?,
+            access_token: r.get(3)?,
+            refresh_token: r.get(4)?,
+            key_id: r.get(5)?,
+            token_type: r.get(6)?,
+            scope: r.get(7)?,
+            expires_at: r.get(8)?,
+            refresh_expires_at: r.get(9)?,
+            provider_user_id: r.get(10)?,
+            status: r.get(11)?,
+            metadata: r.get(12)?,
+            version: r.get(13)?,
+            created_at: r.get(14)?,
+            updated_at: r.get(15)?,
+            last_refreshed_at: r.get(16)?,
+            refresh_failures: r.get(17)?,
+            next_refresh_at: r.get(18)?,
+            label: r.get(19)?,
+            account_display: r.get(20)?,
+        })
+    }
+}
+
 impl Connection {
     /// Whether the provider's grant stands (the user need not consent again).
     pub fn is_active(&self) -> bool {
@@ -76,13 +105,19 @@ pub struct TokenWrite {
 }
 
 pub async fn list_for_user(db: &Db, user_id: &str) -> Result<Vec<Connection>, StoreError> {
-    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM connections WHERE user_id = $1 ORDER BY provider, created_at, id"))
-        .bind(user_id)
-        .fetch_all(db.pool())
-        .await?)
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM connections WHERE user_id = $1 ORDER BY provider, created_at, id"));
+    if let Some(r) = db.inline() {
+        return r.all(&SQL, [user_id]);
+    }
+    Ok(sqlx::query_as(&SQL).bind(user_id).fetch_all(db.pool()).await?)
 }
 
 pub async fn get_by_id(db: &Db, id: &str) -> Result<Option<Connection>, StoreError> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM connections WHERE id = $1"));
+    if let Some(r) = db.inline() {
+        return r.optional(&SQL, [id]);
+    }
     read_by_id(db.pool(), id, false).await
 }
 
@@ -95,7 +130,11 @@ pub async fn read_by_id<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, 
 
 /// The user's connection `id` (`None` when it does not exist or is another user's).
 pub async fn get_for_user(db: &Db, user_id: &str, id: &str) -> Result<Option<Connection>, StoreError> {
-    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM connections WHERE id = $1 AND user_id = $2")).bind(id).bind(user_id).fetch_optional(db.pool()).await?)
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM connections WHERE id = $1 AND user_id = $2"));
+    if let Some(r) = db.inline() {
+        return r.optional(&SQL, [id, user_id]);
+    }
+    Ok(sqlx::query_as(&SQL).bind(id).bind(user_id).fetch_optional(db.pool()).await?)
 }
 
 /// The user's default connection to `provider` for the routes that name no connection: the
@@ -323,6 +362,21 @@ pub async fn claim_due(db: &Db, due_before: i64, now: i64, claim_until: i64, lim
     .fetch_all(db.pool())
     .await?;
     Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// How many connections [`claim_due`] would claim now, without a limit or the claims (the
+/// refresher's queue, for the metrics): one count on the `connections_due` index.
+pub async fn count_due(db: &Db, due_before: i64, now: i64) -> Result<i64, StoreError> {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM connections WHERE status = 'active' AND refresh_token IS NOT NULL AND expires_at IS NOT NULL \
+         AND expires_at < $1 AND (next_refresh_at IS NULL OR next_refresh_at <= $2) \
+         AND (refresh_claimed_until IS NULL OR refresh_claimed_until < $2)",
+    )
+    .bind(due_before)
+    .bind(now)
+    .fetch_one(db.pool())
+    .await?;
+    Ok(n)
 }
 
 /// Rows sealed with a key other than `active_key`, for rotation.

@@ -3,7 +3,11 @@
 use super::{Db, StoreError};
 
 pub async fn get(db: &Db, key: &str) -> Result<Option<String>, StoreError> {
-    let row: Option<(String,)> = sqlx::query_as("SELECT value FROM meta WHERE key = $1").bind(key).fetch_optional(db.pool()).await?;
+    const SQL: &str = "SELECT value FROM meta WHERE key = $1";
+    let row: Option<(String,)> = match db.inline() {
+        Some(r) => r.optional(SQL, [key])?,
+        None => sqlx::query_as(SQL).bind(key).fetch_optional(db.pool()).await?,
+    };
     Ok(row.map(|r| r.0))
 }
 

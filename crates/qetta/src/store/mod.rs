@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod audit;
 pub mod connections;
+pub mod inline_sqlite;
 pub mod leases;
 pub mod meta;
 pub mod oauth_states;
@@ -32,6 +33,9 @@ pub enum StoreError {
     Conflict(&'static str),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A read of [`inline_sqlite`] failed.
+    #[error("database error: {0}")]
+    Inline(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -53,6 +57,10 @@ impl From<StoreError> for crate::error::ApiError {
             StoreError::Conflict(what) => Self::conflict("conflict", format!("{what} already exists.")),
             // The database is down or unreachable (not a bug, and not the caller's fault).
             StoreError::Database(e) if is_outage(&e) => {
+                tracing::warn!(error = %e, "storage unavailable");
+                Self::Unavailable("Storage is unavailable; try again in a few seconds.".into())
+            }
+            StoreError::Inline(e) if inline_sqlite::is_outage(&e) => {
                 tracing::warn!(error = %e, "storage unavailable");
                 Self::Unavailable("Storage is unavailable; try again in a few seconds.".into())
             }
@@ -104,6 +112,8 @@ pub struct Db {
     kind: DatabaseKind,
     /// SQLite runs in one process: writes that must be serialised (the audit chain) take this lock.
     local_write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// SQLite (on a file): the hot reads, run in place ([`inline_sqlite`]).
+    inline: Option<Arc<inline_sqlite::InlineReader>>,
 }
 
 impl Db {
@@ -176,7 +186,11 @@ impl Db {
             });
         }
         let pool = pool.connect_with(options).await?;
-        Ok(Self { pool, kind, local_write_lock: Arc::new(tokio::sync::Mutex::new(())) })
+        let inline = match kind {
+            DatabaseKind::Sqlite => inline_sqlite::InlineReader::for_url(url).map(Arc::new),
+            DatabaseKind::Postgres => None,
+        };
+        Ok(Self { pool, kind, local_write_lock: Arc::new(tokio::sync::Mutex::new(())), inline })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -220,6 +234,16 @@ impl Db {
         self.kind
     }
 
+    /// The in-place reader of an SQLite database on a file ([`inline_sqlite`]).
+    pub(crate) fn inline(&self) -> Option<&inline_sqlite::InlineReader> {
+        self.inline.as_deref()
+    }
+
+    /// The pool's size limit (for the metrics).
+    pub fn max_connections(&self) -> u32 {
+        self.pool.options().get_max_connections()
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -236,7 +260,9 @@ impl Db {
             DatabaseKind::Sqlite => Some(self.local_write_lock.clone().lock_owned().await),
             DatabaseKind::Postgres => None,
         };
+        let waited = std::time::Instant::now();
         let mut conn = self.pool.acquire().await?;
+        crate::observability::db_acquired(waited.elapsed());
         let begin = match self.kind {
             DatabaseKind::Sqlite => "BEGIN IMMEDIATE",
             DatabaseKind::Postgres => "BEGIN",

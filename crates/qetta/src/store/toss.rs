@@ -53,6 +53,52 @@ pub async fn read_service_row<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     Ok(sqlx::query_as(&format!("SELECT {SERVICE_COLUMNS} FROM service_tokens WHERE provider = $1{lock}")).bind(provider).fetch_optional(ex).await?)
 }
 
+/// The provider's row, without a lock (reads for display).
+pub async fn get_service_row(db: &Db, provider: &str) -> Result<Option<ServiceTokenRow>, StoreError> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format!("SELECT {SERVICE_COLUMNS} FROM service_tokens WHERE provider = $1"));
+    match db.inline() {
+        Some(r) => r.optional(&SQL, [provider]),
+        None => read_service_row(db.pool(), provider, false).await,
+    }
+}
+
+impl super::inline_sqlite::FromInline for ServiceTokenRow {
+    fn from_inline(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            provider: r.get(0)?,
+            access_token: r.get(1)?,
+            key_id: r.get(2)?,
+            token_type: r.get(3)?,
+            scope: r.get(4)?,
+            expires_at: r.get(5)?,
+            version: r.get(6)?,
+            updated_at: r.get(7)?,
+        })
+    }
+}
+
+impl super::inline_sqlite::FromInline for Identity {
+    fn from_inline(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        // The order of IDENTITY_COLUMNS.
+        Ok(Self {
+            user_id: r.get(0)?,
+            tx_id: r.get(1)?,
+            ci: r.get(2)?,
+            di: r.get(3)?,
+            name: r.get(4)?,
+            birthday: r.get(5)?,
+            signature: r.get(6)?,
+            phone: r.get(7)?,
+            gender: r.get(8)?,
+            nationality: r.get(9)?,
+            age_group: r.get(10)?,
+            key_id: r.get(11)?,
+            verified_at: r.get(12)?,
+            version: r.get(13)?,
+        })
+    }
+}
+
 /// What a successful token call writes.
 pub struct ServiceTokenWrite<'a> {
     pub access_token: &'a [u8],
@@ -252,7 +298,11 @@ pub async fn upsert_identity<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex
 }
 
 pub async fn get_identity(db: &Db, user_id: &str) -> Result<Option<Identity>, StoreError> {
-    Ok(sqlx::query_as(&format!("SELECT {IDENTITY_COLUMNS} FROM toss_identities WHERE user_id = $1")).bind(user_id).fetch_optional(db.pool()).await?)
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format!("SELECT {IDENTITY_COLUMNS} FROM toss_identities WHERE user_id = $1"));
+    if let Some(r) = db.inline() {
+        return r.optional(&SQL, [user_id]);
+    }
+    Ok(sqlx::query_as(&SQL).bind(user_id).fetch_optional(db.pool()).await?)
 }
 
 pub async fn delete_identity<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, user_id: &str) -> Result<bool, StoreError> {

@@ -62,7 +62,11 @@ pub async fn find_by_id(db: &Db, id: &str) -> Result<Option<User>, StoreError> {
 
 /// Whether `id` is a deleted account (one primary-key lookup; `false` for ids never seen).
 pub async fn is_deleted(db: &Db, id: &str) -> Result<bool, StoreError> {
-    let row: Option<(Option<i64>,)> = sqlx::query_as("SELECT deleted_at FROM users WHERE id = $1").bind(id).fetch_optional(db.pool()).await?;
+    const SQL: &str = "SELECT deleted_at FROM users WHERE id = $1";
+    let row: Option<(Option<i64>,)> = match db.inline() {
+        Some(r) => r.optional(SQL, [id])?,
+        None => sqlx::query_as(SQL).bind(id).fetch_optional(db.pool()).await?,
+    };
     Ok(matches!(row, Some((Some(_),))))
 }
 

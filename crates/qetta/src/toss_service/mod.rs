@@ -325,7 +325,7 @@ impl TossService {
 
     /// The stored token's row as it is (for the status page); `None` when none was fetched yet.
     pub async fn stored_token_row(&self) -> Result<Option<ServiceTokenRow>, TossServiceError> {
-        Ok(store::read_service_row(self.db.pool(), PROVIDER, false).await?.filter(ServiceTokenRow::has_token))
+        Ok(store::get_service_row(&self.db, PROVIDER).await?.filter(ServiceTokenRow::has_token))
     }
 
     fn margin(&self, row: &ServiceTokenRow) -> i64 {

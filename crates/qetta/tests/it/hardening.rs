@@ -90,7 +90,8 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_limits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_time_requests_by_route_and_provider_calls_by_endpoint() {
-    let app = Spawn::new(Backend::Sqlite).start().await;
+    // No background refresher: the queue of due connections below stays as the clock makes it.
+    let app = Spawn::new(Backend::Sqlite).var("QETTA_REFRESHER_ENABLED", "false").start().await;
     let (token, _) = app.register("metrics@example.com").await;
     app.connect_kftc(&token, "kim").await;
     let fin = app.accounts(&token).await[0]["fintech_use_num"].as_str().unwrap().to_string();
@@ -104,8 +105,19 @@ async fn metrics_time_requests_by_route_and_provider_calls_by_endpoint() {
         "qetta_upstream_request_duration_seconds_count{provider=\"kftc\",endpoint=\"/v2.0/account/balance/fin_num\",outcome=\"ok\"}",
         "qetta_upstream_request_duration_seconds_count{provider=\"kftc\",endpoint=\"/oauth/2.0/token\",outcome=\"ok\"}",
         "qetta_db_pool_connections{state=\"idle\"}",
+        "\nqetta_db_pool_max_connections 8\n",
+        "\nqetta_db_pool_acquire_wait_seconds ",
+        "\nqetta_db_pool_acquire_duration_seconds_count ",
+        // KFTC tokens live 90 days: nothing is due within the 3-day lookahead yet.
+        "\nqetta_refresher_due_connections 0\n",
+        "\nqetta_webhook_queue_depth 0\n",
+        "\nqetta_webhook_oldest_pending_age_seconds 0\n",
     ] {
         assert!(text.contains(needle), "{needle} in:\n{text}");
     }
     assert!(!text.contains(&fin), "no account number in a label");
+    // 88 days on, the connection expires within the lookahead: it waits in the refresher's queue.
+    app.clock.advance(88 * 86_400);
+    let text = app.metrics().await;
+    assert!(text.contains("\nqetta_refresher_due_connections 1\n"), "{text}");
 }

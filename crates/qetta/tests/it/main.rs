@@ -5,6 +5,9 @@
 //! When it is unreachable they are skipped with a message, except under CI (`CI=true`), where
 //! they fail. The browser tests (`web_e2e`) need Chromium and chromedriver in the same way.
 
+// Tests say on the console what they skipped and what they measured.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod support;
 
 mod admin;
@@ -25,6 +28,7 @@ mod secrets;
 mod startup;
 mod store_suite;
 mod sync;
+mod telemetry;
 mod token_core;
 mod toss_flow;
 mod web_e2e;

@@ -293,6 +293,11 @@ async fn failures_are_retried_on_the_schedule_and_redirects_not_followed(backend
     app.advance(4);
     settle().await;
     assert_eq!(rx.hits().len(), 1, "retried too early");
+    // The delivery waiting for its retry is the queue, at least 4 s old (read at the scrape).
+    let metrics = app.metrics().await;
+    let gauge = |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok());
+    assert_eq!(gauge("qetta_webhook_queue_depth"), Some(1.0), "{metrics}");
+    assert!(gauge("qetta_webhook_oldest_pending_age_seconds").is_some_and(|age| age >= 4.0), "{metrics}");
     app.advance(1);
     rx.wait_for(2).await;
     wait_until("second attempt recorded", || attempts(2)).await;

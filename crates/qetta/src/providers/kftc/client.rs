@@ -7,6 +7,7 @@ use chrono::Utc;
 use chrono_tz::Asia::Seoul;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
+use tracing::Instrument as _;
 
 use super::error::KftcError;
 use super::model::{AccountList, Balance, Envelope, TokenResponse, TransactionPage, UserMe};
@@ -158,13 +159,15 @@ impl KftcClient {
     /// an error answer never hides its code. The attempt is cut at the request's deadline.
     async fn send(&self, endpoint: &str, req: reqwest::RequestBuilder) -> Result<Answer, KftcError> {
         let started = std::time::Instant::now();
-        let result = self.exchange(req).await;
+        let span = crate::observability::upstream_span("kftc", endpoint);
+        let req = span.in_scope(|| crate::observability::traceparent(req));
+        let result = self.exchange(req).instrument(span.clone()).await;
         let outcome = match &result {
             Ok(a) if a.envelope.rsp_code.is_empty() || a.envelope.is_success() => "ok".to_string(),
             Ok(a) => a.envelope.rsp_code.clone(),
             Err(e) => e.kind().to_string(),
         };
-        crate::observability::upstream_call("kftc", endpoint, &outcome, started.elapsed());
+        crate::observability::upstream_call(&span, "kftc", endpoint, &outcome, started.elapsed());
         result
     }
 

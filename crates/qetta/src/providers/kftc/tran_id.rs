@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use crate::redis_conn::Redis;
 use crate::store::{Db, StoreError};
 
-const BLOCK: i64 = 100;
+const BLOCK: i64 = 1000;
 const ALPHABET: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
 #[derive(Debug, thiserror::Error)]

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use tracing::Instrument as _;
+
 use crate::providers::upstream;
 
 use super::error::OAuthError;
@@ -46,13 +48,32 @@ async fn once(req: reqwest::RequestBuilder, per_call: Duration) -> Result<Answer
             Failure::Other
         }
     };
+    let (client, request) = req.build_split();
+    let mut request = request.map_err(|_| Failure::Other)?;
+    // A span per attempt, named by the provider's host and the path (never the query).
+    let span = crate::observability::upstream_span(request.url().host_str().unwrap_or(""), request.url().path());
+    for (k, v) in span.in_scope(crate::observability::trace_headers) {
+        request.headers_mut().insert(k, v);
+    }
     let exchange = async {
-        let resp = req.send().await.map_err(classify)?;
+        let resp = client.execute(request).await.map_err(classify)?;
         let status = resp.status().as_u16();
         let body = resp.bytes().await.map_err(classify)?.to_vec();
         Ok(Answer { status, body })
     };
-    tokio::time::timeout(limit, exchange).await.map_err(|_| Failure::Timeout)?
+    let answer = tokio::time::timeout(limit, exchange).instrument(span.clone()).await.map_err(|_| Failure::Timeout).and_then(|r| r);
+    let outcome = match &answer {
+        Ok(a) if a.status < 400 => "ok".to_string(),
+        Ok(a) => format!("http_{}", a.status),
+        Err(Failure::Connect) => "connect".into(),
+        Err(Failure::Timeout) => "timeout".into(),
+        Err(Failure::Other) => "network".into(),
+    };
+    span.record("outcome", outcome.as_str());
+    if outcome != "ok" {
+        span.record("otel.status_code", "error");
+    }
+    answer
 }
 
 /// Sends the request built by `build` (called again for each attempt), with the retry policy.

@@ -17,6 +17,7 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
+use tracing::Instrument as _;
 
 use super::crypto::{CryptoError, TossPublicKey, TossSession};
 
@@ -234,8 +235,9 @@ impl TossClient {
     /// Issues an access token with the client-credentials grant (`scope=ca`).
     pub async fn issue_token(&self) -> Result<TossAccessToken, TossError> {
         let started = std::time::Instant::now();
-        let result = self.issue_token_once().await;
-        crate::observability::upstream_call("toss", "/token", &outcome(&result), started.elapsed());
+        let span = crate::observability::upstream_span("toss", "/token");
+        let result = self.issue_token_once().instrument(span.clone()).await;
+        crate::observability::upstream_call(&span, "toss", "/token", &outcome(&result), started.elapsed());
         result
     }
 
@@ -246,7 +248,8 @@ impl TossClient {
             ("client_secret", self.client_secret.expose_secret()),
             ("scope", "ca"),
         ];
-        let response = self.http.post(format!("{}/token", self.oauth_base)).form(&form).send().await.map_err(transport)?;
+        let request = crate::observability::traceparent(self.http.post(format!("{}/token", self.oauth_base)));
+        let response = request.form(&form).send().await.map_err(transport)?;
         let status = response.status();
         let body = response.bytes().await.map_err(transport)?;
         if status != StatusCode::OK {
@@ -332,13 +335,15 @@ impl TossClient {
     /// POSTs `body` as JSON with the bearer token and unwraps the result envelope.
     async fn call<B: Serialize, T: DeserializeOwned>(&self, token: &SecretString, path: &str, body: &B, what: &'static str) -> Result<T, TossError> {
         let started = std::time::Instant::now();
-        let result = self.call_once(token, path, body, what).await;
-        crate::observability::upstream_call("toss", path, &outcome(&result), started.elapsed());
+        let span = crate::observability::upstream_span("toss", path);
+        let result = self.call_once(token, path, body, what).instrument(span.clone()).await;
+        crate::observability::upstream_call(&span, "toss", path, &outcome(&result), started.elapsed());
         result
     }
 
     async fn call_once<B: Serialize, T: DeserializeOwned>(&self, token: &SecretString, path: &str, body: &B, what: &'static str) -> Result<T, TossError> {
-        let response = self.http.post(format!("{}{path}", self.api_base)).bearer_auth(token.expose_secret()).json(body).send().await.map_err(transport)?;
+        let request = crate::observability::traceparent(self.http.post(format!("{}{path}", self.api_base)));
+        let response = request.bearer_auth(token.expose_secret()).json(body).send().await.map_err(transport)?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(transport)?;
 
