@@ -7,9 +7,37 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::http::request_id;
+
+/// Every error body: `{"error": {...}}` (the `ErrorBody` schema of the OpenAPI document).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// The `error` object of [`ErrorBody`].
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable (`invalid_body`, `connection_not_found`, `upstream_timeout`…).
+    pub code: String,
+    /// For people; may change between versions.
+    pub message: String,
+    /// The request's `x-request-id`.
+    pub request_id: String,
+    /// The provider's own error code, when the provider's answer caused the error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub provider_code: Option<String>,
+}
+
+impl ErrorDetail {
+    /// The error object for the current request.
+    pub fn new(code: &str, message: &str, provider_code: Option<&str>) -> Self {
+        Self { code: code.into(), message: message.into(), request_id: request_id::current(), provider_code: provider_code.map(str::to_string) }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -208,15 +236,7 @@ impl From<crate::http::oauth_flow::FlowError> for ApiError {
 
 /// Builds the standard JSON error body for the current request.
 pub fn error_response(status: StatusCode, code: &str, message: &str, provider_code: Option<&str>) -> Response {
-    let mut error = json!({
-        "code": code,
-        "message": message,
-        "request_id": request_id::current(),
-    });
-    if let Some(pc) = provider_code {
-        error["provider_code"] = json!(pc);
-    }
-    (status, axum::Json(json!({ "error": error }))).into_response()
+    (status, axum::Json(ErrorBody { error: ErrorDetail::new(code, message, provider_code) })).into_response()
 }
 
 /// The code and message for a response that a layer below our handlers produced without a body

@@ -33,7 +33,7 @@ pub struct Summary {
     pub top_errors: Vec<ErrorCount>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorCount {
     pub code: String,
     pub count: u64,

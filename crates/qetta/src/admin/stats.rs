@@ -13,7 +13,8 @@ use crate::http::rfc3339;
 use crate::store::admin::{self as store, ConnectionCounts};
 use crate::store::StoreError;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AdminStats)]
 pub struct Stats {
     pub generated_at: String,
     /// Where the per-replica figures come from: this process (`hostname:pid`, for telling
@@ -23,7 +24,7 @@ pub struct Stats {
     pub background: Background,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProviderStats {
     pub provider: String,
     /// Whether the provider is usable on this server (configured, or simulated by the sandbox).
@@ -34,7 +35,7 @@ pub struct ProviderStats {
 }
 
 /// From the database (all replicas).
-#[derive(Debug, Serialize, Default)]
+#[derive(Debug, Serialize, Default, utoipa::ToSchema)]
 pub struct Connections {
     pub total: i64,
     pub active: i64,
@@ -46,7 +47,7 @@ pub struct Connections {
 }
 
 /// Refresh outcomes from the audit log (all replicas).
-#[derive(Debug, Serialize, Default)]
+#[derive(Debug, Serialize, Default, utoipa::ToSchema)]
 pub struct Refreshes {
     pub last_24h: RefreshOutcomes,
     pub last_7d: RefreshOutcomes,
@@ -54,14 +55,15 @@ pub struct Refreshes {
     pub daily: Vec<DailyRefreshes>,
 }
 
-#[derive(Debug, Serialize, Default, Clone, Copy)]
+#[derive(Debug, Serialize, Default, Clone, Copy, utoipa::ToSchema)]
+#[schema(as = AdminRefreshOutcomes)]
 pub struct RefreshOutcomes {
     pub ok: i64,
     pub failed: i64,
     pub needs_reauth: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DailyRefreshes {
     pub days_ago: i64,
     #[serde(flatten)]
@@ -69,7 +71,7 @@ pub struct DailyRefreshes {
 }
 
 /// Provider calls made by this replica within the recorder's window.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Upstream {
     pub window_secs: u64,
     pub calls: u64,
@@ -79,7 +81,7 @@ pub struct Upstream {
     pub top_errors: Vec<ErrorCount>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Background {
     pub refresher: Refresher,
     /// Webhook delivery ([`WebhookStats`]).
@@ -88,7 +90,7 @@ pub struct Background {
 
 /// This replica's background refresher, since the process started, and the queue of due
 /// connections (from the database: all replicas share it).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Refresher {
     pub enabled: bool,
     pub interval_secs: u64,
@@ -103,7 +105,7 @@ pub struct Refresher {
 
 /// Webhook delivery, from the outbox (shared by every replica): queued, the oldest pending's age,
 /// delivered and failed over 24 hours.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WebhookStats {
     pub queued: i64,
     pub oldest_age_secs: Option<i64>,

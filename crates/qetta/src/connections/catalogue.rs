@@ -8,7 +8,8 @@ use serde::Serialize;
 use crate::providers::{Provider, ProviderKind};
 
 /// A provider as `GET /api/v1/providers` lists it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Provider)]
 pub struct Listed {
     pub name: String,
     pub display_name: String,

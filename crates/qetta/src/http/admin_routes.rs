@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::admin::stats::{self, Stats};
 use crate::admin::AdminUser;
 use crate::app::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::rfc3339;
 use crate::store::audit::{self, NewEntry};
 use crate::store::{admin as store, users};
@@ -38,23 +38,32 @@ async fn audit_view(state: &AppState, admin: &AdminUser, action: &str, detail: s
     Ok(())
 }
 
-/// `GET /api/v1/admin/stats`.
+// `GET /api/v1/admin/stats`.
+/// Admin dashboard figures per provider
+///
+/// Connections by state and refresh outcomes (24 h, 7 d, daily) from the database; upstream latency p50/p95, top error codes and the refresher's counters of the replica that answers. Needs the JWT of a user who is an administrator now (QETTA_ADMIN_EMAILS or `qetta admin grant`): 401 without a valid JWT, 403 `forbidden` for anyone else. Audited with the admin as actor; 503 `audit_unavailable` when the audit log cannot be written.
+#[utoipa::path(get, path = "/api/v1/admin/stats", tag = "admin", security(("bearer" = ["admin"])), responses((status = 200, description = "OK", body = Stats), (status = 403, description = "forbidden: not an administrator", body = ErrorBody),))]
 pub async fn stats(State(state): State<AppState>, admin: AdminUser) -> Result<Json<Stats>, ApiError> {
     audit_view(&state, &admin, "admin_stats", serde_json::json!({})).await?;
     Ok(Json(stats::collect(&state).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Search {
+    /// a user id, or part of an email (case-insensitive; % and _ match themselves); 422 invalid_query when empty or longer
+    #[param(required = true, nullable = false, min_length = 1, max_length = 254)]
     q: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = AdminUserSummary)]
 pub struct UserSummary {
     pub id: String,
     /// `null` for users minted by the app's backend and for deleted accounts.
     pub email: Option<String>,
     /// `registered` (a local password), `external` (minted by the app's backend) or `deleted`.
+    #[schema(value_type = UserKind)]
     pub kind: &'static str,
     pub created_at: String,
     pub deleted_at: Option<String>,
@@ -74,7 +83,18 @@ impl From<store::UserRow> for UserSummary {
     }
 }
 
-#[derive(Serialize)]
+/// `kind` of [`UserSummary`] (documentation of the strings).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "lowercase")]
+pub enum UserKind {
+    Registered,
+    External,
+    Deleted,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = AdminUserSearch)]
 pub struct SearchResult {
     pub users: Vec<UserSummary>,
     /// At most this many are returned; refine the query to see others.
@@ -83,7 +103,14 @@ pub struct SearchResult {
 
 const SEARCH_LIMIT: i64 = 20;
 
-/// `GET /api/v1/admin/users?q=`: by exact id, or part of the email.
+// `GET /api/v1/admin/users?q=`: by exact id, or part of the email.
+/// Search users by exact id or part of the email
+///
+/// At most 20 users; the exact id first. Needs the JWT of a user who is an administrator now (QETTA_ADMIN_EMAILS or `qetta admin grant`): 401 without a valid JWT, 403 `forbidden` for anyone else. Audited with the admin as actor; 503 `audit_unavailable` when the audit log cannot be written.
+#[utoipa::path(get, path = "/api/v1/admin/users", tag = "admin", security(("bearer" = ["admin"])), params(Search), responses(
+    (status = 200, description = "OK", body = SearchResult), (status = 403, description = "forbidden: not an administrator", body = ErrorBody),
+    (status = 422, description = "invalid_query", body = ErrorBody),
+))]
 pub async fn search(State(state): State<AppState>, admin: AdminUser, Query(s): Query<Search>) -> Result<Json<SearchResult>, ApiError> {
     let q = s.q.as_deref().map(str::trim).unwrap_or_default();
     if q.is_empty() || q.chars().count() > 254 || q.chars().any(char::is_control) {
@@ -95,17 +122,33 @@ pub async fn search(State(state): State<AppState>, admin: AdminUser, Query(s): Q
     Ok(Json(SearchResult { users: found.into_iter().map(UserSummary::from).collect(), limit: SEARCH_LIMIT }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// entry id to page from (next_before of the previous page)
+    #[param(value_type = Option<i64>)]
     before: Option<String>,
+    /// 1-200, default 50
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     limit: Option<String>,
 }
 
-#[derive(Serialize)]
+/// `{user_id}` of the path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct UserPath {
+    #[param(min_length = 1, max_length = 128)]
+    user_id: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = AdminConnection)]
 pub struct ConnectionView {
     pub id: String,
     pub provider: String,
     /// `active`, `needs_reauth`, `consent_expired` or `revoked`.
+    #[schema(value_type = crate::http::connections::ConnectionStatus)]
     pub status: String,
     pub scope: Vec<String>,
     pub expires_at: Option<String>,
@@ -115,7 +158,8 @@ pub struct ConnectionView {
     pub refresh_failures: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = AdminAuditEntry)]
 pub struct AuditView {
     pub id: i64,
     pub at: String,
@@ -129,7 +173,8 @@ pub struct AuditView {
     pub detail: serde_json::Value,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = AdminUserDetail)]
 pub struct UserDetail {
     pub user: UserSummary,
     pub is_admin: bool,
@@ -140,7 +185,15 @@ pub struct UserDetail {
     pub next_before: Option<String>,
 }
 
-/// `GET /api/v1/admin/users/{user_id}?before=&limit=`.
+// `GET /api/v1/admin/users/{user_id}?before=&limit=`.
+/// A user's connections (never tokens) and audit entries, paged
+///
+/// 404 user_not_found for an unknown id. Needs the JWT of a user who is an administrator now (QETTA_ADMIN_EMAILS or `qetta admin grant`): 401 without a valid JWT, 403 `forbidden` for anyone else. Audited with the admin as actor; 503 `audit_unavailable` when the audit log cannot be written.
+#[utoipa::path(get, path = "/api/v1/admin/users/{user_id}", tag = "admin", security(("bearer" = ["admin"])), params(UserPath, Page), responses(
+    (status = 200, description = "OK", body = UserDetail), (status = 403, description = "forbidden: not an administrator", body = ErrorBody),
+    (status = 404, description = "user_not_found", body = ErrorBody),
+    (status = 422, description = "invalid_limit, invalid_cursor", body = ErrorBody),
+))]
 pub async fn user(State(state): State<AppState>, admin: AdminUser, Path(user_id): Path<String>, Query(p): Query<Page>) -> Result<Json<UserDetail>, ApiError> {
     let limit: i64 = match p.limit.as_deref() {
         None => 50,
@@ -193,7 +246,16 @@ pub async fn user(State(state): State<AppState>, admin: AdminUser, Path(user_id)
     Ok(Json(UserDetail { user: row.into(), is_admin, connections, audit, next_before }))
 }
 
-/// `POST /api/v1/admin/connections/{id}/refresh`: refresh a connection now.
+// `POST /api/v1/admin/connections/{id}/refresh`: refresh a connection now.
+/// Refresh a user's connection now (once across replicas)
+///
+/// Needs the JWT of a user who is an administrator now (QETTA_ADMIN_EMAILS or `qetta admin grant`): 401 without a valid JWT, 403 `forbidden` for anyone else. Audited with the admin as actor; 503 `audit_unavailable` when the audit log cannot be written.
+#[utoipa::path(post, path = "/api/v1/admin/connections/{id}/refresh", tag = "admin", security(("bearer" = ["admin"])), params(crate::http::openapi::AdminConnectionPath), responses(
+    (status = 200, description = "OK", body = crate::http::connections::ConnectionView), (status = 403, description = "forbidden: not an administrator", body = ErrorBody),
+    (status = 404, description = "connection_not_found", body = ErrorBody),
+    (status = 503, response = crate::http::openapi::responses::UpstreamUnavailable),
+    (status = 504, response = crate::http::openapi::responses::UpstreamTimeout),
+))]
 pub async fn refresh_connection(
     State(state): State<AppState>,
     admin: AdminUser,
@@ -205,17 +267,29 @@ pub async fn refresh_connection(
     Ok(Json(crate::http::connections::ConnectionView::from(&c)))
 }
 
-/// `DELETE /api/v1/admin/connections/{id}`: disconnect any user's connection.
+// `DELETE /api/v1/admin/connections/{id}`: disconnect any user's connection.
+/// Disconnect a user's connection: revoked at the provider where it can, then forgotten
+///
+/// Needs the JWT of a user who is an administrator now (QETTA_ADMIN_EMAILS or `qetta admin grant`): 401 without a valid JWT, 403 `forbidden` for anyone else. Audited with the admin as actor; 503 `audit_unavailable` when the audit log cannot be written.
+#[utoipa::path(delete, path = "/api/v1/admin/connections/{id}", tag = "admin", security(("bearer" = ["admin"])), params(crate::http::openapi::AdminConnectionPath), responses(
+    (status = 200, description = "OK", body = crate::http::connections::DisconnectedBody), (status = 403, description = "forbidden: not an administrator", body = ErrorBody),
+    (status = 404, description = "connection_not_found", body = ErrorBody),
+))]
 pub async fn disconnect_connection(
     State(state): State<AppState>,
     admin: AdminUser,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<crate::http::connections::DisconnectedBody>, ApiError> {
     let c = admin_connection(&state, &id).await?;
     let actor = crate::connections::Actor { name: admin.actor(), ip: Some(peer.ip().to_string()) };
     let done = state.connections.disconnect(c, &actor).await?;
-    Ok(Json(serde_json::json!({"disconnected": true, "id": done.connection.id, "provider": done.connection.provider, "revocation": done.revoked})))
+    Ok(Json(crate::http::connections::DisconnectedBody {
+        disconnected: true,
+        id: done.connection.id,
+        provider: done.connection.provider,
+        revocation: done.revoked,
+    }))
 }
 
 async fn admin_connection(state: &AppState, id: &str) -> Result<crate::store::connections::Connection, ApiError> {

@@ -4,14 +4,55 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::app::AppState;
+use crate::error::ErrorDetail;
 
-pub async fn health() -> impl IntoResponse {
-    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+/// `GET /health`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+    /// The service's version.
+    pub version: &'static str,
 }
 
+/// `GET /ready`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Ready {
+    /// `ready`, `degraded` (Redis down: still serving) or `not_ready` (503).
+    pub status: &'static str,
+    pub checks: ReadyChecks,
+    /// The failing parts (`database`): 503.
+    pub failing: Vec<&'static str>,
+    /// The degraded parts (`redis`): still ready.
+    pub degraded: Vec<&'static str>,
+    /// With a 503 only: the error object (`not_ready`), as in every error body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub error: Option<ErrorDetail>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReadyChecks {
+    /// `ok`, `disk_full`, `not_writable` or `unreachable`.
+    pub database: &'static str,
+    /// `ok`, `unreachable` or `not_configured`.
+    pub redis: &'static str,
+}
+
+/// The process is alive
+#[utoipa::path(get, path = "/health", tag = "ops", security(()), responses((status = 200, description = "OK", body = Health)))]
+pub async fn health() -> impl IntoResponse {
+    Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION") })
+}
+
+/// The database (and Redis) answer; 503 naming the failing part otherwise
+#[utoipa::path(get, path = "/ready", tag = "ops", security(()), responses(
+    (status = 200, description = "OK (`ready` or `degraded`)", body = Ready),
+    (status = 503, description = "not_ready: the body names the failing part and carries the error object", body = Ready),
+))]
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let mut failing = Vec::new();
     let two_secs = std::time::Duration::from_secs(2);
@@ -47,20 +88,9 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         (true, false) => "degraded",
         (true, true) => "ready",
     };
-    let mut body = json!({
-        "status": status_text,
-        "checks": { "database": database, "redis": redis_check },
-        "failing": failing,
-        "degraded": degraded,
-    });
-    if !failing.is_empty() {
-        body["error"] = json!({
-            "code": "not_ready",
-            "message": format!("Not ready: {} failing.", failing.join(", ")),
-            "request_id": crate::http::request_id::current(),
-        });
-    }
+    let error = (!failing.is_empty()).then(|| ErrorDetail::new("not_ready", &format!("Not ready: {} failing.", failing.join(", ")), None));
     let status = if failing.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = Ready { status: status_text, checks: ReadyChecks { database, redis: redis_check }, failing, degraded, error };
     (status, Json(body))
 }
 

@@ -22,7 +22,7 @@ use super::json::ApiJson;
 use crate::app::AppState;
 use crate::auth::AuthUser;
 use crate::connections::{Actor, StartRequest};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::rfc3339;
 pub use crate::mask::mask_token;
 use crate::providers::kftc::client::TransactionQuery;
@@ -54,14 +54,38 @@ fn sha256_hex(s: &str) -> String {
 // authorize: the flow itself (launch, confirm, callback) is the connection core's, shared by
 // every provider (`http::connections`, `http::oauth_flow`).
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuthorizeQuery {
+    /// 1: answer with a redirect instead
     redirect: Option<String>,
-    /// Renew the consent of this connection (default: the user's KFTC connection, if any).
+    /// renew the consent of this KFTC connection (default: the user's KFTC connection, when there is one)
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     connection_id: Option<String>,
+    /// your name for the connection (trimmed; empty or null: none); no control or invisible characters
+    #[param(max_length = 64, pattern = r"^[^\u0000-\u001F\u007F-\u009F\u200B-\u200F\u202A-\u202E\u2066-\u2069\uFEFF]*$")]
     label: Option<String>,
 }
 
+/// `GET /api/v1/oauth/kftc/authorize`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct KftcAuthorizeAnswer {
+    /// The launch link on this service: open it in the user's browser.
+    pub authorize_url: String,
+    pub expires_at: String,
+    /// `0` first consent, `1` renewal.
+    #[schema(minimum = 0, maximum = 1)]
+    pub auth_type: u8,
+}
+
+/// Start a KFTC connection: {authorize_url, expires_at, auth_type}
+///
+/// Stores a single-use state (10 minutes) and answers the launch URL. Also sets the initiator cookie `qetta_kftc_init` (HttpOnly, SameSite=Lax, Path=/api/v1/oauth/kftc): the browser that called this (the /oauth page, with fetch) goes straight from the launch URL to KFTC; any other browser, e.g. one that opens a link made by the app's backend, is shown a confirmation page naming the Qetta account first.
+#[utoipa::path(get, path = "/api/v1/oauth/kftc/authorize", tag = "kftc", params(AuthorizeQuery), responses(
+    (status = 200, description = "OK", body = KftcAuthorizeAnswer, headers(("Set-Cookie" = String, description = "qetta_kftc_init=<secret>; HttpOnly; SameSite=Lax"))),
+    (status = 303, description = "with redirect=1: to the launch URL"),
+    (status = 503, response = crate::http::openapi::responses::UpstreamUnavailable),
+))]
 pub async fn authorize(
     State(state): State<AppState>,
     user: AuthUser,
@@ -80,7 +104,8 @@ pub async fn authorize(
     let mut resp = if matches!(q.redirect.as_deref(), Some("1") | Some("true")) {
         Redirect::to(&answer.authorize_url).into_response()
     } else {
-        Json(json!({ "authorize_url": answer.authorize_url, "expires_at": answer.expires_at, "auth_type": answer.auth_type.unwrap_or(0) })).into_response()
+        Json(KftcAuthorizeAnswer { authorize_url: answer.authorize_url, expires_at: answer.expires_at, auth_type: answer.auth_type.unwrap_or(0) })
+            .into_response()
     };
     started.attach(&mut resp);
     Ok(resp)
@@ -91,8 +116,11 @@ fn stored_accounts(conn: &Connection) -> Vec<StoredAccount> {
 }
 
 /// Which KFTC connection a data route acts on: `?connection_id=`, else the user's default one.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Which {
+    /// which KFTC connection (default: the newest whose grant stands)
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     connection_id: Option<String>,
 }
 
@@ -149,27 +177,53 @@ async fn active_connection(state: &AppState, user_id: &str, which: &Which) -> Re
     }
 }
 
+/// `GET /api/v1/oauth/kftc/token`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct KftcToken {
+    /// Always `kftc`.
+    pub provider: &'static str,
+    pub connection_id: String,
+    pub status: String,
+    pub scope: Vec<String>,
+    pub token_type: Option<String>,
+    pub expires_at: Option<String>,
+    pub token_masked: String,
+    /// KFTC's user number.
+    pub user_seq_no: Option<String>,
+    /// only with x-qetta-service-key (audited)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub access_token: Option<String>,
+}
+
+/// Scope set, expiry and masked token; the raw access_token with the service key
+#[utoipa::path(get, path = "/api/v1/oauth/kftc/token", tag = "kftc", params(Which), security(("bearer" = []), ("bearer" = [], "serviceKey" = [])), responses(
+    (status = 200, description = "OK", body = KftcToken),
+    (status = 503, response = crate::http::openapi::responses::UpstreamUnavailable),
+    (status = 504, response = crate::http::openapi::responses::UpstreamTimeout),
+))]
 pub async fn token(
     State(state): State<AppState>,
     user: AuthUser,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(which): Query<Which>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<KftcToken>, ApiError> {
     let conn = active_connection(&state, &user.id, &which).await?;
     let t = state.tokens.access_token(conn).await?;
     let conn = connections::get_by_id(&state.db, &t.connection_id).await?.ok_or(TokenError::NotConnected)?;
-    let mut scope: Vec<&str> = t.scope.as_deref().unwrap_or("").split_whitespace().collect();
+    let mut scope: Vec<String> = t.scope.as_deref().unwrap_or("").split_whitespace().map(str::to_string).collect();
     scope.sort_unstable();
-    let mut body = json!({
-        "provider": PROVIDER,
-        "connection_id": conn.id,
-        "status": conn.status,
-        "scope": scope,
-        "token_type": conn.token_type,
-        "expires_at": t.expires_at.map(rfc3339),
-        "token_masked": mask_token(t.token.expose_secret()),
-        "user_seq_no": conn.provider_user_id,
-    });
+    let mut body = KftcToken {
+        provider: PROVIDER,
+        connection_id: conn.id.clone(),
+        status: conn.status.clone(),
+        scope,
+        token_type: conn.token_type.clone(),
+        expires_at: t.expires_at.map(rfc3339),
+        token_masked: mask_token(t.token.expose_secret()),
+        user_seq_no: conn.provider_user_id.clone(),
+        access_token: None,
+    };
     if user.is_backend {
         // Never unaudited: no entry, no raw token.
         let entry = crate::store::audit::NewEntry::user_action(
@@ -182,14 +236,28 @@ pub async fn token(
             json!({}),
         );
         crate::audit::require(&state.db, entry, state.clock.now()).await?;
-        body["access_token"] = json!(t.token.expose_secret());
+        body.access_token = Some(t.token.expose_secret().to_string());
     }
     Ok(Json(body))
 }
 
-pub async fn accounts(State(state): State<AppState>, user: AuthUser, Query(which): Query<Which>) -> Result<Json<Value>, ApiError> {
+/// `GET /api/v1/oauth/kftc/accounts`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct KftcAccounts {
+    pub accounts: Vec<StoredAccount>,
+    pub status: String,
+    pub connection_id: String,
+}
+
+/// The connected accounts
+#[utoipa::path(get, path = "/api/v1/oauth/kftc/accounts", tag = "kftc", params(Which), responses(
+    (status = 200, description = "OK", body = KftcAccounts),
+    (status = 503, response = crate::http::openapi::responses::UpstreamUnavailable),
+    (status = 504, response = crate::http::openapi::responses::UpstreamTimeout),
+))]
+pub async fn accounts(State(state): State<AppState>, user: AuthUser, Query(which): Query<Which>) -> Result<Json<KftcAccounts>, ApiError> {
     let conn = active_connection(&state, &user.id, &which).await?;
-    Ok(Json(json!({ "accounts": stored_accounts(&conn), "status": conn.status, "connection_id": conn.id })))
+    Ok(Json(KftcAccounts { accounts: stored_accounts(&conn), status: conn.status, connection_id: conn.id }))
 }
 
 fn valid_fintech_use_num(f: &str) -> bool {
@@ -223,12 +291,74 @@ fn parse_amount(s: &str, field: &str) -> Result<Option<i64>, ApiError> {
     model::amount(s).map_err(|e| ApiError::Upstream { code: "upstream_invalid", message: format!("KFTC sent an unreadable {field}: {e}"), provider_code: None })
 }
 
+/// `GET /api/v1/oauth/kftc/balance/{fintech_use_num}`: amounts as integers (KRW).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Balance {
+    pub fintech_use_num: String,
+    pub balance: Option<i64>,
+    pub available: Option<i64>,
+    /// Always `KRW`.
+    pub currency: &'static str,
+    pub product_name: String,
+    pub bank_name: String,
+    pub bank_code: String,
+    pub account_num_masked: String,
+    pub account_type: String,
+    /// `YYYYMMDD` as KFTC sends it; `null` when KFTC sends none.
+    pub account_issue_date: Option<String>,
+    pub maturity_date: Option<String>,
+    pub last_tran_date: Option<String>,
+}
+
+/// `POST /api/v1/oauth/kftc/transactions`: one page.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TransactionPage {
+    pub fintech_use_num: String,
+    /// The balance KFTC reported with the first page read.
+    pub balance: Option<i64>,
+    pub transactions: Vec<Transaction>,
+    /// Pass as `cursor` (with the same query) for the next page; `null` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// A transaction as KFTC reported it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Transaction {
+    pub at: String,
+    /// `in`, `out` or `other`.
+    pub direction: &'static str,
+    pub amount: i64,
+    pub balance_after: Option<i64>,
+    pub description: String,
+    pub kind: String,
+    pub branch: String,
+}
+
+/// `{fintech_use_num}` of the path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct FintechPath {
+    /// 24 characters
+    #[param(pattern = "^[A-Za-z0-9]{24}$")]
+    fintech_use_num: String,
+}
+
+/// Balance of one of the caller's accounts (integers, KRW)
+///
+/// 409 consent_expired when the inquiry consent expired at KFTC (provider_code A0316, A0334 or A0002/468; the user renews it), 409 scope_not_granted, 409 account_not_registered (bank 551/555/556).
+#[utoipa::path(get, path = "/api/v1/oauth/kftc/balance/{fintech_use_num}", tag = "kftc", params(FintechPath, Which), responses(
+    (status = 200, description = "OK", body = Balance),
+    (status = 409, description = "consent_expired, scope_not_granted, account_not_registered", body = ErrorBody),
+    (status = 503, response = crate::http::openapi::responses::UpstreamUnavailable),
+    (status = 504, response = crate::http::openapi::responses::UpstreamTimeout),
+))]
 pub async fn balance(
     State(state): State<AppState>,
     user: AuthUser,
     Path(fintech_use_num): Path<String>,
     Query(which): Query<Which>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Balance>, ApiError> {
     let (conn, account) = own_account(&state, &user.id, &fintech_use_num, &which).await?;
     let kftc = state.kftc()?.clone();
     let fin = fintech_use_num.clone();
@@ -238,40 +368,87 @@ pub async fn balance(
         async move { kftc.balance(&t.token, &fin).await }
     })
     .await?;
-    let date = |d: &str| if d.is_empty() || d.chars().all(|c| c == '0') { Value::Null } else { json!(d) };
-    Ok(Json(json!({
-        "fintech_use_num": fintech_use_num,
-        "balance": parse_amount(&b.balance_amt, "balance_amt")?,
-        "available": parse_amount(&b.available_amt, "available_amt")?,
-        "currency": "KRW",
-        "product_name": b.product_name,
-        "bank_name": if b.savings_bank_name.is_empty() { if b.bank_name.is_empty() { account.bank_name } else { b.bank_name } } else { b.savings_bank_name },
-        "bank_code": account.bank_code,
-        "account_num_masked": account.account_num_masked,
-        "account_type": b.account_type,
-        "account_issue_date": date(&b.account_issue_date),
-        "maturity_date": date(&b.maturity_date),
-        "last_tran_date": date(&b.last_tran_date),
-    })))
+    let date = |d: &str| if d.is_empty() || d.chars().all(|c| c == '0') { None } else { Some(d.to_string()) };
+    Ok(Json(Balance {
+        balance: parse_amount(&b.balance_amt, "balance_amt")?,
+        available: parse_amount(&b.available_amt, "available_amt")?,
+        fintech_use_num,
+        currency: "KRW",
+        product_name: b.product_name,
+        bank_name: if b.savings_bank_name.is_empty() {
+            if b.bank_name.is_empty() {
+                account.bank_name
+            } else {
+                b.bank_name
+            }
+        } else {
+            b.savings_bank_name
+        },
+        bank_code: account.bank_code,
+        account_num_masked: account.account_num_masked,
+        account_type: b.account_type,
+        account_issue_date: date(&b.account_issue_date),
+        maturity_date: date(&b.maturity_date),
+        last_tran_date: date(&b.last_tran_date),
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransactionsBody {
+    /// one of the caller's accounts (another: 404, checked first)
+    #[schema(pattern = "^[A-Za-z0-9]{24}$")]
     fintech_use_num: String,
+    /// YYYYMMDD, YYYY-MM-DD or an RFC 3339 time (KST date); a real date; from_date ≤ to_date, not in the future, at most 366 days apart (422)
+    #[schema(example = "20260901", pattern = "^[0-9]{8}$|^[0-9]{4}-[0-9]{2}-[0-9]{2}")]
     from_date: String,
+    /// YYYYMMDD, YYYY-MM-DD or an RFC 3339 time (KST date); a real date; from_date ≤ to_date, not in the future, at most 366 days apart (422)
+    #[schema(example = "2026-11-28", pattern = "^[0-9]{8}$|^[0-9]{4}-[0-9]{2}-[0-9]{2}")]
     to_date: String,
     #[serde(default, deserialize_with = "super::json::not_null")]
+    #[schema(nullable = false, value_type = Option<InquiryType>)]
     inquiry_type: Option<String>,
     #[serde(default, deserialize_with = "super::json::not_null")]
+    #[schema(nullable = false, value_type = Option<SortOrder>)]
     sort_order: Option<String>,
+    /// next_cursor of the previous page, for the same query; anything else: 400 invalid_cursor
     #[serde(default, deserialize_with = "super::json::not_null")]
+    #[schema(nullable = false, min_length = 1)]
     cursor: Option<String>,
     #[serde(default, deserialize_with = "super::json::not_null")]
+    #[schema(nullable = false, minimum = 1, maximum = 100)]
     limit: Option<i64>,
-    /// The KFTC connection holding the account (default: whichever of the user's holds it).
+    /// the KFTC connection holding the account (default: whichever of yours holds it)
     #[serde(default, deserialize_with = "super::json::not_null")]
+    #[schema(nullable = false, pattern = "^[A-Za-z0-9_-]{1,64}$")]
     connection_id: Option<String>,
+}
+
+/// `inquiry_type` of [`TransactionsBody`] (documentation: the handler matches the strings).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub enum InquiryType {
+    A,
+    I,
+    O,
+    #[schema(rename = "all")]
+    All,
+    #[schema(rename = "in")]
+    In,
+    #[schema(rename = "out")]
+    Out,
+}
+
+/// `sort_order` of [`TransactionsBody`] (documentation: the handler matches the strings).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub enum SortOrder {
+    D,
+    A,
+    #[schema(rename = "desc")]
+    Desc,
+    #[schema(rename = "asc")]
+    Asc,
 }
 
 /// Our cursor: where the next item is in KFTC's paging (the trace info of the page that holds
@@ -335,7 +512,20 @@ pub(crate) fn direction(inout: &str) -> &'static str {
     }
 }
 
-pub async fn transactions(State(state): State<AppState>, user: AuthUser, ApiJson(body): ApiJson<TransactionsBody>) -> Result<Json<Value>, ApiError> {
+/// Transactions, paged with cursor
+///
+/// At most 12 KFTC pages and 20 s per request: 502 upstream_paging when a bank announces pages without rows. 410 cursor_expired when KFTC no longer accepts the cursor's paging position (start again without a cursor). 409 consent_expired as for the balance.
+#[utoipa::path(post, path = "/api/v1/oauth/kftc/transactions", tag = "kftc", request_body = TransactionsBody, responses(
+    (status = 200, description = "OK", body = TransactionPage),
+    (status = 400, description = "invalid_cursor (or malformed_json)", body = ErrorBody),
+    (status = 409, description = "consent_expired, scope_not_granted", body = ErrorBody),
+    (status = 410, description = "cursor_expired", body = ErrorBody),
+    (status = 422, description = "invalid_date, invalid_range, range_too_long, invalid_inquiry_type, invalid_sort_order, invalid_limit, invalid_body", body = ErrorBody),
+    (status = 502, description = "upstream_paging, upstream_error", body = ErrorBody),
+    (status = 503, response = crate::http::openapi::responses::UpstreamUnavailable),
+    (status = 504, response = crate::http::openapi::responses::UpstreamTimeout),
+))]
+pub async fn transactions(State(state): State<AppState>, user: AuthUser, ApiJson(body): ApiJson<TransactionsBody>) -> Result<Json<TransactionPage>, ApiError> {
     // Whose account first: about an account that is not the caller's, nothing else is said.
     let (conn, _) = own_account(&state, &user.id, &body.fintech_use_num, &Which { connection_id: body.connection_id.clone() }).await?;
     let from = parse_date(&body.from_date, "from_date")?;
@@ -463,17 +653,12 @@ pub async fn transactions(State(state): State<AppState>, user: AuthUser, ApiJson
             offset = 0;
         }
         let next_cursor = next_cursor.map(|c| c.seal(cursor_key, &user.id));
-        Ok(Json(json!({
-            "fintech_use_num": body.fintech_use_num,
-            "balance": balance,
-            "transactions": out,
-            "next_cursor": next_cursor,
-        })))
+        Ok(Json(TransactionPage { fintech_use_num: body.fintech_use_num, balance, transactions: out, next_cursor }))
     })
     .await
 }
 
-fn transaction_json(t: &model::TransactionItem) -> Result<Value, ApiError> {
+fn transaction_json(t: &model::TransactionItem) -> Result<Transaction, ApiError> {
     let at = NaiveDate::parse_from_str(&t.tran_date, "%Y%m%d")
         .ok()
         .and_then(|d| {
@@ -481,30 +666,47 @@ fn transaction_json(t: &model::TransactionItem) -> Result<Value, ApiError> {
             Seoul.from_local_datetime(&d.and_time(time)).single()
         })
         .ok_or_else(|| ApiError::Upstream { code: "upstream_invalid", message: "KFTC sent an unreadable transaction date.".into(), provider_code: None })?;
-    Ok(json!({
-        "at": at.to_rfc3339(),
-        "direction": direction(&t.inout_type),
-        "amount": parse_amount(&t.tran_amt, "tran_amt")?.unwrap_or(0),
-        "balance_after": parse_amount(&t.after_balance_amt, "after_balance_amt")?,
-        "description": t.print_content,
-        "kind": t.tran_type,
-        "branch": t.branch_name,
-    }))
+    Ok(Transaction {
+        at: at.to_rfc3339(),
+        direction: direction(&t.inout_type),
+        amount: parse_amount(&t.tran_amt, "tran_amt")?.unwrap_or(0),
+        balance_after: parse_amount(&t.after_balance_amt, "after_balance_amt")?,
+        description: t.print_content.clone(),
+        kind: t.tran_type.clone(),
+        branch: t.branch_name.clone(),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
 // disconnect
 
+/// `DELETE /api/v1/oauth/kftc/disconnect`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct KftcDisconnected {
+    pub disconnected: bool,
+    /// Always `kftc`.
+    pub provider: &'static str,
+    pub connection_id: String,
+    /// What KFTC was told.
+    pub unlink: crate::providers::provider::Revoked,
+}
+
+/// Unlink at KFTC (best effort) and forget the tokens
+#[utoipa::path(delete, path = "/api/v1/oauth/kftc/disconnect", tag = "kftc", params(Which), responses(
+    (status = 200, description = "OK", body = KftcDisconnected),
+    (status = 503, response = crate::http::openapi::responses::UpstreamUnavailable),
+    (status = 504, response = crate::http::openapi::responses::UpstreamTimeout),
+))]
 pub async fn disconnect(
     State(state): State<AppState>,
     user: AuthUser,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(which): Query<Which>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<KftcDisconnected>, ApiError> {
     let conn = state.connections.pick(&user.id, PROVIDER, which.connection_id.as_deref()).await?;
     let actor = Actor { name: if user.is_backend { "backend".into() } else { format!("user:{}", user.id) }, ip: Some(peer.ip().to_string()) };
     let done = state.connections.disconnect(conn, &actor).await?;
-    Ok(Json(json!({ "disconnected": true, "provider": PROVIDER, "connection_id": done.connection.id, "unlink": done.revoked })))
+    Ok(Json(KftcDisconnected { disconnected: true, provider: PROVIDER, connection_id: done.connection.id, unlink: done.revoked }))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -530,9 +732,33 @@ async fn keep_accounts(state: &AppState, conn: &Connection, accounts: &[StoredAc
     Ok(())
 }
 
-/// `POST /api/v1/connections/{id}/accounts/refresh`: KFTC's list of the user's registered
-/// accounts (`account/list`, SPEC A9) replaces ours, so accounts removed at the bank disappear.
-pub async fn refresh_accounts(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+// `POST /api/v1/connections/{id}/accounts/refresh`: KFTC's list of the user's registered
+// accounts (`account/list`, SPEC A9) replaces ours, so accounts removed at the bank disappear.
+/// The answer of `POST /api/v1/connections/{id}/accounts/refresh` and of removing an account.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ConnectionAccounts {
+    /// Only when an account was removed: always `true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub removed: Option<bool>,
+    /// Only when an account was removed: it was cancelled at the bank already (551/555/556).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub already_cancelled: Option<bool>,
+    pub connection_id: String,
+    /// The connection's accounts now.
+    pub accounts: Vec<StoredAccount>,
+}
+
+/// Read the connection's accounts again from KFTC (account/list): accounts removed at the bank disappear
+#[utoipa::path(post, path = "/api/v1/connections/{id}/accounts/refresh", tag = "kftc", params(crate::http::openapi::KftcConnectionPath),
+    security(("bearer" = []), ("bearer" = [], "serviceKey" = [])), responses(
+    (status = 200, description = "OK", body = ConnectionAccounts),
+    (status = 400, description = "not_supported: not a KFTC connection", body = ErrorBody),
+    (status = 503, response = crate::http::openapi::responses::UpstreamUnavailable),
+    (status = 504, response = crate::http::openapi::responses::UpstreamTimeout),
+))]
+pub async fn refresh_accounts(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<ConnectionAccounts>, ApiError> {
     let conn = kftc_connection(&state, &user.id, &id).await?;
     let seq = conn.provider_user_id.clone().ok_or_else(|| ApiError::from(TokenError::NotConnected))?;
     let kftc = state.kftc()?.clone();
@@ -544,18 +770,39 @@ pub async fn refresh_accounts(State(state): State<AppState>, user: AuthUser, Pat
     let accounts = StoredAccount::from_items(&list.res_list);
     keep_accounts(&state, &conn, &accounts).await?;
     audit(&state, &user.id, Some(&conn.id), "accounts_refresh", "ok", None, json!({"accounts": accounts.len()})).await;
-    Ok(Json(json!({ "connection_id": conn.id, "accounts": accounts })))
+    Ok(Json(ConnectionAccounts { removed: None, already_cancelled: None, connection_id: conn.id, accounts }))
 }
 
-/// `DELETE /api/v1/connections/{id}/accounts/{fintech_use_num}`: cancels the account's inquiry
-/// registration at KFTC (`account/cancel`, SPEC A7; bank 551/555/556 mean it was already gone)
-/// and forgets it; its balance is refused from then on.
+// `DELETE /api/v1/connections/{id}/accounts/{fintech_use_num}`: cancels the account's inquiry
+// registration at KFTC (`account/cancel`, SPEC A7; bank 551/555/556 mean it was already gone)
+// and forgets it; its balance is refused from then on.
+/// `{id}` and `{fintech_use_num}` of `DELETE /api/v1/connections/{id}/accounts/{fintech_use_num}`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct AccountPath {
+    /// your KFTC connection (another provider's: 400 not_supported)
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    id: String,
+    /// an account of this connection
+    #[param(pattern = "^[A-Za-z0-9]{24}$")]
+    fintech_use_num: String,
+}
+
+/// Remove an account: its inquiry registration cancelled at KFTC (account/cancel; bank 551/555/556: already cancelled), then forgotten; its balance is refused from then on
+#[utoipa::path(delete, path = "/api/v1/connections/{id}/accounts/{fintech_use_num}", tag = "kftc", params(AccountPath),
+    security(("bearer" = []), ("bearer" = [], "serviceKey" = [])), responses(
+    (status = 200, description = "OK", body = ConnectionAccounts),
+    (status = 400, description = "not_supported: not a KFTC connection", body = ErrorBody),
+    (status = 503, response = crate::http::openapi::responses::UpstreamUnavailable),
+    (status = 504, response = crate::http::openapi::responses::UpstreamTimeout),
+))]
 pub async fn remove_account(
     State(state): State<AppState>,
     user: AuthUser,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((id, fintech_use_num)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConnectionAccounts>, ApiError> {
     if !valid_fintech_use_num(&fintech_use_num) {
         return Err(ApiError::invalid("invalid_fintech_use_num", "fintech_use_num must be 24 letters or digits."));
     }
@@ -575,11 +822,17 @@ pub async fn remove_account(
     accounts.retain(|a| a.fintech_use_num != fintech_use_num);
     keep_accounts(&state, &conn, &accounts).await?;
     audit(&state, &user.id, Some(&conn.id), "account_cancel", "ok", Some(peer.ip().to_string()), json!({"already_cancelled": already})).await;
-    Ok(Json(json!({ "removed": true, "already_cancelled": already, "connection_id": conn.id, "accounts": accounts })))
+    Ok(Json(ConnectionAccounts { removed: Some(true), already_cancelled: Some(already), connection_id: conn.id, accounts }))
 }
 
-/// `POST /api/v1/connections/{id}/accounts/authorize`: adds accounts to the connection's consent
-/// (`authorize_account`, SPEC A5.2); the browser flow and its answer are those of authorize.
+// `POST /api/v1/connections/{id}/accounts/authorize`: adds accounts to the connection's consent
+// (`authorize_account`, SPEC A5.2); the browser flow and its answer are those of authorize.
+/// Add accounts to the connection's consent (authorize_account): {authorize_url, expires_at} like authorize
+#[utoipa::path(post, path = "/api/v1/connections/{id}/accounts/authorize", tag = "kftc", params(crate::http::openapi::KftcConnectionPath),
+    security(("bearer" = []), ("bearer" = [], "serviceKey" = [])), responses(
+    (status = 200, description = "OK", body = crate::http::connections::AuthorizeAnswer, headers(("Set-Cookie" = String, description = "qetta_kftc_init=<secret>; HttpOnly; SameSite=Lax"))),
+    (status = 400, description = "not_supported: not a KFTC connection", body = ErrorBody),
+))]
 pub async fn add_accounts(
     State(state): State<AppState>,
     user: AuthUser,

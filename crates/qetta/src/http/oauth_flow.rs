@@ -147,12 +147,27 @@ impl Started {
     }
 }
 
-/// The confirmation form.
-#[derive(Deserialize)]
+/// The confirmation form (`application/x-www-form-urlencoded`). Every field is parsed as optional
+/// so that a missing one gets the HTML refusal page; the document says what a valid form has.
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ConfirmForm {
+    #[schema(required = true, nullable = false, pattern = "^[A-Za-z0-9_-]{32,64}$")]
     state: Option<String>,
+    /// from the confirmation page
+    #[schema(required = true, nullable = false, min_length = 1)]
     csrf_token: Option<String>,
+    #[schema(required = true, nullable = false, value_type = Option<ConfirmAction>)]
     action: Option<String>,
+}
+
+/// `action` of [`ConfirmForm`] (documentation: the flow matches the strings).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub enum ConfirmAction {
+    #[schema(rename = "confirm")]
+    Confirm,
+    #[schema(rename = "cancel")]
+    Cancel,
 }
 
 impl Flow {

@@ -14,7 +14,7 @@ use sha2::Sha256;
 
 use crate::app::AppState;
 use crate::auth::AuthUser;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::store::connections::Connection;
 use crate::store::transactions::{self as store, StoredTransaction};
 use crate::sync::SyncCounts;
@@ -35,14 +35,24 @@ async fn kftc_connection(state: &AppState, user: &AuthUser, id: &str) -> Result<
     Ok(c)
 }
 
-#[derive(Serialize)]
+/// `POST /api/v1/connections/{id}/sync`: the connection and what the sync did.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = SyncResult)]
 pub struct SyncAnswer {
     connection_id: String,
     #[serde(flatten)]
     counts: SyncCounts,
 }
 
-/// `POST /api/v1/connections/{id}/sync`: fetches the connection's new transactions now.
+// `POST /api/v1/connections/{id}/sync`: fetches the connection's new transactions now.
+/// Fetch the KFTC connection's new transactions now (also done in the background every QETTA_SYNC_INTERVAL_SECS); answers the counts; at most once a minute per connection (429 sync_too_soon)
+#[utoipa::path(post, path = "/api/v1/connections/{id}/sync", tag = "kftc", params(crate::http::openapi::KftcConnectionPath), security(("bearer" = []), ("bearer" = [], "serviceKey" = [])), responses(
+    (status = 200, description = "OK", body = SyncAnswer),
+    (status = 400, description = "not_supported: not a KFTC connection", body = ErrorBody),
+    (status = 429, description = "sync_too_soon (or rate_limited), with Retry-After", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before trying again"))),
+    (status = 503, response = crate::http::openapi::responses::UpstreamUnavailable),
+    (status = 504, response = crate::http::openapi::responses::UpstreamTimeout),
+))]
 pub async fn sync_now(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>) -> Result<Json<SyncAnswer>, ApiError> {
     let conn = kftc_connection(&state, &user, &id).await?;
     if conn.access_token.is_none() {
@@ -63,10 +73,13 @@ pub async fn sync_now(State(state): State<AppState>, user: AuthUser, Path(id): P
     Ok(Json(SyncAnswer { connection_id: conn.id, counts }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct FeedQuery {
+    /// a next_cursor this service returned to you for this connection
     cursor: Option<String>,
+    #[param(minimum = 1, maximum = 500, default = 100)]
     count: Option<i64>,
 }
 
@@ -110,12 +123,15 @@ fn open(sealed: &str, key: &[u8; 32], user_id: &str, connection_id: &str) -> Opt
 
 /// A stored transaction as the feed shows it: the shape of the transactions route, plus its id
 /// (the fingerprint) and account.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SyncedTransaction {
+    /// stable fingerprint (KFTC gives no transaction id; see README, Transaction sync)
     transaction_id: String,
     fintech_use_num: String,
     at: String,
+    #[schema(format = Date)]
     date: String,
+    /// `in`, `out` or `other`.
     direction: &'static str,
     amount: i64,
     balance_after: Option<i64>,
@@ -124,12 +140,14 @@ pub struct SyncedTransaction {
     branch: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TransactionSyncPage)]
 pub struct FeedAnswer {
     added: Vec<SyncedTransaction>,
     modified: Vec<SyncedTransaction>,
     /// Always empty: KFTC never says that a transaction was removed.
     removed: Vec<String>,
+    /// opaque; pass it as cursor to get what changed since
     next_cursor: String,
     has_more: bool,
 }
@@ -156,8 +174,14 @@ fn view(state: &AppState, t: &StoredTransaction) -> Result<SyncedTransaction, Ap
     })
 }
 
-/// `GET /api/v1/connections/{id}/transactions/sync?cursor=&count=`: the connection's
-/// transactions changed since `cursor` (all of them without one), oldest change first.
+// `GET /api/v1/connections/{id}/transactions/sync?cursor=&count=`: the connection's
+// transactions changed since `cursor` (all of them without one), oldest change first.
+/// The connection's stored transactions as a change feed (Plaid-style): start without cursor, follow next_cursor while has_more; a forged cursor is 400 invalid_cursor
+#[utoipa::path(get, path = "/api/v1/connections/{id}/transactions/sync", tag = "kftc", params(crate::http::openapi::KftcConnectionPath, FeedQuery), security(("bearer" = []), ("bearer" = [], "serviceKey" = [])), responses(
+    (status = 200, description = "OK", body = FeedAnswer),
+    (status = 400, description = "invalid_cursor, invalid_query, not_supported", body = ErrorBody),
+    (status = 422, description = "invalid_count", body = ErrorBody),
+))]
 pub async fn feed(State(state): State<AppState>, user: AuthUser, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Json<FeedAnswer>, ApiError> {
     let q: FeedQuery = serde_urlencoded::from_str(q.as_deref().unwrap_or(""))
         .map_err(|_| ApiError::bad_request("invalid_query", "Query parameters: cursor (a next_cursor we returned), count (1-500)."))?;

@@ -15,10 +15,11 @@ use super::json::{not_null, ApiJson};
 use super::rfc3339;
 use crate::app::AppState;
 use crate::auth::AppBackend;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::events::delivery::secret_aad;
 use crate::events::url_guard::{self, UrlError};
 use crate::events::{signing, Event, EVENT_TYPES};
+use crate::http::openapi::EndpointPath;
 use crate::store::audit::NewEntry;
 use crate::store::webhooks::{self as store, Delivery, Endpoint};
 
@@ -34,41 +35,138 @@ impl From<UrlError> for ApiError {
     }
 }
 
-#[derive(Deserialize)]
+/// The event types (documentation of [`EVENT_TYPES`]; the handler checks the strings).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub enum EventType {
+    #[schema(rename = "connection.created")]
+    ConnectionCreated,
+    #[schema(rename = "connection.updated")]
+    ConnectionUpdated,
+    #[schema(rename = "connection.needs_reauth")]
+    ConnectionNeedsReauth,
+    #[schema(rename = "connection.disconnected")]
+    ConnectionDisconnected,
+    #[schema(rename = "verification.completed")]
+    VerificationCompleted,
+    #[schema(rename = "transactions.updated")]
+    TransactionsUpdated,
+    #[schema(rename = "webhook.test")]
+    WebhookTest,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEndpoint {
+    /// https:// to a public address (no credentials); refused with 422 webhook_url_forbidden, webhook_url_unresolvable or invalid_webhook_url
+    #[schema(min_length = 1, max_length = 2048, format = "uri", pattern = "^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[!-~]*)?$")]
     url: String,
+    /// event types to receive; empty or absent: all
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false, value_type = Option<Vec<EventType>>)]
     events: Option<Vec<String>>,
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false, max_length = 256)]
     description: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointPatch {
+    /// https:// to a public address (no credentials); refused with 422 webhook_url_forbidden, webhook_url_unresolvable or invalid_webhook_url
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(min_length = 1, max_length = 2048, format = "uri", pattern = "^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[!-~]*)?$")]
+    #[schema(nullable = false)]
     url: Option<String>,
+    /// event types to receive; empty: all
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false, value_type = Option<Vec<EventType>>)]
     events: Option<Vec<String>>,
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false, max_length = 256)]
     description: Option<String>,
     #[serde(default, deserialize_with = "not_null")]
+    #[schema(nullable = false)]
     enabled: Option<bool>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookEndpoint)]
 pub struct EndpointView {
     id: String,
     url: String,
+    /// empty: every event type
+    #[schema(value_type = Vec<EventType>)]
     events: Vec<String>,
     description: Option<String>,
     enabled: bool,
+    /// gone (the endpoint answered 410) or failing (three days of failures)
     disabled_reason: Option<String>,
     created_at: String,
     updated_at: String,
+    /// whsec_…: only in the answer to the creation
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     secret: Option<String>,
+}
+
+/// `GET /api/v1/webhooks`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EndpointList {
+    endpoints: Vec<EndpointView>,
+}
+
+/// `DELETE /api/v1/webhooks/{id}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EndpointDeleted {
+    deleted: bool,
+    id: String,
+}
+
+/// `POST /api/v1/webhooks/{id}/rotate-secret`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RotatedSecret {
+    id: String,
+    /// whsec_…: shown only here
+    secret: String,
+    previous_secret_valid_until: String,
+}
+
+/// `POST /api/v1/webhooks/{id}/test`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TestQueued {
+    event_id: String,
+    /// `webhook.test`.
+    #[serde(rename = "type")]
+    event_type: &'static str,
+}
+
+/// A delivery of an event to an endpoint.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookDelivery)]
+pub struct DeliveryView {
+    id: String,
+    /// also the webhook-id header
+    event_id: String,
+    #[schema(value_type = EventType)]
+    event_type: String,
+    /// `pending`, `delivered` or `failed`.
+    status: String,
+    attempts: i64,
+    last_status_code: Option<i64>,
+    last_error: Option<String>,
+    next_attempt_at: Option<String>,
+    last_attempt_at: Option<String>,
+    delivered_at: Option<String>,
+    created_at: String,
+    /// pass as before= to page on
+    cursor: i64,
+}
+
+/// `GET /api/v1/webhooks/{id}/deliveries`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeliveryList {
+    deliveries: Vec<DeliveryView>,
 }
 
 fn view(e: &Endpoint) -> EndpointView {
@@ -129,6 +227,12 @@ fn entry(outcome: &str, endpoint_id: &str, peer: &SocketAddr, detail: Value) -> 
     }
 }
 
+/// Add a webhook endpoint; the answer carries its signing secret, shown only here
+#[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", security(("serviceKey" = [])), request_body = NewEndpoint, responses(
+    (status = 201, description = "Created", body = EndpointView),
+    (status = 409, description = "too_many_endpoints (at most 50)", body = ErrorBody),
+    (status = 422, description = "webhook_url_forbidden, webhook_url_unresolvable, invalid_webhook_url, invalid_event_type, invalid_description, invalid_body", body = ErrorBody),
+))]
 pub async fn create(
     State(state): State<AppState>,
     _backend: AppBackend,
@@ -166,15 +270,24 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(v)))
 }
 
-pub async fn list(State(state): State<AppState>, _backend: AppBackend) -> Result<Json<Value>, ApiError> {
+/// The app's webhook endpoints (service key only)
+#[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks", security(("serviceKey" = [])), responses((status = 200, description = "OK", body = EndpointList)))]
+pub async fn list(State(state): State<AppState>, _backend: AppBackend) -> Result<Json<EndpointList>, ApiError> {
     let endpoints: Vec<EndpointView> = store::list_endpoints(&state.db).await?.iter().map(view).collect();
-    Ok(Json(json!({"endpoints": endpoints})))
+    Ok(Json(EndpointList { endpoints }))
 }
 
+/// One webhook endpoint
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("serviceKey" = [])), params(EndpointPath), responses((status = 200, description = "OK", body = EndpointView), (status = 404, description = "webhook_endpoint_not_found", body = ErrorBody),))]
 pub async fn get(State(state): State<AppState>, _backend: AppBackend, Path(id): Path<String>) -> Result<Json<EndpointView>, ApiError> {
     Ok(Json(view(&endpoint(&state, &id).await?)))
 }
 
+/// Change an endpoint's url, events, description or enabled (enabling again resumes waiting deliveries)
+#[utoipa::path(patch, path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("serviceKey" = [])), params(EndpointPath), request_body = EndpointPatch, responses(
+    (status = 200, description = "OK", body = EndpointView), (status = 404, description = "webhook_endpoint_not_found", body = ErrorBody),
+    (status = 422, description = "webhook_url_forbidden, webhook_url_unresolvable, invalid_webhook_url, invalid_event_type, invalid_description, invalid_body", body = ErrorBody),
+))]
 pub async fn update(
     State(state): State<AppState>,
     _backend: AppBackend,
@@ -204,25 +317,32 @@ pub async fn update(
     Ok(Json(view(&endpoint(&state, &id).await?)))
 }
 
+/// Delete an endpoint and its deliveries
+#[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("serviceKey" = [])), params(EndpointPath), responses((status = 200, description = "OK", body = EndpointDeleted), (status = 404, description = "webhook_endpoint_not_found", body = ErrorBody),))]
 pub async fn delete(
     State(state): State<AppState>,
     _backend: AppBackend,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EndpointDeleted>, ApiError> {
     let e = endpoint(&state, &id).await?;
     store::delete_endpoint(&state.db, &e.id).await?;
     crate::audit::record(&state.db, entry("deleted", &e.id, &peer, json!({})), state.clock.now()).await;
-    Ok(Json(json!({"deleted": true, "id": e.id})))
+    Ok(Json(EndpointDeleted { deleted: true, id: e.id }))
 }
 
-/// A new secret; for [`ROTATION_OVERLAP_SECS`] deliveries are signed with both.
+// A new secret; for [`ROTATION_OVERLAP_SECS`] deliveries are signed with both.
+/// A new signing secret; for 24 hours deliveries carry signatures by the old and the new one
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/rotate-secret", tag = "webhooks", security(("serviceKey" = [])), params(EndpointPath), responses(
+    (status = 200, description = "OK", body = RotatedSecret), (status = 404, description = "webhook_endpoint_not_found", body = ErrorBody),
+    (status = 503, description = "audit_unavailable", body = ErrorBody),
+))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     _backend: AppBackend,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RotatedSecret>, ApiError> {
     let e = endpoint(&state, &id).await?;
     let now = state.clock.now();
     let current = state.vault.open_string(&e.secret, secret_aad(&e.id, "secret")).map_err(ApiError::internal)?;
@@ -232,46 +352,77 @@ pub async fn rotate_secret(
     let sealed = state.vault.seal(secret.expose_secret().as_bytes(), secret_aad(&e.id, "secret"));
     let previous = state.vault.seal(current.expose_secret().as_bytes(), secret_aad(&e.id, "previous_secret"));
     store::set_secrets(&state.db, &e.id, &sealed, Some(&previous), Some(until), state.vault.active_key_id(), now).await?;
-    Ok(Json(json!({"id": e.id, "secret": secret.expose_secret(), "previous_secret_valid_until": rfc3339(until)})))
+    Ok(Json(RotatedSecret { id: e.id, secret: secret.expose_secret().to_string(), previous_secret_valid_until: rfc3339(until) }))
 }
 
-/// Sends a `webhook.test` event to this endpoint only.
-pub async fn test(State(state): State<AppState>, _backend: AppBackend, Path(id): Path<String>) -> Result<(StatusCode, Json<Value>), ApiError> {
+// Sends a `webhook.test` event to this endpoint only.
+/// Send a webhook.test event to this endpoint
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/test", tag = "webhooks", security(("serviceKey" = [])), params(EndpointPath), responses(
+    (status = 202, description = "Queued", body = TestQueued), (status = 404, description = "webhook_endpoint_not_found", body = ErrorBody),
+    (status = 409, description = "webhook_endpoint_disabled", body = ErrorBody),
+))]
+pub async fn test(State(state): State<AppState>, _backend: AppBackend, Path(id): Path<String>) -> Result<(StatusCode, Json<TestQueued>), ApiError> {
     let e = endpoint(&state, &id).await?;
     if e.enabled != 1 {
         return Err(ApiError::conflict("webhook_endpoint_disabled", "The endpoint is disabled; enable it first (PATCH with enabled: true)."));
     }
     let event_id = crate::events::enqueue(&state.db, &state.webhooks, &Event::WebhookTest { endpoint_id: e.id.clone() }, state.clock.now()).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"event_id": event_id, "type": "webhook.test"}))))
+    Ok((StatusCode::ACCEPTED, Json(TestQueued { event_id, event_type: "webhook.test" })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DeliveryQuery {
+    #[param(value_type = Option<DeliveryStatus>)]
     status: Option<String>,
+    /// 1-200 (default 50)
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
+    /// a delivery's cursor to page from
     before: Option<i64>,
 }
 
-fn delivery_view(d: &Delivery) -> Value {
-    json!({
-        "id": d.id,
-        "event_id": d.event_id,
-        "event_type": d.event_type,
-        "status": d.status,
-        "attempts": d.attempts,
-        "last_status_code": d.last_status_code,
-        "last_error": d.last_error,
-        "next_attempt_at": (d.status == store::PENDING).then(|| rfc3339(d.next_attempt_at)),
-        "last_attempt_at": d.last_attempt_at.map(rfc3339),
-        "delivered_at": d.delivered_at.map(rfc3339),
-        "created_at": rfc3339(d.created_at),
-        "cursor": d.seq,
-    })
+/// `status` of [`DeliveryQuery`] (documentation: the handler checks the strings).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    Failed,
+    Pending,
+    Delivered,
 }
 
-/// Newest first; `before` (a delivery's `cursor`) pages on.
-pub async fn deliveries(State(state): State<AppState>, _backend: AppBackend, Path(id): Path<String>, RawQuery(q): RawQuery) -> Result<Json<Value>, ApiError> {
+fn delivery_view(d: &Delivery) -> DeliveryView {
+    DeliveryView {
+        id: d.id.clone(),
+        event_id: d.event_id.clone(),
+        event_type: d.event_type.clone(),
+        status: d.status.clone(),
+        attempts: d.attempts,
+        last_status_code: d.last_status_code,
+        last_error: d.last_error.clone(),
+        next_attempt_at: (d.status == store::PENDING).then(|| rfc3339(d.next_attempt_at)),
+        last_attempt_at: d.last_attempt_at.map(rfc3339),
+        delivered_at: d.delivered_at.map(rfc3339),
+        created_at: rfc3339(d.created_at),
+        cursor: d.seq,
+    }
+}
+
+// Newest first; `before` (a delivery's `cursor`) pages on.
+/// Deliveries to this endpoint, newest first
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", tag = "webhooks", security(("serviceKey" = [])), params(EndpointPath, DeliveryQuery), responses(
+    (status = 200, description = "OK", body = DeliveryList), (status = 404, description = "webhook_endpoint_not_found", body = ErrorBody),
+    (status = 400, description = "invalid_query", body = ErrorBody),
+    (status = 422, description = "invalid_status, invalid_limit", body = ErrorBody),
+))]
+pub async fn deliveries(
+    State(state): State<AppState>,
+    _backend: AppBackend,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Json<DeliveryList>, ApiError> {
     let q: DeliveryQuery = serde_urlencoded::from_str(q.as_deref().unwrap_or(""))
         .map_err(|_| ApiError::bad_request("invalid_query", "Query parameters: status (failed, pending or delivered), limit (1-200), before (a cursor)."))?;
     let status = match q.status.as_deref() {
@@ -285,15 +436,34 @@ pub async fn deliveries(State(state): State<AppState>, _backend: AppBackend, Pat
     }
     let e = endpoint(&state, &id).await?;
     let rows = store::list_deliveries(&state.db, &e.id, status, q.before, limit).await?;
-    Ok(Json(json!({"deliveries": rows.iter().map(delivery_view).collect::<Vec<_>>()})))
+    Ok(Json(DeliveryList { deliveries: rows.iter().map(delivery_view).collect() }))
 }
 
-/// Sends a failed (or waiting) delivery again now.
+/// `{id}` and `{delivery_id}` of a delivery.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct DeliveryPath {
+    /// endpoint id
+    #[param(pattern = "^ep_[0-9a-f]{32}$")]
+    id: String,
+    /// delivery id
+    #[param(pattern = "^dlv_[0-9a-f]{32}$")]
+    delivery_id: String,
+}
+
+// Sends a failed (or waiting) delivery again now.
+/// Send a failed or waiting delivery again now (409 already_delivered for a delivered one)
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/deliveries/{delivery_id}/retry", tag = "webhooks", security(("serviceKey" = [])), params(DeliveryPath), responses(
+    (status = 202, description = "Queued", body = DeliveryView),
+    (status = 404, description = "webhook_endpoint_not_found, webhook_delivery_not_found", body = ErrorBody),
+    (status = 409, description = "already_delivered", body = ErrorBody),
+))]
 pub async fn retry(
     State(state): State<AppState>,
     _backend: AppBackend,
     Path((id, delivery_id)): Path<(String, String)>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<DeliveryView>), ApiError> {
     let e = endpoint(&state, &id).await?;
     let not_found = || ApiError::NotFoundCode { code: "webhook_delivery_not_found", message: "No such delivery for this endpoint.".into() };
     if !valid_id(&delivery_id, "dlv_") {

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::tokens::{Grant, Refresher};
 
 /// How a provider is connected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderKind {
     /// KFTC OpenBanking: authorization code with the bank consent (SPEC A5).
@@ -121,14 +121,16 @@ pub struct Linked {
 }
 
 /// What a revocation at the provider did; recorded in the audit entry of the disconnect.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Revoked {
     pub ok: bool,
     /// `rfc7009`, `kakao_unlink`, `kftc_unlink`, `not_supported`…
     pub method: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub provider_code: Option<String>,
 }
 

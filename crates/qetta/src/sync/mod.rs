@@ -34,7 +34,7 @@ pub const FIRST_SYNC_DAYS: i64 = 90;
 const MAX_PAGES: usize = 12;
 
 /// What one sync of a connection did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SyncCounts {
     pub accounts: i64,
     pub added: i64,

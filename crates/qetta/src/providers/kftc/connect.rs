@@ -21,7 +21,7 @@ use crate::tokens::Refresher;
 const MAX_CODE_LEN: usize = 512;
 
 /// What we keep of an account (no holder name: not needed, and personal).
-#[derive(Serialize, Deserialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug, utoipa::ToSchema)]
 pub struct StoredAccount {
     pub fintech_use_num: String,
     pub bank_code: String,

@@ -236,7 +236,9 @@ function securityText(reqs) {
     Object.keys(r)
       .map((name) => {
         const [scheme] = deref(doc.components?.securitySchemes?.[name]);
-        if (scheme.type === "http" && scheme.scheme === "bearer") return d("security_bearer");
+        // OpenAPI 3.1: a non-OAuth requirement may name roles (the admin routes: ["admin"]).
+        const roles = Array.isArray(r[name]) && r[name].length ? ` (${r[name].join(", ")})` : "";
+        if (scheme.type === "http" && scheme.scheme === "bearer") return d("security_bearer") + roles;
         if (scheme.type === "apiKey" && scheme.name === "x-qetta-service-key") return d("security_service_key");
         return name;
       })
