@@ -862,10 +862,7 @@ impl Config {
         if self.database_kind != DatabaseKind::Sqlite {
             return None;
         }
-        let url = self.database_url.expose_secret();
-        let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
-        let path = rest.split('?').next().unwrap_or("");
-        (!path.is_empty() && !path.contains(":memory:") && !rest.contains("mode=memory")).then(|| PathBuf::from(path))
+        crate::store::sqlite_file(self.database_url.expose_secret())
     }
 
     /// The database URL with any password replaced, for messages.

@@ -13,7 +13,7 @@
 //! blocks the thread only for its own few microseconds. Writes, transactions, and row locks stay
 //! on sqlx.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use rusqlite::{OpenFlags, OptionalExtension, Params, Row};
@@ -37,16 +37,7 @@ impl InlineReader {
     /// For the SQLite database at `url` (`None` for an in-memory database, which another
     /// connection cannot see).
     pub fn for_url(url: &str) -> Option<Self> {
-        let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        if path.is_empty() || path.contains(":memory:") || query.contains("mode=memory") {
-            return None;
-        }
-        Some(Self { path: PathBuf::from(path), idle: Mutex::new(Vec::new()) })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Some(Self { path: super::sqlite_file(url)?, idle: Mutex::new(Vec::new()) })
     }
 
     fn open(&self) -> rusqlite::Result<rusqlite::Connection> {

@@ -105,6 +105,13 @@ pub fn is_outage(e: &sqlx::Error) -> bool {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// The file of the SQLite database at `url` (`None` for an in-memory one, or not SQLite).
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or("");
+    (!path.is_empty() && !path.contains(":memory:") && !rest.contains("mode=memory")).then(|| std::path::PathBuf::from(path))
+}
+
 /// A handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Db {
