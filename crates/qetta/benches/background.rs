@@ -17,7 +17,7 @@
 //! (`QETTA_TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +26,8 @@ use qetta::config::DatabaseKind;
 use qetta::store::{audit, connections, users, Db};
 use qetta::vault::{Aad, KeyRing, Vault};
 use serde_json::{json, Value};
+
+use crate::procs::{free_port, spawn, wait_for};
 
 /// A fixed key for the benchmark's databases (never used elsewhere).
 const KEYS: &str = "bench1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
@@ -39,37 +41,6 @@ type Row = (String, String, String, bool);
 fn row(rows: &mut Vec<Row>, scenario: &str, measured: String, target: &str, pass: bool) {
     println!("{scenario}: {measured} (target {target}) {}", if pass { "PASS" } else { "FAIL" });
     rows.push((scenario.to_string(), measured, target.to_string(), pass));
-}
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn spawn(bin: &Path, dir: &Path, args: &[&str], env: &[(&str, String)]) -> Proc {
-    let mut cmd = Command::new(bin);
-    cmd.args(args).current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("RUST_LOG", "warn");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    Proc(cmd.stdout(Stdio::null()).stderr(Stdio::null()).stdin(Stdio::null()).spawn().expect("the qetta binary runs"))
-}
-
-async fn wait_for(url: &str) {
-    let started = Instant::now();
-    while !reqwest::get(url).await.is_ok_and(|r| r.status().is_success()) {
-        assert!(started.elapsed() < Duration::from_secs(30), "{url} did not answer");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 async fn postgres_admin() -> Option<String> {
@@ -139,12 +110,12 @@ async fn left_to_refresh(db: &Db) -> i64 {
 }
 
 /// One drain: `replicas` services on `database_url` refresh the seeded connections.
-async fn drain(bin: &Path, rows: &mut Vec<Row>, scenario: &str, database_url: &str, kind: DatabaseKind, replicas: usize, target: Duration) {
+async fn drain(rows: &mut Vec<Row>, scenario: &str, database_url: &str, kind: DatabaseKind, replicas: usize, target: Duration) {
     let dir = tempfile::tempdir().unwrap();
     let sb_port = free_port();
-    let _sandbox = spawn(bin, dir.path(), &["sandbox", "--port", &sb_port.to_string()], &[("QETTA_SANDBOX_LATENCY_MS", "20".into())]);
-    let sandbox = format!("http://127.0.0.1:{sb_port}");
-    wait_for(&format!("{sandbox}/kftc/_sandbox/stats")).await;
+    let sandbox_proc = spawn(dir.path(), &["sandbox", "--port", &sb_port.to_string()], &[("QETTA_SANDBOX_LATENCY_MS", "20".into())], sb_port);
+    let sandbox = sandbox_proc.base.clone();
+    wait_for(&reqwest::Client::new(), &format!("{sandbox}/kftc/_sandbox/stats"), Instant::now()).await;
     let db = Db::connect(database_url, kind).await.unwrap();
     db.migrate().await.unwrap();
     let seeding = Instant::now();
@@ -160,7 +131,6 @@ async fn drain(bin: &Path, rows: &mut Vec<Row>, scenario: &str, database_url: &s
         std::fs::create_dir_all(&data).unwrap();
         let env = [
             ("PORT", port.to_string()),
-            ("QETTA_ADMIN_ADDR", "127.0.0.1:0".into()),
             ("QETTA_DATA_DIR", data.display().to_string()),
             ("DATABASE_URL", database_url.to_string()),
             ("JWT_SECRET", JWT.into()),
@@ -176,13 +146,14 @@ async fn drain(bin: &Path, rows: &mut Vec<Row>, scenario: &str, database_url: &s
             ("QETTA_RATE_LIMIT_API_PER_USER", "1000000".into()),
             ("QETTA_RATE_LIMIT_API_PER_IP", "1000000".into()),
         ];
-        procs.push(spawn(bin, &data, &["serve"], &env));
-        bases.push(format!("http://127.0.0.1:{port}"));
+        let replica = spawn(&data, &["serve"], &env, port);
+        bases.push(replica.base.clone());
+        procs.push(replica);
     }
     // On-demand latency meanwhile: a user's `GET /api/v1/oauth/status` (a database read) during
     // the drain, against the same once the replica is idle again.
-    wait_for(&format!("{}/health", bases[0])).await;
     let client = reqwest::Client::new();
+    wait_for(&client, &format!("{}/health", bases[0]), Instant::now()).await;
     let reg: Value = client
         .post(format!("{}/api/v1/auth/register", bases[0]))
         .json(&json!({"email": "drain-watcher@example.com", "password": "correct horse 7"}))
@@ -321,10 +292,10 @@ pub async fn run(bin: &Path) -> Vec<Row> {
     let mut rows = Vec::new();
     let dir = tempfile::tempdir().unwrap();
     let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("drain.db").display());
-    drain(bin, &mut rows, "refresher drain, 10,000 due, one replica, SQLite", &sqlite, DatabaseKind::Sqlite, 1, Duration::from_secs(60)).await;
+    drain(&mut rows, "refresher drain, 10,000 due, one replica, SQLite", &sqlite, DatabaseKind::Sqlite, 1, Duration::from_secs(60)).await;
     if let Some(admin) = postgres_admin().await {
         let url = fresh_postgres(&admin).await;
-        drain(bin, &mut rows, "refresher drain, 10,000 due, three replicas, PostgreSQL", &url, DatabaseKind::Postgres, 3, Duration::from_secs(30)).await;
+        drain(&mut rows, "refresher drain, 10,000 due, three replicas, PostgreSQL", &url, DatabaseKind::Postgres, 3, Duration::from_secs(30)).await;
         audit_writes(bin, &mut rows, &admin).await;
     }
     rows

@@ -12,14 +12,17 @@
 
 mod background;
 mod plot;
+mod procs;
 mod wrk;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+use procs::{free_port, spawn, wait_for};
 
 /// The bench's backend key (raw tokens for the direct calls).
 const SERVICE_KEY: &str = "bench-service-key-0123456789-abcdefghij";
@@ -31,42 +34,6 @@ fn rss_kib(pid: u32) -> u64 {
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
         .unwrap_or(0)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Proc {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Child {
-    let log = std::fs::File::create(dir.join(format!("{}.log", args[0]))).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_qetta"));
-    cmd.args(args).current_dir(dir).env("RUST_LOG", "warn").env("QETTA_ADMIN_ADDR", "127.0.0.1:0");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.stdout(log.try_clone().unwrap()).stderr(log).stdin(Stdio::null()).spawn().expect("the release binary starts")
-}
-
-async fn wait_for(client: &reqwest::Client, url: &str, started: Instant) -> Duration {
-    loop {
-        if client.get(url).send().await.is_ok_and(|r| r.status() == 200) {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "{url} never answered");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
 }
 
 /// The settings every gateway of the bench shares: no rate limit in the way of the load.
@@ -165,8 +132,11 @@ async fn main() {
     let embedded_port = free_port();
     let mut env = gateway_env(embedded_port);
     env.push(("QETTA_SANDBOX_AUTO_CONSENT", "approve".into()));
+    // A freshly linked binary is first read from disk: load it once, so that the figure is the
+    // service's start, not the page cache's.
+    let _ = Command::new(env!("CARGO_BIN_EXE_qetta")).arg("--version").output();
     let started = Instant::now();
-    let embedded = Proc { child: spawn(&embedded_dir, &["serve"], &env), base: format!("http://127.0.0.1:{embedded_port}") };
+    let embedded = spawn(&embedded_dir, &["serve"], &env, embedded_port);
     let startup = wait_for(&client, &format!("{}/health", embedded.base), started).await;
     figures.push(figure(
         "start to first healthy /health, empty data dir",
@@ -181,14 +151,12 @@ async fn main() {
     let sb_dir = dir.path().join("sandbox");
     std::fs::create_dir_all(&sb_dir).unwrap();
     let sb_port = free_port();
-    let sandbox = Proc {
-        child: spawn(
-            &sb_dir,
-            &["sandbox", "--port", &sb_port.to_string()],
-            &[("KFTC_REDIRECT_URI", callback.clone()), ("QETTA_SANDBOX_AUTO_CONSENT", "approve".into())],
-        ),
-        base: format!("http://127.0.0.1:{sb_port}"),
-    };
+    let sandbox = spawn(
+        &sb_dir,
+        &["sandbox", "--port", &sb_port.to_string()],
+        &[("KFTC_REDIRECT_URI", callback.clone()), ("QETTA_SANDBOX_AUTO_CONSENT", "approve".into())],
+        sb_port,
+    );
     wait_for(&client, &format!("{}/kftc/_sandbox/stats", sandbox.base), Instant::now()).await;
     let gw_dir = dir.path().join("gateway");
     std::fs::create_dir_all(&gw_dir).unwrap();
@@ -206,7 +174,7 @@ async fn main() {
         ("TOSS_CLIENT_SECRET", qetta_sandbox::config::TOSS_TEST_CLIENT_SECRET.into()),
         ("TOSS_RSA_PUBLIC_KEY", toss_key),
     ]);
-    let gateway = Proc { child: spawn(&gw_dir, &["serve"], &env), base: format!("http://127.0.0.1:{gw_port}") };
+    let gateway = spawn(&gw_dir, &["serve"], &env, gw_port);
     wait_for(&client, &format!("{}/health", gateway.base), Instant::now()).await;
     let rss_idle = rss_kib(gateway.child.id());
 
