@@ -12,8 +12,6 @@ use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use axum::middleware::Next;
-use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use opentelemetry::trace::TraceContextExt as _;
 use tracing::Span;
@@ -27,6 +25,9 @@ pub const DB_ACQUIRE_DURATION: &str = "qetta_db_pool_acquire_duration_seconds";
 /// Seconds: from 1 ms (a cached answer) to 30 s (the request timeout).
 const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
+/// How often histogram samples are folded into their buckets (see [`handle`]).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
 /// The process's recorder (installed on first use).
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -38,6 +39,18 @@ pub fn handle() -> &'static PrometheusHandle {
         // and renders nothing recorded through the facade, which is only a loss of metrics.
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was installed before ours; /metrics shows only the service's gauges");
+        }
+        // The recorder keeps every histogram sample until an upkeep folds it into the buckets:
+        // without one, a service nobody scrapes would hold every request's duration forever
+        // (tens of bytes each, hundreds of MiB a day under load). A thread of its own, so that it
+        // runs whichever runtime (or none) first touched the metrics.
+        let upkeep = handle.clone();
+        let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            upkeep.run_upkeep();
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start the metrics upkeep; histograms are folded only when /metrics is read");
         }
         metrics::describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by route template, method and status.");
         metrics::describe_histogram!(HTTP_DURATION, metrics::Unit::Seconds, "Time to answer an HTTP request, by route template, method and status.");
@@ -51,18 +64,26 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
-/// Middleware: counts and times every request under its route template (`/api/v1/oauth/kftc/
-/// balance/{fintech_use_num}`, never the concrete path, which would carry ids into labels).
-pub async fn record_request(req: Request, next: Next) -> Response {
-    let _ = handle();
-    let route = route_of(&req);
-    let method = req.method().as_str().to_string();
-    let started = std::time::Instant::now();
-    let response = next.run(req).await;
-    let labels = [("route", route), ("method", method), ("status", response.status().as_u16().to_string())];
-    metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
-    metrics::histogram!(HTTP_DURATION, &labels).record(started.elapsed().as_secs_f64());
-    response
+/// Counts and times one request under its route template (`/api/v1/oauth/kftc/balance/
+/// {fintech_use_num}`, never the concrete path, which would carry ids into labels), with its
+/// final status ([`crate::http::layers::edge`]).
+pub struct RequestTimer {
+    route: String,
+    method: axum::http::Method,
+    started: std::time::Instant,
+}
+
+impl RequestTimer {
+    pub fn start(req: &Request) -> Self {
+        let _ = handle();
+        Self { route: route_of(req), method: req.method().clone(), started: std::time::Instant::now() }
+    }
+
+    pub fn finish(self, status: axum::http::StatusCode) {
+        let labels = [("route", self.route), ("method", self.method.as_str().to_string()), ("status", status.as_u16().to_string())];
+        metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
+        metrics::histogram!(HTTP_DURATION, &labels).record(self.started.elapsed().as_secs_f64());
+    }
 }
 
 /// The route template of a request (`/api/v1/connections/{id}`), never its concrete path; a

@@ -9,18 +9,15 @@
 //! `ConnectInfo`, so every part of the service sees the same client address.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::HeaderMap;
-use axum::middleware::Next;
-use axum::response::Response;
 use ipnet::IpNet;
 
-#[derive(Clone, Default)]
-pub struct TrustedProxies(pub Arc<Vec<IpNet>>);
+#[derive(Clone, Copy, Default)]
+pub struct TrustedProxies<'a>(pub &'a [IpNet]);
 
-impl TrustedProxies {
+impl TrustedProxies<'_> {
     fn contains(&self, ip: IpAddr) -> bool {
         self.0.iter().any(|net| net.contains(&ip))
     }
@@ -45,14 +42,16 @@ impl TrustedProxies {
     }
 }
 
-pub async fn middleware(State(trusted): State<TrustedProxies>, mut req: Request, next: Next) -> Response {
-    if !trusted.0.is_empty() {
-        if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() {
-            let client = trusted.client(peer.ip(), req.headers());
-            req.extensions_mut().insert(ConnectInfo(SocketAddr::new(client, peer.port())));
-        }
+/// Replaces the request's `ConnectInfo` with the client's address when the peer is a trusted
+/// proxy (run first, before everything that looks at the client's address: limits, audit entries).
+pub fn resolve(trusted: &[IpNet], req: &mut Request) {
+    if trusted.is_empty() {
+        return;
     }
-    next.run(req).await
+    if let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() {
+        let client = TrustedProxies(trusted).client(peer.ip(), req.headers());
+        req.extensions_mut().insert(ConnectInfo(SocketAddr::new(client, peer.port())));
+    }
 }
 
 #[cfg(test)]
@@ -69,7 +68,8 @@ mod tests {
 
     #[test]
     fn the_client_is_the_rightmost_untrusted_address() {
-        let t = TrustedProxies(Arc::new(vec!["10.0.0.0/8".parse().unwrap(), "127.0.0.1/32".parse().unwrap()]));
+        let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "127.0.0.1/32".parse().unwrap()];
+        let t = TrustedProxies(&nets);
         let proxy: IpAddr = "10.1.2.3".parse().unwrap();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(t.client(proxy, &headers(&["203.0.113.5"])), ip("203.0.113.5"));

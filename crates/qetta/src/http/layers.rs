@@ -1,10 +1,18 @@
-//! Cross-cutting middleware: JSON bodies for errors produced below the handlers, security headers.
+//! Cross-cutting middleware, in one layer ([`edge`]) rather than one layer each: axum wraps every
+//! route in every layer and a `from_fn` layer clones the whole stack below it on every request,
+//! so ten small layers cost about 180 boxed-service clones (and as many allocations) per request
+//! (issue 16's profile). In order, from the outside in: the client's address
+//! ([`super::client_ip`]), security headers, request metrics, JSON bodies for bodiless errors, the
+//! request time-out (408), the deadline of provider calls, and the per-IP rate limit. The request
+//! id and its span stay a layer of their own, outside CORS (see [`super::router`]).
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+
+use crate::app::AppState;
 
 use crate::error::{default_for_status, error_response};
 
@@ -12,7 +20,11 @@ use crate::error::{default_for_status, error_response};
 /// text one (axum's extractor rejections: a bad path segment, a bad query string), gets the
 /// standard JSON error body, so clients only ever parse one error shape.
 pub async fn json_errors(req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
+    with_json_error_body(next.run(req).await).await
+}
+
+/// What [`json_errors`] does to one response.
+pub async fn with_json_error_body(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
@@ -44,33 +56,63 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
     fresh
 }
 
-/// Whether browsers reach this service over https (`QETTA_PUBLIC_URL`): then every response
-/// tells them to keep doing so (HSTS).
-#[derive(Clone, Copy)]
-pub struct Https(pub bool);
-/// Sets the deadline provider calls must meet: the request timeout less a margin (a tenth of it,
-/// at most 1 s) for writing the answer.
-pub async fn deadline(State(state): State<crate::app::AppState>, req: Request, next: Next) -> Response {
+/// The cross-cutting work of every request (see the module's documentation for the order).
+pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    super::client_ip::resolve(&state.config.trusted_proxies, &mut req);
+    let path = Paths::of(req.uri().path());
+    let timer = crate::observability::RequestTimer::start(&req);
     let timeout = state.config.request_timeout;
-    let margin = (timeout / 10).min(std::time::Duration::from_secs(1));
-    let deadline = std::time::Instant::now() + timeout - margin;
-    crate::providers::upstream::with_deadline(deadline, next.run(req)).await
+    let bucket = super::rate_limit::IpBucket::of(&req);
+    let limited = async {
+        match bucket {
+            Some(bucket) => match super::rate_limit::check_ip(&state, bucket).await {
+                Some(refusal) => refusal,
+                None => next.run(req).await,
+            },
+            None => next.run(req).await,
+        }
+    };
+    let response = match tokio::time::timeout(timeout, within_deadline(timeout, limited)).await {
+        Ok(response) => response,
+        Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
+    };
+    let mut response = with_json_error_body(response).await;
+    timer.finish(response.status());
+    secure(&mut response, path, state.config.public_url.starts_with("https://"));
+    response
 }
 
-/// Headers every response carries; a page handler may set its own Content-Security-Policy.
-pub async fn security_headers(State(Https(https)): State<Https>, req: Request, next: Next) -> Response<Body> {
-    // The embedded sandbox serves pages with a stylesheet of its own.
-    let sandbox = req.uri().path().starts_with("/sandbox/");
-    // Pages of the OAuth popup (launch, the provider's consent page, the callback) must keep
-    // `window.opener`: any COOP other than unsafe-none on them would cut it. Our own pages
-    // (/oauth …) get `same-origin-allow-popups`, which keeps popups that set none.
-    let popup_flow = sandbox || req.uri().path().starts_with("/api/");
-    let mut response = next.run(req).await;
+/// Runs `fut` under the deadline provider calls must meet: the request timeout less a margin (a
+/// tenth of it, at most 1 s) for writing the answer, so that an upstream time-out answers 504
+/// `upstream_timeout` before the request times out as a whole.
+async fn within_deadline<F: std::future::Future<Output = Response>>(timeout: std::time::Duration, fut: F) -> Response {
+    let margin = (timeout / 10).min(std::time::Duration::from_secs(1));
+    let deadline = std::time::Instant::now() + timeout - margin;
+    crate::providers::upstream::with_deadline(deadline, fut).await
+}
+
+/// Which headers a path's responses get.
+#[derive(Clone, Copy)]
+struct Paths {
+    /// The embedded sandbox serves pages with a stylesheet of its own.
+    sandbox: bool,
+    /// The sandbox's consent pages and the API's browser flows are opened as popups.
+    popup_flow: bool,
+}
+
+impl Paths {
+    fn of(path: &str) -> Self {
+        let sandbox = path.starts_with("/sandbox/");
+        Self { sandbox, popup_flow: sandbox || path.starts_with("/api/") }
+    }
+}
+
+/// Headers every response carries; a page handler may set its own Content-Security-Policy. With
+/// `https` (`QETTA_PUBLIC_URL`), browsers are told to keep using it (HSTS) and cookies are Secure.
+fn secure(response: &mut Response<Body>, Paths { sandbox, popup_flow }: Paths, https: bool) {
     let h = response.headers_mut();
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    // A page may allow same-origin referrers (the launch confirmation page, so that its form's
-    // POST carries our `Origin`); everything else sends none.
     if !h.contains_key(header::REFERRER_POLICY) {
         h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     }
@@ -105,5 +147,4 @@ pub async fn security_headers(State(Https(https)): State<Https>, req: Request, n
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    response
 }

@@ -24,8 +24,6 @@ use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::routing::{any, delete, get, post};
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -130,26 +128,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound("No such route.".into()) })
         .method_not_allowed_fallback(|| async { StatusCode::METHOD_NOT_ALLOWED })
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::per_ip))
-        // Provider calls fit their retries before this deadline, a little ahead of the timeout
-        // below, so that an upstream time-out answers 504 `upstream_timeout`.
-        .layer(axum::middleware::from_fn_with_state(state.clone(), layers::deadline))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.config.request_timeout))
-        // Outside the timeout, so that its 408 (and every other bodiless error) gets the JSON body.
-        .layer(axum::middleware::from_fn(layers::json_errors))
-        // Every request counted and timed under its route template, with its final status.
-        .layer(axum::middleware::from_fn(crate::observability::record_request))
-        // Spans name the path only: query strings carry OAuth codes and states.
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &axum::extract::Request| tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())),
-        )
-        .layer(axum::middleware::from_fn_with_state(layers::Https(state.config.public_url.starts_with("https://")), layers::security_headers))
-        // Before everything that looks at the client's address (limits, audit entries).
-        .layer(axum::middleware::from_fn_with_state(
-            client_ip::TrustedProxies(std::sync::Arc::new(state.config.trusted_proxies.clone())),
-            client_ip::middleware,
-        ));
+        // Client address, security headers, metrics, JSON error bodies, time-out, provider-call
+        // deadline, per-IP rate limit: one layer (see `layers`).
+        .layer(axum::middleware::from_fn_with_state(state.clone(), layers::edge));
 
     if !state.config.cors_origins.is_empty() {
         let origins: Vec<HeaderValue> = state.config.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();

@@ -1,11 +1,10 @@
-//! Rate limits per client IP and route group (middleware) and per user (in the auth
+//! Rate limits per client IP and route group (in [`super::layers::edge`]) and per user (in the auth
 //! extractor); counters are shared across replicas when Redis is set. Over the limit: 429 with
 //! `Retry-After`.
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
+use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
@@ -23,25 +22,39 @@ fn group(path: &str) -> Option<&'static str> {
     }
 }
 
-pub async fn per_ip(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(group) = group(req.uri().path()) else { return next.run(req).await };
-    let limit = match group {
+/// The per-IP counter a request counts against (`None`: its route group has no limit).
+pub struct IpBucket {
+    group: &'static str,
+    key: String,
+}
+
+impl IpBucket {
+    pub fn of(req: &Request) -> Option<Self> {
+        let group = group(req.uri().path())?;
+        let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_default();
+        Some(Self { group, key: format!("ip:{ip}:{group}") })
+    }
+}
+
+/// Counts the request against its per-IP limit: `Some(429)` when the caller is over it.
+pub async fn check_ip(state: &AppState, bucket: IpBucket) -> Option<Response> {
+    let limit = match bucket.group {
         "auth" => state.config.rate_limits.auth_per_ip_per_min,
         _ => state.config.rate_limits.api_per_ip_per_min,
     };
-    let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_default();
-    match state.shared.hit(&format!("ip:{ip}:{group}"), WINDOW_SECS, state.clock.now()).await {
-        Ok((n, reset_in)) if n > limit => ApiError::TooManyRequests {
-            code: "rate_limited",
-            message: format!("Too many requests from your address; at most {limit} per minute."),
-            retry_after_secs: reset_in as u64,
-        }
-        .into_response(),
-        Ok(_) => next.run(req).await,
-        // Counting failed (Redis down): serve rather than fail closed, and say so.
+    match state.shared.hit(&bucket.key, WINDOW_SECS, state.clock.now()).await {
+        Ok((n, reset_in)) if n > limit => Some(
+            ApiError::TooManyRequests {
+                code: "rate_limited",
+                message: format!("Too many requests from your address; at most {limit} per minute."),
+                retry_after_secs: reset_in as u64,
+            }
+            .into_response(),
+        ),
+        Ok(_) => None,
         Err(e) => {
             tracing::warn!(error = %e, "rate-limit counter unavailable");
-            next.run(req).await
+            None
         }
     }
 }

@@ -174,41 +174,99 @@ fn entry_hash(prev_hash: &str, at: i64, f: &Fields<'_>) -> String {
     hex::encode(h.finalize())
 }
 
-/// Appends `e` in a transaction of its own: on PostgreSQL one statement ([`PG_APPEND`]) in
-/// autocommit, so that its chain's head is locked only for that statement and its commit.
+/// Appends `e` in a transaction of its own. On PostgreSQL it goes with the entries being appended
+/// at the same moment through the same handle, in one statement ([`super::audit_group_commit`]).
 pub async fn append(db: &Db, e: &NewEntry, now: i64) -> Result<i64, StoreError> {
-    if db.kind() == DatabaseKind::Postgres {
-        return append_pg(db.pool(), e, now).await;
+    if let Some(group) = db.audit_group_commit() {
+        return group.append(db.pool(), e.clone(), now).await;
     }
     let mut w = db.begin_write().await?;
     let id = append_in(&mut w, e, now).await;
     w.finish(id).await
 }
 
-/// One append on PostgreSQL: locks the chain's head row, computes the entry's hash in the
-/// database (the same bytes as [`entry_hash`]: each field length-prefixed as a big-endian u64,
-/// `-` for a missing one; `verify` recomputes it in Rust, so the two cannot drift unnoticed),
-/// inserts the entry and moves the head, in a single round trip.
-const PG_APPEND: &str = "WITH h AS (SELECT head_hash AS prev FROM audit_chains WHERE chain = $11 FOR UPDATE), \
-    v AS (SELECT prev, encode(sha256( \
-        int8send(octet_length(prev)::int8) || convert_to(prev, 'UTF8') \
-        || int8send(octet_length($1::int8::text)::int8) || convert_to($1::int8::text, 'UTF8') \
-        || int8send(octet_length($2::text)::int8) || convert_to($2::text, 'UTF8') \
-        || COALESCE(int8send(octet_length($3::text)::int8) || convert_to($3::text, 'UTF8'), '\\x2d'::bytea) \
-        || COALESCE(int8send(octet_length($4::text)::int8) || convert_to($4::text, 'UTF8'), '\\x2d'::bytea) \
-        || COALESCE(int8send(octet_length($5::text)::int8) || convert_to($5::text, 'UTF8'), '\\x2d'::bytea) \
-        || int8send(octet_length($6::text)::int8) || convert_to($6::text, 'UTF8') \
-        || int8send(octet_length($7::text)::int8) || convert_to($7::text, 'UTF8') \
-        || COALESCE(int8send(octet_length($8::text)::int8) || convert_to($8::text, 'UTF8'), '\\x2d'::bytea) \
-        || COALESCE(int8send(octet_length($9::text)::int8) || convert_to($9::text, 'UTF8'), '\\x2d'::bytea) \
-        || int8send(octet_length($10::text)::int8) || convert_to($10::text, 'UTF8')), 'hex') AS hash FROM h), \
-    e AS (INSERT INTO audit_log (at, actor, user_id, provider, connection_id, action, outcome, request_id, ip, detail, prev_hash, hash, chain) \
-        SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, prev, hash, $11 FROM v RETURNING id, hash) \
-    UPDATE audit_chains SET head_id = e.id, head_hash = e.hash FROM e WHERE chain = $11 RETURNING e.id";
+/// The SQL of an entry's hash, over the SQL expressions of its fields in the order of
+/// [`entry_hash`]: the same bytes (each field length-prefixed as a big-endian u64, `-` for a
+/// missing one). `verify` recomputes every hash in Rust, so the two cannot drift unnoticed.
+/// `at` is an `int8` expression; `optional` fields may be NULL.
+fn hash_sql(prev: &str, at: &str, fields: [(&str, bool); 9]) -> String {
+    let field = |x: &str| format!("int8send(octet_length({x})::int8) || convert_to({x}, 'UTF8')");
+    let mut parts = vec![field(prev), field(&format!("{at}::text"))];
+    for (x, optional) in fields {
+        parts.push(if optional { format!("COALESCE({}, '\\x2d'::bytea)", field(x)) } else { field(x) });
+    }
+    format!("encode(sha256({}), 'hex')", parts.join(" || "))
+}
 
-async fn append_pg<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, e: &NewEntry, now: i64) -> Result<i64, StoreError> {
-    let detail = if e.detail.is_null() { "{}".to_string() } else { e.detail.to_string() };
-    let id: Option<(i64,)> = sqlx::query_as(PG_APPEND)
+/// The hashed fields of a row named `r` (the columns of [`Fields`]), for [`hash_sql`].
+fn hashed_columns(r: &str) -> [(String, bool); 9] {
+    [
+        (format!("{r}.actor"), false),
+        (format!("{r}.user_id"), true),
+        (format!("{r}.provider"), true),
+        (format!("{r}.connection_id"), true),
+        (format!("{r}.action"), false),
+        (format!("{r}.outcome"), false),
+        (format!("{r}.request_id"), true),
+        (format!("{r}.ip"), true),
+        (format!("{r}.detail"), false),
+    ]
+}
+
+/// The statement that appends `n` entries of distinct chains (PostgreSQL), each bound as 11
+/// parameters: at, actor, user_id, provider, connection_id, action, outcome, request_id, ip,
+/// detail, chain. It locks the chains' head rows in chain order (so that two such statements
+/// never wait on each other in a cycle), computes each entry's hash from its chain's head in the
+/// database, inserts the entries and moves the heads, in one round trip; it returns (chain, id)
+/// per entry.
+pub(super) fn batch_sql(n: usize) -> String {
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            let p = |k: usize| i * 11 + k;
+            format!(
+                "(${}::int8, ${}::text, ${}::text, ${}::text, ${}::text, ${}::text, ${}::text, ${}::text, ${}::text, ${}::text, ${}::int8)",
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5),
+                p(6),
+                p(7),
+                p(8),
+                p(9),
+                p(10),
+                p(11)
+            )
+        })
+        .collect();
+    let cols = hashed_columns("i");
+    let hash = hash_sql("h.prev", "i.at", cols.each_ref().map(|(c, o)| (c.as_str(), *o)));
+    format!(
+        "WITH i (at, actor, user_id, provider, connection_id, action, outcome, request_id, ip, detail, chain) AS (VALUES {}), \
+         h AS (SELECT chain, head_hash AS prev FROM audit_chains WHERE chain IN (SELECT chain FROM i) ORDER BY chain FOR UPDATE), \
+         v AS (SELECT i.*, h.prev, {hash} AS hash FROM i JOIN h ON h.chain = i.chain), \
+         e AS (INSERT INTO audit_log (at, actor, user_id, provider, connection_id, action, outcome, request_id, ip, detail, prev_hash, hash, chain) \
+             SELECT at, actor, user_id, provider, connection_id, action, outcome, request_id, ip, detail, prev, hash, chain FROM v RETURNING id, hash, chain) \
+         UPDATE audit_chains SET head_id = e.id, head_hash = e.hash FROM e WHERE audit_chains.chain = e.chain RETURNING e.chain, e.id",
+        rows.join(", ")
+    )
+}
+
+/// `detail` as stored: its JSON text (`{}` for none).
+pub(super) fn detail_text(e: &NewEntry) -> String {
+    if e.detail.is_null() {
+        "{}".to_string()
+    } else {
+        e.detail.to_string()
+    }
+}
+
+/// One append on PostgreSQL into `chain`: the statement of [`batch_sql`] for one entry (in
+/// autocommit, or in the caller's transaction, which then holds the head row's lock to its end).
+pub(super) async fn append_pg<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, e: &NewEntry, now: i64, chain: i64) -> Result<i64, StoreError> {
+    static ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| batch_sql(1));
+    let detail = detail_text(e);
+    let row: Option<(i64, i64)> = sqlx::query_as(&ONE)
         .bind(now)
         .bind(&e.actor)
         .bind(e.user_id.as_ref())
@@ -219,21 +277,21 @@ async fn append_pg<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, e: &N
         .bind(e.request_id.as_ref())
         .bind(e.ip.as_ref())
         .bind(&detail)
-        .bind(chain_of(e.user_id.as_deref()))
+        .bind(chain)
         .fetch_optional(ex)
         .await?;
     // No head row: the chains migration has not run.
-    Ok(id.ok_or(StoreError::NotFound)?.0)
+    Ok(row.ok_or(StoreError::NotFound)?.1)
 }
 
 /// Appends `e` inside `w`, so that it is committed (or rolled back) with the change it records.
 pub async fn append_in(w: &mut super::WriteTx, e: &NewEntry, now: i64) -> Result<i64, StoreError> {
     if w.kind == DatabaseKind::Postgres {
         // The head row's lock is held to the end of `w` (across replicas, one writer per chain).
-        return append_pg(&mut *w.tx, e, now).await;
+        return append_pg(&mut *w.tx, e, now, chain_of(e.user_id.as_deref())).await;
     }
     // SQLite: one writer anyway (the process's write lock, taken by `begin_write`).
-    let detail = if e.detail.is_null() { "{}".to_string() } else { e.detail.to_string() };
+    let detail = detail_text(e);
     let chain = chain_of(e.user_id.as_deref());
     let head: Option<(String,)> = sqlx::query_as("SELECT head_hash FROM audit_chains WHERE chain = $1").bind(chain).fetch_optional(&mut *w.tx).await?;
     let prev_hash = head.ok_or(StoreError::NotFound)?.0;

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod audit;
+mod audit_group_commit;
 pub mod connections;
 pub mod inline_sqlite;
 pub mod leases;
@@ -121,6 +122,8 @@ pub struct Db {
     local_write_lock: Arc<tokio::sync::Mutex<()>>,
     /// SQLite (on a file): the hot reads, run in place ([`inline_sqlite`]).
     inline: Option<Arc<inline_sqlite::InlineReader>>,
+    /// PostgreSQL: the queue that writes concurrent audit entries together.
+    audit_group: Option<Arc<audit_group_commit::GroupCommit>>,
 }
 
 impl Db {
@@ -197,7 +200,8 @@ impl Db {
             DatabaseKind::Sqlite => inline_sqlite::InlineReader::for_url(url).map(Arc::new),
             DatabaseKind::Postgres => None,
         };
-        Ok(Self { pool, kind, local_write_lock: Arc::new(tokio::sync::Mutex::new(())), inline })
+        let audit_group = (kind == DatabaseKind::Postgres && !read_only).then(Arc::default);
+        Ok(Self { pool, kind, local_write_lock: Arc::new(tokio::sync::Mutex::new(())), inline, audit_group })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -244,6 +248,11 @@ impl Db {
     /// The in-place reader of an SQLite database on a file ([`inline_sqlite`]).
     pub(crate) fn inline(&self) -> Option<&inline_sqlite::InlineReader> {
         self.inline.as_deref()
+    }
+
+    /// PostgreSQL: the group commit of audit entries ([`audit_group_commit`]).
+    pub(crate) fn audit_group_commit(&self) -> Option<&Arc<audit_group_commit::GroupCommit>> {
+        self.audit_group.as_ref()
     }
 
     /// The pool's size limit (for the metrics).

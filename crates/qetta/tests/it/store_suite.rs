@@ -22,6 +22,7 @@ both_backends!(
     oauth_state_is_consumed_once,
     audit_chain_detects_tampering,
     audit_chains_take_concurrent_writers,
+    an_audit_entry_the_database_refuses_fails_alone,
     audit_entries_from_before_the_chains_still_verify,
     meta_upserts
 );
@@ -282,6 +283,40 @@ async fn audit_chains_take_concurrent_writers(backend: Backend) {
     // Entries without a user go to some chain too.
     audit::append(&db, &audit::NewEntry { actor: "service".into(), action: "launch".into(), outcome: "ok".into(), ..Default::default() }, 2000).await.unwrap();
     assert_eq!(audit::verify(&db).await.unwrap(), audit::Verification::Intact { entries: 401 });
+}
+
+/// Entries appended at the same moment are written together on PostgreSQL (group commit); one
+/// that the database refuses (PostgreSQL takes no NUL in text) fails only itself, and every other
+/// caller gets its own entry's id.
+async fn an_audit_entry_the_database_refuses_fails_alone(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(backend, dir.path()).await;
+    let writes = (0..24).map(|i| {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let user = format!("user-{i}");
+            let action = if i == 7 { "bad\u{0}action".to_string() } else { "login".to_string() };
+            let e = audit::NewEntry { actor: format!("user:{user}"), user_id: Some(user), action, outcome: "ok".into(), ..Default::default() };
+            audit::append(&db, &e, 1000).await
+        })
+    });
+    let outcomes: Vec<_> = futures::future::join_all(writes).await.into_iter().map(|r| r.unwrap()).collect();
+    let mut ids: Vec<i64> = outcomes.iter().enumerate().filter(|(i, _)| *i != 7).map(|(_, r)| *r.as_ref().expect("a good entry is written")).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 23, "every good entry has an id of its own");
+    let written = if backend.is_postgres() {
+        assert!(outcomes[7].is_err(), "PostgreSQL refuses a NUL in text");
+        23
+    } else {
+        24
+    };
+    assert_eq!(audit::verify(&db).await.unwrap(), audit::Verification::Intact { entries: written });
+    for (i, r) in outcomes.iter().enumerate().filter(|(i, _)| *i != 7) {
+        let (user,): (Option<String>,) =
+            sqlx::query_as("SELECT user_id FROM audit_log WHERE id = $1").bind(r.as_ref().unwrap()).fetch_one(db.pool()).await.unwrap();
+        assert_eq!(user.as_deref(), Some(format!("user-{i}").as_str()), "the id returned is the caller's own entry");
+    }
 }
 
 /// The single chain of old, written as the service wrote it before migration 0011 (its hash
