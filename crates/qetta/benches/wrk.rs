@@ -13,7 +13,7 @@ pub struct Run {
     /// Latency percentiles, milliseconds.
     pub p50: f64,
     pub p99: f64,
-    /// Answers other than 2xx/3xx plus socket errors.
+    /// Answers other than 2xx/3xx, socket errors, and answers a script found refused.
     pub failures: u64,
 }
 
@@ -68,6 +68,8 @@ pub fn parse(text: &str, connections: usize) -> Run {
             ["Requests/sec:", v] => run.per_sec = v.parse().unwrap_or(0.0),
             [n, "requests", "in", ..] => run.requests = n.parse().unwrap_or(0),
             ["Non-2xx", "or", "3xx", "responses:", n] => run.failures += n.parse::<u64>().unwrap_or(0),
+            // Printed by a script that checks the answers' bodies (see service.rs).
+            ["Refused", "answers:", n] => run.failures += n.parse::<u64>().unwrap_or(0),
             ["Socket", "errors:", rest @ ..] => {
                 // "connect 0, read 0, write 0, timeout 0"
                 run.failures += rest.iter().filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok()).sum::<u64>();

@@ -124,6 +124,10 @@ pub fn upstream_call(span: &Span, provider: &'static str, endpoint: &str, outcom
 /// outcome is recorded by [`upstream_call`]. Run the call inside it (`.instrument(span)`) and
 /// send [`traceparent`] with it.
 pub fn upstream_span(provider: &str, endpoint: &str) -> Span {
+    if !crate::telemetry::traces_on() {
+        // For the log only (lines logged during the call name it), at debug level.
+        return tracing::debug_span!("upstream", provider, endpoint);
+    }
     tracing::info_span!(
         "upstream",
         provider,

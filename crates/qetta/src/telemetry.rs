@@ -66,6 +66,11 @@ fn provider(settings: &OtelSettings) -> Result<SdkTracerProvider, opentelemetry_
     Ok(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
 }
 
+/// Whether spans go to an OpenTelemetry collector (then they carry the attributes it wants).
+pub fn traces_on() -> bool {
+    PROVIDER.get().is_some()
+}
+
 /// Exports the spans still buffered and stops the exporter (blocking: call it outside the async
 /// runtime, at exit). Nothing to do when traces are off.
 pub fn shutdown() {

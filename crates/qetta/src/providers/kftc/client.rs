@@ -7,6 +7,7 @@ use chrono::Utc;
 use chrono_tz::Asia::Seoul;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
+use serde::Deserialize as _;
 use tracing::Instrument as _;
 
 use super::error::KftcError;
@@ -196,7 +197,8 @@ impl KftcClient {
             Ok(_) => return Err(KftcError::Unreadable("not a JSON object".into())),
             Err(_) => return Err(KftcError::Unreadable(describe_body(&bytes))),
         };
-        let envelope: Envelope = serde_json::from_value(value.clone()).unwrap_or_default();
+        // Read from the parsed value in place (no copy of the whole answer).
+        let envelope = Envelope::deserialize(&value).unwrap_or_default();
         if !status.is_success() && envelope.rsp_code.is_empty() {
             return Err(KftcError::Http { status: status.as_u16() });
         }

@@ -51,8 +51,15 @@ impl StoredAccount {
     }
 
     /// The accounts kept in a connection's metadata.
+    /// Read on every account route: typed, straight from the text (no `Value` in between). Other
+    /// keys are ignored; unreadable metadata holds no accounts.
     pub fn from_metadata(metadata: &str) -> Vec<Self> {
-        serde_json::from_str::<Value>(metadata).ok().and_then(|v| v.get("accounts").cloned()).and_then(|a| serde_json::from_value(a).ok()).unwrap_or_default()
+        #[derive(Deserialize)]
+        struct Metadata {
+            #[serde(default)]
+            accounts: Vec<StoredAccount>,
+        }
+        serde_json::from_str::<Metadata>(metadata).map(|m| m.accounts).unwrap_or_default()
     }
 
     /// The metadata of a connection holding `accounts`.
