@@ -217,7 +217,16 @@ async fn drain(rows: &mut Vec<Row>, scenario: &str, database_url: &str, kind: Da
         &format!("≤ {limit} ({CONCURRENCY} per replica)"),
         max_in_flight <= limit,
     );
-    println!("{scenario}: GET /api/v1/oauth/status p50 {busy:.2} ms during the drain ({} samples), {idle:.2} ms idle", busy_lat.len());
+    // "On-demand requests keep their latency meanwhile": within 3× the idle figure, or 2 ms more
+    // than it (a loaded 2-core machine cannot promise less for a sub-millisecond read).
+    let allowed = (idle * 3.0).max(idle + 2.0);
+    row(
+        rows,
+        &format!("{scenario}: on-demand GET /api/v1/oauth/status p50 during the drain (idle)"),
+        format!("{busy:.2} ms ({idle:.2} ms; {} samples)", busy_lat.len()),
+        &format!("≤ {allowed:.2} ms"),
+        !busy_lat.is_empty() && busy <= allowed,
+    );
 }
 
 /// Audit appends for `secs` from three pools (three replicas' worth) with `writers` tasks each.
