@@ -261,13 +261,15 @@ pub(super) fn detail_text(e: &NewEntry) -> String {
     }
 }
 
-/// One append on PostgreSQL into `chain`: the statement of [`batch_sql`] for one entry (in
-/// autocommit, or in the caller's transaction, which then holds the head row's lock to its end).
-pub(super) async fn append_pg<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, e: &NewEntry, now: i64, chain: i64) -> Result<i64, StoreError> {
-    static ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| batch_sql(1));
-    let detail = detail_text(e);
-    let row: Option<(i64, i64)> = sqlx::query_as(&ONE)
-        .bind(now)
+/// A query with the ten stored fields of `e` bound in column order (`at` to `detail`); the caller
+/// binds what follows (`chain`, or `prev_hash, hash, chain`).
+pub(super) fn bind_fields<'q, O>(
+    q: sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>>,
+    e: &'q NewEntry,
+    now: i64,
+    detail: &'q str,
+) -> sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>> {
+    q.bind(now)
         .bind(&e.actor)
         .bind(e.user_id.as_ref())
         .bind(e.provider.as_ref())
@@ -276,10 +278,15 @@ pub(super) async fn append_pg<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(e
         .bind(&e.outcome)
         .bind(e.request_id.as_ref())
         .bind(e.ip.as_ref())
-        .bind(&detail)
-        .bind(chain)
-        .fetch_optional(ex)
-        .await?;
+        .bind(detail)
+}
+
+/// One append on PostgreSQL into `chain`: the statement of [`batch_sql`] for one entry (in
+/// autocommit, or in the caller's transaction, which then holds the head row's lock to its end).
+pub(super) async fn append_pg<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E, e: &NewEntry, now: i64, chain: i64) -> Result<i64, StoreError> {
+    static ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| batch_sql(1));
+    let detail = detail_text(e);
+    let row: Option<(i64, i64)> = bind_fields(sqlx::query_as(&ONE), e, now, &detail).bind(chain).fetch_optional(ex).await?;
     // No head row: the chains migration has not run.
     Ok(row.ok_or(StoreError::NotFound)?.1)
 }
@@ -296,25 +303,11 @@ pub async fn append_in(w: &mut super::WriteTx, e: &NewEntry, now: i64) -> Result
     let head: Option<(String,)> = sqlx::query_as("SELECT head_hash FROM audit_chains WHERE chain = $1").bind(chain).fetch_optional(&mut *w.tx).await?;
     let prev_hash = head.ok_or(StoreError::NotFound)?.0;
     let hash = entry_hash(&prev_hash, now, &e.fields(&detail));
-    let (id,): (i64,) = sqlx::query_as(
+    let insert = sqlx::query_as(
         "INSERT INTO audit_log (at, actor, user_id, provider, connection_id, action, outcome, request_id, ip, detail, prev_hash, hash, chain) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
-    )
-    .bind(now)
-    .bind(&e.actor)
-    .bind(e.user_id.as_ref())
-    .bind(e.provider.as_ref())
-    .bind(e.connection_id.as_ref())
-    .bind(&e.action)
-    .bind(&e.outcome)
-    .bind(e.request_id.as_ref())
-    .bind(e.ip.as_ref())
-    .bind(&detail)
-    .bind(&prev_hash)
-    .bind(&hash)
-    .bind(chain)
-    .fetch_one(&mut *w.tx)
-    .await?;
+    );
+    let (id,): (i64,) = bind_fields(insert, e, now, &detail).bind(&prev_hash).bind(&hash).bind(chain).fetch_one(&mut *w.tx).await?;
     sqlx::query("UPDATE audit_chains SET head_id = $1, head_hash = $2 WHERE chain = $3").bind(id).bind(&hash).bind(chain).execute(&mut *w.tx).await?;
     Ok(id)
 }

@@ -162,19 +162,7 @@ async fn insert_batch(pool: &AnyPool, batch: &[Pending]) -> Result<Vec<(i64, i64
     let details: Vec<String> = batch.iter().map(|p| super::audit::detail_text(&p.entry)).collect();
     let mut q = sqlx::query_as::<_, (i64, i64)>(&sql);
     for (p, detail) in batch.iter().zip(&details) {
-        let e = &p.entry;
-        q = q
-            .bind(p.now)
-            .bind(&e.actor)
-            .bind(e.user_id.as_ref())
-            .bind(e.provider.as_ref())
-            .bind(e.connection_id.as_ref())
-            .bind(&e.action)
-            .bind(&e.outcome)
-            .bind(e.request_id.as_ref())
-            .bind(e.ip.as_ref())
-            .bind(detail)
-            .bind(p.chain);
+        q = super::audit::bind_fields(q, &p.entry, p.now, detail).bind(p.chain);
     }
     q.fetch_all(pool).await
 }
