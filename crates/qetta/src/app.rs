@@ -475,15 +475,13 @@ impl App {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let router = crate::http::router(self.state.clone());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let refresher = self
-            .state
-            .config
-            .tokens
-            .refresher_enabled
-            .then(|| tokio::spawn(crate::tokens::refresher::run(self.state.tokens.clone(), self.state.refresher_stats.clone(), stop_rx)));
+        let refresher =
+            self.state.config.tokens.refresher_enabled.then(|| {
+                tokio::spawn(crate::tokens::refresher::run(Arc::new(self.state.tokens.for_background()), self.state.refresher_stats.clone(), stop_rx))
+            });
         let sync = self.state.config.sync.enabled.then(|| tokio::spawn(crate::sync::job::run(self.state.clone(), stop_tx.subscribe())));
         let s = &self.state;
-        let worker = crate::events::delivery::Worker::new(s.db.clone(), s.vault.clone(), s.clock.clone(), s.config.webhooks.clone(), s.webhooks.clone());
+        let worker = crate::events::delivery::Worker::new(s.db.background(), s.vault.clone(), s.clock.clone(), s.config.webhooks.clone(), s.webhooks.clone());
         let webhooks = tokio::spawn(crate::events::delivery::run(worker, stop_tx.subscribe()));
         // The admin listener stops with the public one.
         let admin = self.admin_listener.map(|l| {

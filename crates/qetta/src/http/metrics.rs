@@ -69,6 +69,17 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "# HELP qetta_db_pool_acquire_wait_seconds How long this scrape waited for a pooled connection (5 when none came within 5 s).\n# TYPE qetta_db_pool_acquire_wait_seconds gauge\nqetta_db_pool_acquire_wait_seconds {wait_secs}\n"
     ));
     drop(probe);
+    if let Some(background) = state.db.background_pool() {
+        let (size, idle) = (background.size() as usize, background.num_idle());
+        out.push_str(&format!(
+            "# HELP qetta_db_background_pool_connections Database connections of this replica's pool for background work (refresher, webhooks), by state; its limit is {}.\n# TYPE qetta_db_background_pool_connections gauge\n",
+            background.options().get_max_connections()
+        ));
+        out.push_str(&format!(
+            "qetta_db_background_pool_connections{{state=\"in_use\"}} {}\nqetta_db_background_pool_connections{{state=\"idle\"}} {idle}\n",
+            size.saturating_sub(idle)
+        ));
+    }
     // Work waiting, read now with one cheap query each (a failed query leaves its series out).
     let tokens = state.tokens.settings();
     let now = state.clock.now();

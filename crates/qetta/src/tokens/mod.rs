@@ -180,12 +180,13 @@ pub fn aad<'a>(c: &'a Connection, field: &'a str) -> Aad<'a> {
     Aad { row: &c.id, scope: &c.provider, field }
 }
 
+#[derive(Clone)]
 pub struct TokenManager {
     db: Db,
     vault: Vault,
     clock: Arc<dyn Clock>,
     settings: TokenSettings,
-    flights: LocalFlights,
+    flights: Arc<LocalFlights>,
     refreshers: HashMap<String, Arc<dyn Refresher>>,
     /// Names this process in lease owners.
     instance: String,
@@ -203,12 +204,18 @@ impl TokenManager {
             vault,
             clock,
             settings,
-            flights: LocalFlights::default(),
+            flights: Arc::default(),
             refreshers: HashMap::new(),
             instance,
             unstored: Arc::default(),
             webhooks: crate::events::Webhooks::new(),
         }
+    }
+
+    /// The same manager (the same single flights, grants in hand and refreshers) on the database
+    /// handle for background work ([`Db::background`]): the background refresher's.
+    pub fn for_background(&self) -> TokenManager {
+        TokenManager { db: self.db.background(), ..self.clone() }
     }
 
     pub fn register(&mut self, provider: &str, refresher: Arc<dyn Refresher>) {

@@ -24,6 +24,7 @@ both_backends!(
     audit_chains_take_concurrent_writers,
     an_audit_entry_the_database_refuses_fails_alone,
     audit_entries_from_before_the_chains_still_verify,
+    background_work_never_takes_the_request_path_s_connections,
     meta_upserts
 );
 
@@ -283,6 +284,46 @@ async fn audit_chains_take_concurrent_writers(backend: Backend) {
     // Entries without a user go to some chain too.
     audit::append(&db, &audit::NewEntry { actor: "service".into(), action: "launch".into(), outcome: "ok".into(), ..Default::default() }, 2000).await.unwrap();
     assert_eq!(audit::verify(&db).await.unwrap(), audit::Verification::Intact { entries: 401 });
+}
+
+/// Background work's handle ([`Db::background`]) writes the same data under the same rules (the
+/// audit chains stay intact with writers on both handles); on PostgreSQL its connections are a
+/// pool of their own, so with every connection of the request path's pool taken, background work
+/// goes on, and the other way round.
+async fn background_work_never_takes_the_request_path_s_connections(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(backend, dir.path()).await;
+    let background = db.background();
+    let writes = (0..24).map(|i| {
+        let db = if i % 2 == 0 { db.clone() } else { background.clone() };
+        tokio::spawn(async move {
+            let user = format!("user-{}", i % 3);
+            let e = audit::NewEntry { actor: format!("user:{user}"), user_id: Some(user), action: "login".into(), outcome: "ok".into(), ..Default::default() };
+            audit::append(&db, &e, 1000 + i).await
+        })
+    });
+    for w in futures::future::join_all(writes).await {
+        w.unwrap().unwrap();
+    }
+    assert_eq!(audit::verify(&background).await.unwrap(), audit::Verification::Intact { entries: 24 });
+    if !backend.is_postgres() {
+        // SQLite: one pool (an in-memory database cannot be shared by a second), one writer.
+        assert!(db.background_pool().is_none());
+        return;
+    }
+    let quick = std::time::Duration::from_secs(2);
+    for (n, (busy, other)) in [(&db, &background), (&background, &db)].into_iter().enumerate() {
+        let mut held = Vec::new();
+        while let Ok(Ok(conn)) = tokio::time::timeout(std::time::Duration::from_millis(300), busy.pool().acquire()).await {
+            held.push(conn);
+        }
+        assert!(held.len() >= 8, "the busy pool gave {} connections", held.len());
+        tokio::time::timeout(quick, other.ping()).await.expect("the other pool answers at once").unwrap();
+        tokio::time::timeout(quick, users::create(other, &format!("pools-{n}@example.com"), "hash", 1000)).await.expect("a write at once").unwrap();
+        drop(held);
+    }
+    assert_eq!(db.max_connections(), 16);
+    assert_eq!(background.max_connections(), 8);
 }
 
 /// Entries appended at the same moment are written together on PostgreSQL (group commit); one
