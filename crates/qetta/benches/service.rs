@@ -138,6 +138,15 @@ fn ratio(a: &wrk::Run, b: &wrk::Run) -> f64 {
 
 #[tokio::main]
 async fn main() {
+    // `QETTA_BENCH_ONLY=background`: the refresher and audit scenarios alone, printed and not
+    // recorded (a quicker turn while working on them; the record is always the whole run).
+    if std::env::var("QETTA_BENCH_ONLY").as_deref() == Ok("background") {
+        let figures = background::run(Path::new(env!("CARGO_BIN_EXE_qetta"))).await;
+        for (name, value, target, pass) in &figures {
+            println!("| {name} | {value} | {target} | {} |", if *pass { "PASS" } else { "**FAIL**" });
+        }
+        return;
+    }
     assert!(wrk::available(), "the bench drives load with wrk: apt-get install wrk");
     let dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::limited(10)).build().unwrap();

@@ -77,7 +77,9 @@ impl Peer {
             .expect("start the OpenID Provider");
         let issuer = format!("http://127.0.0.1:{port}");
         let probe = reqwest::Client::new();
-        let ready = Instant::now() + Duration::from_secs(30);
+        // Generous: node loads the package and makes an RSA key first, which took over 30 s once
+        // on a 2-core machine busy with a release build beside the test run.
+        let ready = Instant::now() + Duration::from_secs(90);
         loop {
             let ok = probe.get(format!("{issuer}/.well-known/openid-configuration")).send().await.is_ok_and(|r| r.status().is_success());
             if ok {
