@@ -573,13 +573,12 @@ pub async fn status_entry(state: &AppState, user_id: &str) -> Result<TossStatus,
             last_test: None,
         });
     };
-    let identity = store::get_identity(&state.db, user_id).await?;
+    let (identity, token, last_test) = toss.status_of(user_id).await?;
     let summary = match &identity {
         Some(i) => Some(toss.identity_summary(i)?),
         None => None,
     };
-    let token = toss.stored_token_row().await?;
-    let last_test = toss.last_test().await?.map(|t| {
+    let last_test = last_test.map(|t| {
         let mut v = json!({"ok": t.ok, "step": t.step, "latency_ms": t.latency_ms, "at": rfc3339(t.at)});
         if let Some(pc) = t.provider_code {
             v["provider_code"] = json!(pc);

@@ -501,6 +501,13 @@ impl TossService {
         Ok(outcome)
     }
 
+    /// For the status of `user_id`, in one read: their identity, the service token's row (when it
+    /// holds a token) and the last test outcome.
+    pub async fn status_of(&self, user_id: &str) -> Result<(Option<store::Identity>, Option<ServiceTokenRow>, Option<TestOutcome>), TossServiceError> {
+        let r = store::status_reads(&self.db, user_id, PROVIDER, LAST_TEST_KEY).await?;
+        Ok((r.identity, r.service.filter(ServiceTokenRow::has_token), r.last_test.and_then(|s| serde_json::from_str(&s).ok())))
+    }
+
     /// The last recorded test outcome.
     pub async fn last_test(&self) -> Result<Option<TestOutcome>, TossServiceError> {
         Ok(meta::get(&self.db, LAST_TEST_KEY).await?.and_then(|s| serde_json::from_str(&s).ok()))

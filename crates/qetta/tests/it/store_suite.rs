@@ -1,7 +1,7 @@
 //! The storage behaviour, identical on SQLite and PostgreSQL.
 
 use qetta::config::DatabaseKind;
-use qetta::store::{audit, connections, meta, oauth_states, users, Db, StoreError};
+use qetta::store::{audit, connections, meta, oauth_states, toss, users, Db, StoreError};
 
 use crate::both_backends;
 use crate::support::{fresh_database, Backend};
@@ -25,6 +25,7 @@ both_backends!(
     an_audit_entry_the_database_refuses_fails_alone,
     audit_entries_from_before_the_chains_still_verify,
     background_work_never_takes_the_request_path_s_connections,
+    toss_status_reads_match_the_reads_one_by_one,
     meta_upserts
 );
 
@@ -324,6 +325,53 @@ async fn background_work_never_takes_the_request_path_s_connections(backend: Bac
     }
     assert_eq!(db.max_connections(), 16);
     assert_eq!(background.max_connections(), 8);
+}
+
+/// The one statement behind Toss's status entry reads what the three reads it replaced read: with
+/// nothing stored, and with an identity, a service row and a test outcome.
+async fn toss_status_reads_match_the_reads_one_by_one(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db(backend, dir.path()).await;
+    let user = users::create(&db, "toss-status@example.com", "hash", 1000).await.unwrap();
+    let empty = toss::status_reads(&db, &user.id, "toss", "toss.last_test").await.unwrap();
+    assert!(empty.identity.is_none() && empty.service.is_none() && empty.last_test.is_none(), "{empty:?}");
+
+    toss::ensure_service_row(&db, "toss", 1000).await.unwrap();
+    let identity = toss::Identity {
+        user_id: user.id.clone(),
+        tx_id: "tx-1".into(),
+        ci: vec![1, 2, 3],
+        di: vec![4, 5],
+        name: vec![6],
+        birthday: vec![7, 8],
+        signature: vec![9],
+        phone: None,
+        gender: "F".into(),
+        nationality: "LOCAL".into(),
+        age_group: Some("30s".into()),
+        key_id: "k1".into(),
+        verified_at: 1234,
+        version: 2,
+    };
+    toss::upsert_identity(db.pool(), &identity).await.unwrap();
+    meta::set(&db, "toss.last_test", r#"{"ok":true}"#).await.unwrap();
+    // Another user's identity is not the caller's.
+    let other = users::create(&db, "toss-other@example.com", "hash", 1000).await.unwrap();
+    assert!(toss::status_reads(&db, &other.id, "toss", "toss.last_test").await.unwrap().identity.is_none());
+
+    let all = toss::status_reads(&db, &user.id, "toss", "toss.last_test").await.unwrap();
+    let one = toss::get_identity(&db, &user.id).await.unwrap().unwrap();
+    let got = all.identity.expect("the identity");
+    assert_eq!((&got.user_id, &got.tx_id, &got.ci, &got.di, &got.name, &got.birthday), (&one.user_id, &one.tx_id, &one.ci, &one.di, &one.name, &one.birthday));
+    assert_eq!(
+        (&got.signature, &got.phone, &got.gender, &got.nationality, &got.age_group),
+        (&one.signature, &one.phone, &one.gender, &one.nationality, &one.age_group)
+    );
+    assert_eq!((&got.key_id, got.verified_at, got.version), (&one.key_id, 1234, one.version));
+    let service = all.service.expect("the service row");
+    let alone = toss::get_service_row(&db, "toss").await.unwrap().unwrap();
+    assert_eq!(format!("{service:?}"), format!("{alone:?}"));
+    assert_eq!(all.last_test.as_deref(), Some(r#"{"ok":true}"#));
 }
 
 /// Entries appended at the same moment are written together on PostgreSQL (group commit); one
