@@ -105,12 +105,18 @@ pub struct TokenWrite {
 }
 
 pub async fn list_for_user(db: &Db, user_id: &str) -> Result<Vec<Connection>, StoreError> {
-    static SQL: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM connections WHERE user_id = $1 ORDER BY provider, created_at, id"));
-    if let Some(r) = db.inline() {
-        return r.all(&SQL, [user_id]);
-    }
-    Ok(sqlx::query_as(&SQL).bind(user_id).fetch_all(db.pool()).await?)
+    // Sorted here, not by the database: the index (user_id, provider, created_at) gives no order
+    // to connections made in the same second, and SQLite's sort for the `id` tie-break (a
+    // temporary B-tree per query) cost about 11,000 instructions, 7 % of `GET /api/v1/oauth/status`
+    // for a user with one connection. Byte order: the same on both databases whatever PostgreSQL's
+    // collation.
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM connections WHERE user_id = $1"));
+    let mut rows: Vec<Connection> = match db.inline() {
+        Some(r) => r.all(&SQL, [user_id])?,
+        None => sqlx::query_as(&SQL).bind(user_id).fetch_all(db.pool()).await?,
+    };
+    rows.sort_unstable_by(|a, b| (a.provider.as_bytes(), a.created_at, a.id.as_bytes()).cmp(&(b.provider.as_bytes(), b.created_at, b.id.as_bytes())));
+    Ok(rows)
 }
 
 pub async fn get_by_id(db: &Db, id: &str) -> Result<Option<Connection>, StoreError> {
