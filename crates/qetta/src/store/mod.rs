@@ -124,8 +124,9 @@ pub struct Db {
     inline: Option<Arc<inline_sqlite::InlineReader>>,
     /// PostgreSQL: the queue that writes concurrent audit entries together.
     audit_group: Option<Arc<audit_group_commit::GroupCommit>>,
-    /// PostgreSQL: the pool of background work ([`Self::background`]), opened lazily.
-    background: Option<AnyPool>,
+    /// PostgreSQL: the pool of background work ([`Self::background`]), opened lazily, and its
+    /// own audit queue (a flusher writes with the pool of the handle that started it).
+    background: Option<(AnyPool, Arc<audit_group_commit::GroupCommit>)>,
 }
 
 /// PostgreSQL: connections of the request path's pool, and of background work's pool. Three
@@ -203,8 +204,8 @@ impl Db {
         // a shared pool the requests queued behind them (a user's status read waited 64 ms
         // instead of 0.5 ms). An in-memory SQLite database cannot be shared by a second pool,
         // and SQLite's writes are serialised in-process anyway, so it keeps one.
-        let background =
-            (kind == DatabaseKind::Postgres && !read_only).then(|| pool.clone().max_connections(POSTGRES_BACKGROUND_POOL).connect_lazy_with(options.clone()));
+        let background = (kind == DatabaseKind::Postgres && !read_only)
+            .then(|| (pool.clone().max_connections(POSTGRES_BACKGROUND_POOL).connect_lazy_with(options.clone()), Arc::default()));
         let pool = pool
             .max_connections(match kind {
                 DatabaseKind::Sqlite => 8,
@@ -226,13 +227,12 @@ impl Db {
     /// lock, the in-place reader) is shared.
     pub fn background(&self) -> Db {
         match &self.background {
-            Some(pool) => Db {
+            Some((pool, audit_group)) => Db {
                 pool: pool.clone(),
                 kind: self.kind,
                 local_write_lock: self.local_write_lock.clone(),
                 inline: self.inline.clone(),
-                // Its own queue: a flusher writes with the pool of the handle that started it.
-                audit_group: self.audit_group.as_ref().map(|_| Arc::default()),
+                audit_group: Some(audit_group.clone()),
                 background: None,
             },
             None => self.clone(),
@@ -292,7 +292,7 @@ impl Db {
 
     /// PostgreSQL: the pool of background work (for the metrics).
     pub fn background_pool(&self) -> Option<&AnyPool> {
-        self.background.as_ref()
+        self.background.as_ref().map(|(pool, _)| pool)
     }
 
     /// The pool's size limit (for the metrics).
@@ -302,7 +302,7 @@ impl Db {
 
     pub async fn close(&self) {
         self.pool.close().await;
-        if let Some(background) = &self.background {
+        if let Some((background, _)) = &self.background {
             background.close().await;
         }
     }
