@@ -121,3 +121,19 @@ async fn metrics_time_requests_by_route_and_provider_calls_by_endpoint() {
     let text = app.metrics().await;
     assert!(text.contains("\nqetta_refresher_due_connections 1\n"), "{text}");
 }
+
+crate::both_backends!(the_database_pools_are_in_the_metrics);
+
+/// The request path's pool, and on PostgreSQL the background work's own pool, in the metrics.
+async fn the_database_pools_are_in_the_metrics(backend: Backend) {
+    let app = Spawn::new(backend).start().await;
+    let text = app.metrics().await;
+    if backend.is_postgres() {
+        assert!(text.contains("\nqetta_db_pool_max_connections 16\n"), "{text}");
+        assert!(text.contains("# HELP qetta_db_background_pool_connections") && text.contains("its limit is 8."), "{text}");
+        assert!(text.contains("\nqetta_db_background_pool_connections{state=\"idle\"} "), "{text}");
+    } else {
+        assert!(text.contains("\nqetta_db_pool_max_connections 8\n"), "{text}");
+        assert!(!text.contains("qetta_db_background_pool_connections"), "SQLite has one pool: {text}");
+    }
+}
