@@ -106,18 +106,16 @@ const SERIES_KEPT: usize = 2048;
 /// building and hashing the labels on every request cost about 8,000 instructions (5 % of a
 /// status read), a lookup here a few hundred.
 fn request_series(route: &str, method: &'static str, status: u16) -> RequestSeries {
-    static SERIES: OnceLock<std::sync::RwLock<(usize, SeriesByRoute)>> = OnceLock::new();
+    static SERIES: OnceLock<std::sync::RwLock<SeriesByRoute>> = OnceLock::new();
     let series = SERIES.get_or_init(Default::default);
     let find = |m: &SeriesByRoute| m.get(route)?.iter().find(|(me, st, _)| *me == method && *st == status).map(|(_, _, s)| s.clone());
-    if let Some(found) = find(&series.read().unwrap_or_else(|p| p.into_inner()).1) {
+    if let Some(found) = find(&series.read().unwrap_or_else(|p| p.into_inner())) {
         return found;
     }
     let labels = [("route", route.to_string()), ("method", method.to_string()), ("status", status.to_string())];
     let made = (metrics::counter!(HTTP_REQUESTS, &labels), metrics::histogram!(HTTP_DURATION, &labels));
-    let mut guard = series.write().unwrap_or_else(|p| p.into_inner());
-    let (kept, map) = &mut *guard;
-    if *kept < SERIES_KEPT && find(map).is_none() {
-        *kept += 1;
+    let mut map = series.write().unwrap_or_else(|p| p.into_inner());
+    if find(&map).is_none() && map.values().map(Vec::len).sum::<usize>() < SERIES_KEPT {
         map.entry(route.to_string()).or_default().push((method, status, made.clone()));
     }
     made

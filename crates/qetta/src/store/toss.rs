@@ -130,33 +130,36 @@ const STATUS_IDENTITY_AT: usize = 0;
 const STATUS_SERVICE_AT: usize = 14;
 const STATUS_META_AT: usize = 22;
 
+/// A [`StatusRow`] read with `$row.$get(index)`, as [`service_row_at`]. A column that is never
+/// NULL in its table tells whether the LEFT JOIN found a row.
+macro_rules! status_row {
+    ($row:expr, $get:ident) => {{
+        let identity: Option<String> = $row.$get(STATUS_IDENTITY_AT)?;
+        let service: Option<String> = $row.$get(STATUS_SERVICE_AT)?;
+        StatusRow(StatusReads {
+            identity: match identity {
+                Some(_) => Some(identity_at!($row, $get, STATUS_IDENTITY_AT)),
+                None => None,
+            },
+            service: match service {
+                Some(_) => Some(service_row_at!($row, $get, STATUS_SERVICE_AT)),
+                None => None,
+            },
+            last_test: $row.$get(STATUS_META_AT)?,
+        })
+    }};
+}
+
 impl super::inline_sqlite::FromInline for StatusRow {
     fn from_inline(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        // A column that is never NULL in its table tells whether the LEFT JOIN found a row.
-        let identity = match r.get::<_, Option<String>>(STATUS_IDENTITY_AT)? {
-            Some(_) => Some(identity_at!(r, get, STATUS_IDENTITY_AT)),
-            None => None,
-        };
-        let service = match r.get::<_, Option<String>>(STATUS_SERVICE_AT)? {
-            Some(_) => Some(service_row_at!(r, get, STATUS_SERVICE_AT)),
-            None => None,
-        };
-        Ok(Self(StatusReads { identity, service, last_test: r.get(STATUS_META_AT)? }))
+        Ok(status_row!(r, get))
     }
 }
 
 impl sqlx::FromRow<'_, sqlx::any::AnyRow> for StatusRow {
     fn from_row(r: &sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
         use sqlx::Row as _;
-        let identity = match r.try_get::<Option<String>, _>(STATUS_IDENTITY_AT)? {
-            Some(_) => Some(identity_at!(r, try_get, STATUS_IDENTITY_AT)),
-            None => None,
-        };
-        let service = match r.try_get::<Option<String>, _>(STATUS_SERVICE_AT)? {
-            Some(_) => Some(service_row_at!(r, try_get, STATUS_SERVICE_AT)),
-            None => None,
-        };
-        Ok(Self(StatusReads { identity, service, last_test: r.try_get(STATUS_META_AT)? }))
+        Ok(status_row!(r, try_get))
     }
 }
 
