@@ -272,6 +272,21 @@ async fn every_event_type_is_signed_for_the_official_library(backend: Backend) {
     assert!(list.iter().all(|d| d["status"] == "delivered" && d["attempts"] == 1 && d["last_status_code"] == 200), "{list:?}");
 }
 
+/// A listed delivery's time field in Unix seconds.
+fn unix(d: &Value, field: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(d[field].as_str().unwrap_or_else(|| panic!("no {field} in {d}"))).unwrap().timestamp()
+}
+
+/// The wait a pending delivery was given after its last attempt, in seconds.
+fn wait_after_last_attempt(d: &Value) -> i64 {
+    unix(d, "next_attempt_at") - unix(d, "last_attempt_at")
+}
+
+/// Seconds from the app's clock now to a pending delivery's next attempt.
+fn due_in(app: &TestApp, d: &Value) -> i64 {
+    unix(d, "next_attempt_at") - app.clock.now()
+}
+
 async fn failures_are_retried_on_the_schedule_and_redirects_not_followed(backend: Backend) {
     let app = spawn_hooks(backend).start().await;
     let rx = receiver().await;
@@ -288,24 +303,28 @@ async fn failures_are_retried_on_the_schedule_and_redirects_not_followed(backend
     wait_until("first attempt recorded", || attempts(1)).await;
     let d = &app.deliveries(&ep).await[0];
     assert_eq!((d["status"].as_str(), d["last_status_code"].as_i64()), (Some("pending"), Some(307)), "{d}");
-    assert!(d["next_attempt_at"].is_string());
-    // Not before the first wait (5 s).
-    app.advance(4);
+    // The first wait is 5 s (10% of it rounds to no jitter).
+    assert_eq!(wait_after_last_attempt(d), 5, "{d}");
+    // Not before it. The test clock also runs in real time, so it is moved to 2 s before the
+    // recorded retry time: a second passing while the test runs cannot make the retry due.
+    app.advance(due_in(&app, d) - 2);
     settle().await;
     assert_eq!(rx.hits().len(), 1, "retried too early");
-    // The delivery waiting for its retry is the queue, at least 4 s old (read at the scrape).
+    // The delivery waiting for its retry is the queue, at least 3 s old (read at the scrape).
     let metrics = app.metrics().await;
     let gauge = |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok());
     assert_eq!(gauge("qetta_webhook_queue_depth"), Some(1.0), "{metrics}");
-    assert!(gauge("qetta_webhook_oldest_pending_age_seconds").is_some_and(|age| age >= 4.0), "{metrics}");
-    app.advance(1);
+    assert!(gauge("qetta_webhook_oldest_pending_age_seconds").is_some_and(|age| age >= 3.0), "{metrics}");
+    app.advance(2);
     rx.wait_for(2).await;
     wait_until("second attempt recorded", || attempts(2)).await;
     // The second wait is 5 minutes (+ up to 10% jitter).
-    app.advance(299);
+    let d = &app.deliveries(&ep).await[0];
+    assert!((300..=330).contains(&wait_after_last_attempt(d)), "{d}");
+    app.advance(due_in(&app, d) - 2);
     settle().await;
     assert_eq!(rx.hits().len(), 2, "retried before 5 minutes");
-    app.advance(31);
+    app.advance(2);
     let hits = rx.wait_for(3).await;
     wait_until("delivered", || async { app.deliveries(&ep).await[0]["status"] == "delivered" }).await;
     // The same message every time; the redirect was not followed.
