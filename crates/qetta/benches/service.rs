@@ -6,11 +6,14 @@
 //! proxy, whose Kakao simulator is embedded). Load comes from `wrk` in a third process, at 1, 10
 //! and 50 keep-alive connections. Every figure is printed with its target (issue 16) and PASS or
 //! FAIL; throughput targets are ratios against a direct call to the simulator measured in the same
-//! run, so that they hold on a noisy machine. The results are appended to `docs/BENCHMARKS.md`
+//! run, so that they hold on a noisy machine. Beside them, for information, the same calls through a
+//! bare forwarder (`forwarder.rs`: axum and reqwest with no logic), the ceiling of the
+//! ratio for a gateway built from those parts on this machine. The results are appended to `docs/BENCHMARKS.md`
 //! and the throughput plot is written to `docs/bench-throughput.svg`.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // the report is the output
 
 mod background;
+mod forwarder;
 mod plot;
 mod procs;
 mod wrk;
@@ -28,6 +31,9 @@ use procs::{free_port, spawn, wait_for};
 const SERVICE_KEY: &str = "bench-service-key-0123456789-abcdefghij";
 const CONCURRENCY: [usize; 3] = [1, 10, 50];
 const RUN: Duration = Duration::from_secs(5);
+/// What the bare forwarder's figures are for.
+const CEILING: &str = "the ceiling for a gateway of these parts: one more HTTP exchange as server and client, no logic";
+const SHARE: &str = "what the gateway's own work leaves of that ceiling";
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -65,17 +71,34 @@ async fn connect_kftc(client: &reqwest::Client, base: &str, email: &str) -> (Str
     (token, accounts["accounts"][0]["fintech_use_num"].as_str().unwrap().to_string())
 }
 
-/// One figure of the report.
+/// One figure of the report: measured against a target (`pass` is `Some`), or for information
+/// (`None`: what a target's figure is to be read against).
 struct Figure {
     name: String,
     value: String,
     target: String,
-    pass: bool,
+    pass: Option<bool>,
+}
+
+impl Figure {
+    fn verdict(&self) -> &'static str {
+        match self.pass {
+            Some(true) => "PASS",
+            Some(false) => "**FAIL**",
+            None => "information",
+        }
+    }
 }
 
 fn figure(name: impl Into<String>, value: impl Into<String>, target: impl Into<String>, pass: bool) -> Figure {
-    let f = Figure { name: name.into(), value: value.into(), target: target.into(), pass };
-    println!("{:<78} {:>22}  target {:<18} {}", f.name, f.value, f.target, if f.pass { "PASS" } else { "FAIL" });
+    let f = Figure { name: name.into(), value: value.into(), target: target.into(), pass: Some(pass) };
+    println!("{:<78} {:>22}  target {:<18} {}", f.name, f.value, f.target, f.verdict().trim_matches('*'));
+    f
+}
+
+fn information(name: impl Into<String>, value: impl Into<String>, about: impl Into<String>) -> Figure {
+    let f = Figure { name: name.into(), value: value.into(), target: about.into(), pass: None };
+    println!("{:<78} {:>22}  ({})", f.name, f.value, f.target);
     f
 }
 
@@ -214,6 +237,11 @@ async fn main() {
     println!("\nthroughput (wrk, {}s per run, keep-alive connections):", RUN.as_secs());
     let direct =
         sweep("direct KFTC balance", &format!("{}/kftc/v2.0/account/balance/fin_num", sandbox.base), &[("Authorization", &kftc_bearer)], Some(&script));
+    // The ceiling of the balance ratio: the same calls through a forwarder with no logic.
+    let bare = forwarder::start(&sandbox.base);
+    let forwarded =
+        sweep("bare forwarder, KFTC balance", &format!("{}/kftc/v2.0/account/balance/fin_num", bare.base), &[("Authorization", &kftc_bearer)], Some(&script));
+    drop(bare);
     let balance = sweep("gateway balance", &format!("{}/api/v1/oauth/kftc/balance/{fin}", gateway.base), &[("Authorization", &bearer)], None);
     let status = sweep("GET /api/v1/oauth/status", &format!("{}/api/v1/oauth/status", gateway.base), &[("Authorization", &bearer)], None);
     let list = sweep("GET /api/v1/connections", &format!("{}/api/v1/connections", gateway.base), &[("Authorization", &bearer)], None);
@@ -231,12 +259,19 @@ async fn main() {
     let kakao_bearer = format!("Bearer {}", raw["access_token"].as_str().unwrap());
     let kbearer = format!("Bearer {ktoken}");
     let direct_kakao = sweep("direct Kakao /v2/user/me", &format!("{}/sandbox/kakao/v2/user/me", embedded.base), &[("Authorization", &kakao_bearer)], None);
+    let bare = forwarder::start(&embedded.base);
+    let forwarded_kakao = sweep("bare forwarder, Kakao user/me", &format!("{}/sandbox/kakao/v2/user/me", bare.base), &[("Authorization", &kakao_bearer)], None);
+    drop(bare);
     let proxy = sweep("proxy /v2/user/me", &format!("{}/api/v1/connections/{kakao_id}/proxy/v2/user/me", embedded.base), &[("Authorization", &kbearer)], None);
 
     println!();
     for (i, c) in CONCURRENCY.iter().enumerate().skip(1) {
         let r = ratio(&balance[i], &direct[i]);
         figures.push(figure(format!("balance through the gateway / direct, c={c}"), format!("{r:.2}×"), "≥ 0.50×", r >= 0.5));
+        let ceiling = ratio(&forwarded[i], &direct[i]);
+        figures.push(information(format!("balance through a bare forwarder / direct, c={c}"), format!("{ceiling:.2}×"), CEILING));
+        let share = ratio(&balance[i], &forwarded[i]);
+        figures.push(information(format!("balance through the gateway / through a bare forwarder, c={c}"), format!("{share:.2}×"), SHARE));
     }
     let added = balance[0].p50 - direct[0].p50;
     figures.push(figure("balance: p50 added by the gateway, c=1", format!("{added:.3} ms"), "≤ 0.300 ms", added <= 0.3));
@@ -253,6 +288,10 @@ async fn main() {
     for (i, c) in CONCURRENCY.iter().enumerate().skip(1) {
         let r = ratio(&proxy[i], &direct_kakao[i]);
         figures.push(figure(format!("proxy / direct call to the same upstream, c={c}"), format!("{r:.2}×"), "≥ 0.50×", r >= 0.5));
+        let ceiling = ratio(&forwarded_kakao[i], &direct_kakao[i]);
+        figures.push(information(format!("Kakao user/me through a bare forwarder / direct, c={c}"), format!("{ceiling:.2}×"), CEILING));
+        let share = ratio(&proxy[i], &forwarded_kakao[i]);
+        figures.push(information(format!("proxy / through a bare forwarder, c={c}"), format!("{share:.2}×"), SHARE));
     }
 
     // A refresh storm: every token rejected by the provider, 200 concurrent balance reads.
@@ -301,13 +340,14 @@ async fn main() {
     drop(gateway);
     drop(sandbox);
     for (name, value, target, pass) in background::run(Path::new(env!("CARGO_BIN_EXE_qetta"))).await {
-        figures.push(Figure { name, value, target, pass });
+        figures.push(Figure { name, value, target, pass: Some(pass) });
     }
 
     let plot = plot::svg(
         "Throughput against concurrency (wrk, loopback)",
         &[
             plot::Series { name: "direct KFTC balance", colour: "#555", points: points(&direct) },
+            plot::Series { name: "balance via a bare forwarder", colour: "#ff7f0e", points: points(&forwarded) },
             plot::Series { name: "balance via gateway", colour: "#1f77b4", points: points(&balance) },
             plot::Series { name: "GET /oauth/status", colour: "#2ca02c", points: points(&status) },
             plot::Series { name: "GET /connections", colour: "#9467bd", points: points(&list) },
@@ -318,7 +358,8 @@ async fn main() {
     let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
     std::fs::write(docs.join("bench-throughput.svg"), plot).unwrap();
 
-    let failed = figures.iter().filter(|f| !f.pass).count();
+    let failed = figures.iter().filter(|f| f.pass == Some(false)).count();
+    let targets = figures.iter().filter(|f| f.pass.is_some()).count();
     let mut report = format!(
         "\n## {} — {}\n\nRelease build, `wrk` on loopback ({} s per run), the standalone simulator (`qetta sandbox`) as KFTC and \
          Toss, embedded SQLite; the proxy runs on embedded defaults against the embedded Kakao simulator. Resident memory of the \
@@ -329,15 +370,17 @@ async fn main() {
         RUN.as_secs(),
         rss_idle / 1024,
         rss_loaded / 1024,
-        figures.len() - failed,
-        figures.len(),
+        targets - failed,
+        targets,
     );
     for (name, runs) in [
         ("direct: simulator's KFTC balance", &direct),
+        ("bare forwarder (axum + reqwest, no logic): KFTC balance", &forwarded),
         ("gateway: GET /api/v1/oauth/kftc/balance/{fin}", &balance),
         ("gateway: GET /api/v1/oauth/status", &status),
         ("gateway: GET /api/v1/connections", &list),
         ("direct: embedded Kakao simulator's GET /v2/user/me", &direct_kakao),
+        ("bare forwarder (axum + reqwest, no logic): Kakao GET /v2/user/me", &forwarded_kakao),
         ("gateway: GET /api/v1/connections/{id}/proxy/v2/user/me", &proxy),
     ] {
         for r in runs.iter() {
@@ -346,9 +389,9 @@ async fn main() {
     }
     report.push_str("\n| figure | measured | target | |\n|---|---|---|---|\n");
     for f in &figures {
-        report.push_str(&format!("| {} | {} | {} | {} |\n", f.name, f.value, f.target, if f.pass { "PASS" } else { "**FAIL**" }));
+        report.push_str(&format!("| {} | {} | {} | {} |\n", f.name, f.value, f.target, f.verdict()));
     }
-    println!("\n{failed} of {} targets missed", figures.len());
+    println!("\n{failed} of {targets} targets missed");
     let path = docs.join("BENCHMARKS.md");
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
     f.write_all(report.as_bytes()).unwrap();
