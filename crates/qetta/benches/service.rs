@@ -352,6 +352,7 @@ async fn main() {
             plot::Series { name: "GET /oauth/status", colour: "#2ca02c", points: points(&status) },
             plot::Series { name: "GET /connections", colour: "#9467bd", points: points(&list) },
             plot::Series { name: "direct Kakao user/me", colour: "#bbb", points: points(&direct_kakao) },
+            plot::Series { name: "user/me via a bare forwarder", colour: "#f7b6d2", points: points(&forwarded_kakao) },
             plot::Series { name: "proxy user/me", colour: "#d62728", points: points(&proxy) },
         ],
     );
