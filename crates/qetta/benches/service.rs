@@ -6,10 +6,10 @@
 //! proxy, whose Kakao simulator is embedded). Load comes from `wrk` in a third process, at 1, 10
 //! and 50 keep-alive connections. Every figure is printed with its target (issue 16) and PASS or
 //! FAIL; throughput targets are ratios against a direct call to the simulator measured in the same
-//! run, so that they hold on a noisy machine. Beside them, for information, the same calls through a
-//! bare forwarder (`forwarder.rs`: axum and reqwest with no logic), the ceiling of the
-//! ratio for a gateway built from those parts on this machine. The results are appended to `docs/BENCHMARKS.md`
-//! and the throughput plot is written to `docs/bench-throughput.svg`.
+//! run, so that they hold on a noisy machine. Beside them, for information, the same calls through
+//! a bare forwarder (`forwarder.rs`: axum and reqwest with no logic), the ceiling of the ratio for
+//! a gateway built from those parts on this machine. The results are appended to
+//! `docs/BENCHMARKS.md` and the throughput plot is written to `docs/bench-throughput.svg`.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // the report is the output
 
 mod background;
