@@ -31,9 +31,6 @@ use procs::{free_port, spawn, wait_for};
 const SERVICE_KEY: &str = "bench-service-key-0123456789-abcdefghij";
 const CONCURRENCY: [usize; 3] = [1, 10, 50];
 const RUN: Duration = Duration::from_secs(5);
-/// What the bare forwarder's figures are for.
-const CEILING: &str = "the ceiling for a gateway of these parts: one more HTTP exchange as server and client, no logic";
-const SHARE: &str = "what the gateway's own work leaves of that ceiling";
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -155,6 +152,21 @@ fn kftc_script(dir: &Path, fin: &str) -> PathBuf {
     path
 }
 
+/// The two figures for information beside a gateway route's ratio at `c` connections: the bare
+/// forwarder's ratio to the direct call (the ceiling), and the route's ratio to the forwarder.
+fn against_the_forwarder(c: usize, upstream: &str, route: &str, through: &wrk::Run, forwarded: &wrk::Run, direct: &wrk::Run) -> [Figure; 2] {
+    let ceiling = ratio(forwarded, direct);
+    let share = ratio(through, forwarded);
+    [
+        information(
+            format!("{upstream} through a bare forwarder / direct, c={c}"),
+            format!("{ceiling:.2}×"),
+            "the ceiling for a gateway of these parts: one more HTTP exchange as server and client, no logic",
+        ),
+        information(format!("{route} / through a bare forwarder, c={c}"), format!("{share:.2}×"), "what the gateway's own work leaves of that ceiling"),
+    ]
+}
+
 fn ratio(a: &wrk::Run, b: &wrk::Run) -> f64 {
     a.per_sec / b.per_sec.max(1e-9)
 }
@@ -268,10 +280,7 @@ async fn main() {
     for (i, c) in CONCURRENCY.iter().enumerate().skip(1) {
         let r = ratio(&balance[i], &direct[i]);
         figures.push(figure(format!("balance through the gateway / direct, c={c}"), format!("{r:.2}×"), "≥ 0.50×", r >= 0.5));
-        let ceiling = ratio(&forwarded[i], &direct[i]);
-        figures.push(information(format!("balance through a bare forwarder / direct, c={c}"), format!("{ceiling:.2}×"), CEILING));
-        let share = ratio(&balance[i], &forwarded[i]);
-        figures.push(information(format!("balance through the gateway / through a bare forwarder, c={c}"), format!("{share:.2}×"), SHARE));
+        figures.extend(against_the_forwarder(*c, "balance", "balance through the gateway", &balance[i], &forwarded[i], &direct[i]));
     }
     let added = balance[0].p50 - direct[0].p50;
     figures.push(figure("balance: p50 added by the gateway, c=1", format!("{added:.3} ms"), "≤ 0.300 ms", added <= 0.3));
@@ -288,10 +297,7 @@ async fn main() {
     for (i, c) in CONCURRENCY.iter().enumerate().skip(1) {
         let r = ratio(&proxy[i], &direct_kakao[i]);
         figures.push(figure(format!("proxy / direct call to the same upstream, c={c}"), format!("{r:.2}×"), "≥ 0.50×", r >= 0.5));
-        let ceiling = ratio(&forwarded_kakao[i], &direct_kakao[i]);
-        figures.push(information(format!("Kakao user/me through a bare forwarder / direct, c={c}"), format!("{ceiling:.2}×"), CEILING));
-        let share = ratio(&proxy[i], &forwarded_kakao[i]);
-        figures.push(information(format!("proxy / through a bare forwarder, c={c}"), format!("{share:.2}×"), SHARE));
+        figures.extend(against_the_forwarder(*c, "Kakao user/me", "proxy", &proxy[i], &forwarded_kakao[i], &direct_kakao[i]));
     }
 
     // A refresh storm: every token rejected by the provider, 200 concurrent balance reads.
